@@ -1,0 +1,26 @@
+//! The core: a sharded, loss-free concurrent aggregator. No async runtime needed.
+//!
+//! * `core` – [`Aggregator`]: shards, add path, flush passes, shutdown.
+//! * `builder` – [`Builder`] and the [`Config`] snapshot.
+//! * `merge` – the [`Merge`] trait and the built-in merges.
+//! * `receiver` – [`Batch`] and [`BatchReceiver`], the consumer side.
+//! * `shard` – one shard's table and the order-preserving re-insertion.
+//! * `flusher` – the periodic flusher thread (not under loom).
+
+mod builder;
+mod core;
+#[cfg(not(accrue_loom))]
+mod flusher;
+mod merge;
+mod receiver;
+mod shard;
+
+#[cfg(all(test, accrue_loom))]
+mod loom_tests;
+#[cfg(all(test, not(accrue_loom)))]
+mod tests;
+
+pub use self::builder::{Builder, Config};
+pub use self::core::{Aggregator, Counters, FlushReport};
+pub use self::merge::{Count, First, Last, Max, Merge, Min, Sum};
+pub use self::receiver::{Batch, BatchReceiver, RecvTimeoutError, TryRecvError};
