@@ -98,10 +98,18 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregator;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+mod collector;
 mod constants;
 mod error;
 mod sync;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use crate::collector::{
+    AckMode, Collector, CollectorBuilder, CollectorError, ShutdownHandle, Synchronous,
+};
 pub use crate::{
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,

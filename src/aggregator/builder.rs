@@ -267,8 +267,13 @@ where
         let config = self.config(Some(self.flush_interval))?;
         let (shared, rx, wake_rx) = Shared::new(config, self.hasher, self.merge);
         let shared = Arc::new(shared);
-        let handle = super::flusher::spawn(shared.clone(), wake_rx, self.flush_interval, self.thread_name)
-            .map_err(|e| BuildError::Spawn(e.to_string()))?;
+        let handle = super::flusher::spawn(
+            shared.clone(),
+            wake_rx,
+            self.flush_interval,
+            self.thread_name,
+        )
+        .map_err(|e| BuildError::Spawn(e.to_string()))?;
         let agg = Aggregator {
             shared,
             flusher: Mutex::new(Some(handle)),

@@ -332,9 +332,7 @@ where
         let hasher = &self.hasher;
         shard
             .table
-            .insert_unique(hash, (key.into_owned(), value), |(k, _)| {
-                hasher.hash_one(k)
-            });
+            .insert_unique(hash, (key.into_owned(), value), |(k, _)| hasher.hash_one(k));
         Ok(())
     }
 
@@ -496,7 +494,14 @@ where
             tracing::info!(seq = *seq, "batch channel has room again");
         }
         *backpressured = deferred;
-        tracing::debug!(seq = *seq, batches, items, reinserted, deferred, "flush pass");
+        tracing::debug!(
+            seq = *seq,
+            batches,
+            items,
+            reinserted,
+            deferred,
+            "flush pass"
+        );
         report.batches_sent += batches;
         report.items_sent += items;
         report.items_reinserted += reinserted;
