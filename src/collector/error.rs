@@ -61,13 +61,6 @@ impl CollectorError {
             source: source.into(),
         }
     }
-
-    pub(crate) fn metrics(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Metrics {
-            context: context.into(),
-            source: source.into(),
-        }
-    }
 }
 
 impl fmt::Display for CollectorError {
@@ -175,12 +168,6 @@ impl ApiError {
             .with_detail(format!("the id is {len} bytes; it must be 1 to {max}"))
     }
 
-    pub(crate) fn invalid_key(index: usize, detail: String) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "Invalid event key")
-            .at(index)
-            .with_detail(detail)
-    }
-
     pub(crate) fn too_many_events(max: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -217,13 +204,6 @@ impl ApiError {
         )
     }
 
-    pub(crate) fn bad_query(detail: String) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "Invalid query").with_detail(detail)
-    }
-
-    pub(crate) fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Not found").with_detail(what)
-    }
 }
 
 impl IntoResponse for ApiError {

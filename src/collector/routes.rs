@@ -37,6 +37,7 @@ use super::writer::{Ingest, WriterShared, now_ns};
 
 /// Every route the server answers, as `(method, path)`; the OpenAPI document lists exactly
 /// these (a test checks both directions).
+#[cfg(test)]
 pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("post", "/events"),
     ("post", "/batch"),

@@ -190,8 +190,11 @@ impl CollectorBuilder {
                 addr: addr.to_string(),
                 source,
             })?;
-        let (ingest, shared, writer) =
-            writer::spawn(store, writer_cfg, Arc::clone(&metrics), Vec::new())?;
+        let writer::Spawned {
+            ingest,
+            shared,
+            thread: writer,
+        } = writer::spawn(store, writer_cfg, Arc::clone(&metrics), Vec::new())?;
         let state = AppState(Arc::new(AppInner {
             ingest: Arc::clone(&ingest),
             writer: Arc::clone(&shared),

@@ -212,6 +212,7 @@ fn itoa_pad(n: u32, width: usize) -> Vec<u8> {
 }
 
 /// [`format_rfc3339`] into a `String`.
+#[cfg(test)]
 pub(crate) fn to_rfc3339(t: EventTime) -> String {
     let mut out = Vec::with_capacity(35);
     format_rfc3339(t, &mut out);

@@ -70,8 +70,6 @@ pub(crate) struct Job {
 
 pub(crate) enum Msg {
     Write(Job),
-    /// Every event up to this id is in the metrics store; persist it.
-    Watermark(i64),
     Stop,
 }
 
@@ -165,11 +163,6 @@ impl Ingest {
         (self.cap_events, self.cap_bytes)
     }
 
-    /// Records a metrics watermark (sent by the pipeline, persisted by the writer).
-    pub(crate) fn watermark(&self, id: i64) {
-        let _ = self.tx.send(Msg::Watermark(id));
-    }
-
     /// Refuses new requests and tells the writer to finish what is queued, then stop.
     pub(crate) fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
@@ -204,13 +197,21 @@ pub(crate) struct Writer {
     unwritten: u64,
 }
 
+/// The handles of a started writer.
+pub(crate) struct Spawned {
+    pub(crate) ingest: Arc<Ingest>,
+    pub(crate) shared: Arc<WriterShared>,
+    /// Returns the number of queued events it could not write.
+    pub(crate) thread: JoinHandle<u64>,
+}
+
 /// Starts the writer thread on an opened store.
 pub(crate) fn spawn(
     store: EventStore,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
     observers: Vec<Box<dyn CommitObserver>>,
-) -> Result<(Arc<Ingest>, Arc<WriterShared>, JoinHandle<u64>), CollectorError> {
+) -> Result<Spawned, CollectorError> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(WriterShared {
         healthy: AtomicBool::new(true),
@@ -242,7 +243,11 @@ pub(crate) fn spawn(
         .name("accrue-writer".into())
         .spawn(move || writer.run())
         .map_err(|e| CollectorError::Task(format!("cannot start the writer thread: {e}")))?;
-    Ok((ingest, shared, handle))
+    Ok(Spawned {
+        ingest,
+        shared,
+        thread: handle,
+    })
 }
 
 impl Writer {
@@ -317,10 +322,6 @@ impl Writer {
             Msg::Write(job) => {
                 *events += job.events.len();
                 group.push(job);
-                false
-            }
-            Msg::Watermark(id) => {
-                self.pending_watermark = Some(id);
                 false
             }
             Msg::Stop => true,
