@@ -383,13 +383,16 @@ where
     /// Runs flush passes until no request is outstanding. With `wait == false` it returns at
     /// once (coalesced) when another thread is flushing.
     ///
-    /// Protocol: a request sets `flush_again` *before* trying the lock. The holder serves
+    /// Protocol: a request raises `flush_again` *before* trying the lock. The holder serves
     /// requests in a loop and re-checks the flag after unlocking, so a request that lost the
     /// race for the lock is always served by somebody: never two passes at once, never a
     /// request skipped.
     pub(crate) fn flush(&self, wait: bool) -> FlushReport {
         let mut report = FlushReport::default();
-        self.flush_again.store(true, Ordering::SeqCst);
+        // An RMW, not a store: it extends the release sequence of earlier requests, so the pass
+        // that consumes the flag synchronises with *every* requester's adds. A plain store here
+        // lets a pass consume the flag without seeing another requester's data (found by loom).
+        self.flush_again.swap(true, Ordering::SeqCst);
         loop {
             let guard = if wait {
                 Some(self.flush.lock())
@@ -429,6 +432,8 @@ where
         let Some(tx) = tx.as_ref() else {
             return;
         };
+        // Re-arm the size trigger: adds from here on count toward the next flush.
+        self.wake_pending.store(false, Ordering::Release);
         *seq += 1;
         report.seq = *seq;
         report.passes += 1;
