@@ -24,7 +24,10 @@ fn append(acc: &mut Vec<u8>, mut newer: Vec<u8>) {
     acc.append(&mut newer);
 }
 
-fn summing(shards: usize, capacity: usize) -> (Arc<Aggregator<u8, u64, H>>, BatchReceiver<u8, u64>) {
+fn summing(
+    shards: usize,
+    capacity: usize,
+) -> (Arc<Aggregator<u8, u64, H>>, BatchReceiver<u8, u64>) {
     let (agg, rx) = Builder::<u8, u64>::new()
         .shards(shards)
         .channel_capacity(capacity)

@@ -64,7 +64,10 @@ fn flush_hands_every_key_over_once_with_sequence_and_shard() {
     for b in batches {
         assert_eq!(b.seq(), 1);
         assert!(b.shard() < 8);
-        assert!(shards_seen.insert(b.shard()), "one batch per shard per flush");
+        assert!(
+            shards_seen.insert(b.shard()),
+            "one batch per shard per flush"
+        );
         assert!(!b.is_empty());
         for (k, v) in b {
             assert!(total.insert(k, v).is_none(), "key {k} delivered twice");
@@ -92,7 +95,7 @@ fn full_channel_keeps_data_and_a_later_flush_delivers_it_exactly_once() {
     let first = agg.flush();
     assert_eq!(first.batches_sent, 1, "only one batch fits");
     assert!(first.deferred);
-    assert!(agg.len() > 0, "the rest stays pending");
+    assert!(!agg.is_empty(), "the rest stays pending");
     // Newer data for the pending keys merges with what stayed behind.
     for k in 0..64 {
         agg.add(k, 10).unwrap();
@@ -141,7 +144,11 @@ fn handed_back_batch_is_merged_before_newer_values() {
     let err = agg.shutdown().unwrap_err();
     assert!(!err.timed_out());
     assert_eq!(err.item_count(), 1);
-    let items: Vec<_> = err.into_batches().into_iter().flat_map(|b| b.into_vec()).collect();
+    let items: Vec<_> = err
+        .into_batches()
+        .into_iter()
+        .flat_map(|b| b.into_vec())
+        .collect();
     assert_eq!(items, vec![("k", vec![1, 2, 3])]);
 }
 
@@ -261,7 +268,11 @@ fn shutdown_timeout_hands_back_what_a_stalled_consumer_did_not_take() {
     }
     let err = agg.shutdown_timeout(Duration::from_millis(20)).unwrap_err();
     assert!(err.timed_out());
-    let in_channel: u64 = rx.try_iter().flat_map(|b| b.into_vec()).map(|(_, v)| v).sum();
+    let in_channel: u64 = rx
+        .try_iter()
+        .flat_map(|b| b.into_vec())
+        .map(|(_, v)| v)
+        .sum();
     let handed_back: u64 = err
         .into_batches()
         .into_iter()
@@ -288,9 +299,14 @@ fn spawned_flusher_flushes_on_its_interval() {
         .spawn()
         .unwrap();
     agg.add(1, 1).unwrap();
-    let b = rx.recv_timeout(Duration::from_secs(5)).expect("periodic flush");
+    let b = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("periodic flush");
     assert_eq!(b.into_vec(), vec![(1, 1)]);
-    assert_eq!(agg.config().flush_interval(), Some(Duration::from_millis(10)));
+    assert_eq!(
+        agg.config().flush_interval(),
+        Some(Duration::from_millis(10))
+    );
     agg.shutdown().unwrap();
 }
 
@@ -319,7 +335,10 @@ fn size_trigger_flushes_before_the_interval() {
 
 #[test]
 fn merges_last_min_max_closures() {
-    let (agg, rx) = Aggregator::<&str, i64>::builder().merge(Last).build().unwrap();
+    let (agg, rx) = Aggregator::<&str, i64>::builder()
+        .merge(Last)
+        .build()
+        .unwrap();
     agg.add("g", 1).unwrap();
     agg.add("g", -3).unwrap();
     agg.shutdown().unwrap();
@@ -333,7 +352,10 @@ fn counters_track_adds_merges_keys_and_flushes() {
         agg.add(i % 3, 1).unwrap();
     }
     let c = agg.counters();
-    assert_eq!((c.adds, c.merges, c.new_keys, c.pending_keys), (10, 7, 3, 3));
+    assert_eq!(
+        (c.adds, c.merges, c.new_keys, c.pending_keys),
+        (10, 7, 3, 3)
+    );
     agg.flush();
     let c = agg.counters();
     assert_eq!((c.flushes, c.items_sent, c.pending_keys), (1, 3, 0));
@@ -343,8 +365,14 @@ fn counters_track_adds_merges_keys_and_flushes() {
 #[test]
 fn invalid_settings_are_build_errors() {
     let b = || Aggregator::<u32, u64>::builder();
-    assert_eq!(b().shards(0).build().unwrap_err(), BuildError::ShardCount(0));
-    assert_eq!(b().shards(12).build().unwrap_err(), BuildError::ShardCount(12));
+    assert_eq!(
+        b().shards(0).build().unwrap_err(),
+        BuildError::ShardCount(0)
+    );
+    assert_eq!(
+        b().shards(12).build().unwrap_err(),
+        BuildError::ShardCount(12)
+    );
     assert_eq!(
         b().channel_capacity(0).build().unwrap_err(),
         BuildError::ChannelCapacity
@@ -353,7 +381,10 @@ fn invalid_settings_are_build_errors() {
         b().flush_interval(Duration::ZERO).spawn().unwrap_err(),
         BuildError::FlushInterval
     );
-    assert_eq!(b().flush_threshold(0).build().unwrap_err(), BuildError::FlushThreshold);
+    assert_eq!(
+        b().flush_threshold(0).build().unwrap_err(),
+        BuildError::FlushThreshold
+    );
     assert_eq!(b().max_keys(0).build().unwrap_err(), BuildError::MaxKeys);
     assert!(
         BuildError::ShardCount(12)
@@ -375,7 +406,10 @@ fn default_shards_are_a_power_of_two_of_at_least_64() {
 
 #[test]
 fn keys_spread_over_shards() {
-    let (agg, rx) = Aggregator::<u64, u64>::builder().shards(64).build().unwrap();
+    let (agg, rx) = Aggregator::<u64, u64>::builder()
+        .shards(64)
+        .build()
+        .unwrap();
     for k in 0..64_000u64 {
         agg.add(k, 1).unwrap();
     }
@@ -417,11 +451,21 @@ mod absorb {
         // Shard larger than the incoming batch: iterate the batch.
         let mut shard = Shard::new();
         shard.table = table(&h, &[(1, &[3]), (2, &[30]), (9, &[90])]);
-        let new = shard.absorb(table(&h, &[(1, &[1, 2]), (5, &[5])]), Age::Older, &h, &merge);
+        let new = shard.absorb(
+            table(&h, &[(1, &[1, 2]), (5, &[5])]),
+            Age::Older,
+            &h,
+            &merge,
+        );
         assert_eq!(new, 1);
         assert_eq!(
             sorted(&shard),
-            vec![(1, vec![1, 2, 3]), (2, vec![30]), (5, vec![5]), (9, vec![90])]
+            vec![
+                (1, vec![1, 2, 3]),
+                (2, vec![30]),
+                (5, vec![5]),
+                (9, vec![90])
+            ]
         );
         // Incoming batch larger than the shard: the tables swap, order still holds.
         let mut shard = Shard::new();
@@ -438,12 +482,7 @@ mod absorb {
         shard.absorb(table(&h, &[(1, &[4])]), Age::Newer, &h, &merge);
         let mut small = Shard::new();
         small.table = table(&h, &[(1, &[1])]);
-        small.absorb(
-            table(&h, &[(1, &[4]), (7, &[7])]),
-            Age::Newer,
-            &h,
-            &merge,
-        );
+        small.absorb(table(&h, &[(1, &[4]), (7, &[7])]), Age::Newer, &h, &merge);
         assert_eq!(sorted(&shard)[0], (1, vec![1, 4]));
         assert_eq!(sorted(&small), vec![(1, vec![1, 4]), (7, vec![7])]);
     }
