@@ -236,6 +236,8 @@ where
     /// # Errors
     ///
     /// [`BuildError`] naming the invalid setting.
+    // Spelled out on purpose: the pair is the whole API of construction.
+    #[allow(clippy::type_complexity)]
     pub fn build(self) -> Result<(Aggregator<K, V, S, M>, BatchReceiver<K, V>), BuildError> {
         let config = self.config(None)?;
         let (shared, rx, _wake_rx) = Shared::new(config, self.hasher, self.merge);
@@ -263,6 +265,7 @@ where
     /// # Errors
     ///
     /// [`BuildError`] naming the invalid setting, or [`BuildError::Spawn`].
+    #[allow(clippy::type_complexity)]
     pub fn spawn(self) -> Result<(Aggregator<K, V, S, M>, BatchReceiver<K, V>), BuildError> {
         let config = self.config(Some(self.flush_interval))?;
         let (shared, rx, wake_rx) = Shared::new(config, self.hasher, self.merge);
