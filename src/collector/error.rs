@@ -203,7 +203,6 @@ impl ApiError {
             "Failed to retrieve events",
         )
     }
-
 }
 
 impl IntoResponse for ApiError {
