@@ -389,12 +389,20 @@ impl Writer {
             }
         }
         let mut ids = committed.ids.iter();
-        for job in group.drain(..) {
-            let stored = ids.by_ref().take(job.events.len()).flatten().count();
-            if let Some(ack) = job.ack {
+        for Job {
+            events,
+            _permits: permits,
+            ack,
+        } in group.drain(..)
+        {
+            let stored = ids.by_ref().take(events.len()).flatten().count();
+            // Free the queue space before answering, so a client that reads `/metrics` after
+            // its 200 sees its events gone from the queue.
+            drop(permits);
+            if let Some(ack) = ack {
                 let _ = ack.send(Ok(Outcome {
                     stored,
-                    duplicates: job.events.len() - stored,
+                    duplicates: events.len() - stored,
                 }));
             }
         }
