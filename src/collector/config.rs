@@ -125,20 +125,23 @@ pub(crate) const DEFAULT_READERS: usize = 4;
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), accrue::CollectorError> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use accrue::{AckMode, Collector};
 ///
+/// let dir = tempfile::tempdir()?;
 /// let server = Collector::builder()
-///     .db("/var/lib/accrue/events.db")
-///     .port(8081)
+///     .db(dir.path().join("events.db"))
+///     .port(0) // a free port; 8081 by default
 ///     .ack(AckMode::Durable)
 ///     .retention(Some(Duration::from_secs(30 * 86_400)))
 ///     .start()
 ///     .await?;
 /// println!("listening on {}", server.local_addr());
-/// server.run_until_signal().await?;
+/// // In a binary: `server.run_until_signal().await?` waits for SIGTERM / Ctrl-C.
+/// server.stop().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
