@@ -58,6 +58,26 @@ INSERT OR IGNORE INTO collector_state (name, value) VALUES
 
 const INSERT: &str = "INSERT INTO events (id, key, ts_ns, ts_offset_s, data, received_ns, event_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING";
+/// Rows per multi-row `INSERT` (largest first; a run is cut into these sizes).
+const MULTI_ROW: [usize; 3] = [32, 8, 1];
+
+/// The multi-row insert for `rows` events without ids.
+fn multi_row_insert(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=MULTI_ROW[0])
+            .map(|n| {
+                let values = vec!["(?,?,?,?,?,?)"; n].join(",");
+                format!(
+                    "INSERT INTO events (id, key, ts_ns, ts_offset_s, data, received_ns) \
+                     VALUES {values}"
+                )
+            })
+            .collect()
+    });
+    &all[rows]
+}
+
 const SET_STATE: &str = "UPDATE collector_state SET value = ?2 WHERE name = ?1";
 const GET_STATE: &str = "SELECT value FROM collector_state WHERE name = ?1";
 
@@ -183,29 +203,61 @@ impl EventStore {
         events: impl Iterator<Item = &'e Event>,
         received_ns: i64,
     ) -> Result<Committed, rusqlite::Error> {
+        let events: Vec<&Event> = events.collect();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut next = self.next_id;
-        let mut ids = Vec::with_capacity(events.size_hint().0);
+        let mut ids = Vec::with_capacity(events.len());
         {
-            let mut stmt = tx.prepare_cached(INSERT)?;
-            for e in events {
-                let inserted = stmt.execute(params![
-                    next,
-                    &*e.key,
-                    e.time.unix_ns,
-                    e.time.offset_s,
-                    e.data.as_deref(),
-                    received_ns,
-                    e.id.as_deref(),
-                ])?;
-                if inserted == 1 {
-                    ids.push(Some(next));
-                    next += 1;
-                } else {
-                    ids.push(None);
+            let mut i = 0;
+            while i < events.len() {
+                let e = events[i];
+                if e.id.is_some() {
+                    // May be a duplicate: one row at a time, to learn which.
+                    let inserted = tx.prepare_cached(INSERT)?.execute(params![
+                        next,
+                        &*e.key,
+                        e.time.unix_ns,
+                        e.time.offset_s,
+                        e.data.as_deref(),
+                        received_ns,
+                        e.id.as_deref(),
+                    ])?;
+                    if inserted == 1 {
+                        ids.push(Some(next));
+                        next += 1;
+                    } else {
+                        ids.push(None);
+                    }
+                    i += 1;
+                    continue;
                 }
+                // A run of events without ids cannot conflict: insert it several rows per
+                // statement, which halves SQLite's per-row statement overhead.
+                let run = events[i..]
+                    .iter()
+                    .take_while(|e| e.id.is_none())
+                    .count();
+                let rows = MULTI_ROW
+                    .iter()
+                    .copied()
+                    .find(|&n| n <= run)
+                    .expect("MULTI_ROW ends with 1");
+                let mut stmt = tx.prepare_cached(multi_row_insert(rows))?;
+                for (r, e) in events[i..i + rows].iter().enumerate() {
+                    let base = r * 6;
+                    stmt.raw_bind_parameter(base + 1, next + r as i64)?;
+                    stmt.raw_bind_parameter(base + 2, &*e.key)?;
+                    stmt.raw_bind_parameter(base + 3, e.time.unix_ns)?;
+                    stmt.raw_bind_parameter(base + 4, e.time.offset_s)?;
+                    stmt.raw_bind_parameter(base + 5, e.data.as_deref())?;
+                    stmt.raw_bind_parameter(base + 6, received_ns)?;
+                }
+                stmt.raw_execute()?;
+                ids.extend((0..rows as i64).map(|r| Some(next + r)));
+                next += rows as i64;
+                i += rows;
             }
             let added = next - self.next_id;
             if added > 0 {
@@ -424,6 +476,35 @@ mod tests {
         assert_eq!(store.count(), 3);
         let c = store.insert([ev("d", 1, Some("x"))].iter(), 3).unwrap();
         assert_eq!(c.ids, vec![None], "ids are unique across restarts");
+    }
+
+    #[test]
+    fn multi_row_runs_and_id_rows_interleave_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let mut store = EventStore::open(&path, Synchronous::Normal).unwrap();
+        let ids: Vec<String> = (0..75).map(|i| format!("id{}", i / 2)).collect();
+        let group: Vec<Event> = (0..75)
+            .map(|i| ev(&format!("k{i}"), i, (i % 10 == 3).then(|| ids[i as usize].as_str())))
+            .collect();
+        // i = 3, 13, 23, … carry ids id1, id6, id11, …: all distinct.
+        let mut dup = group.clone();
+        dup.push(ev("late", 999, Some("id6")));
+        let c = store.insert(dup.iter(), 5).unwrap();
+        let expected: Vec<Option<i64>> = (1..=75).map(Some).chain([None]).collect();
+        assert_eq!(c.ids, expected);
+        let rows: Vec<(i64, String, i64)> = store
+            .conn
+            .prepare("SELECT id, key, ts_ns FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 75);
+        for (i, (id, key, ts)) in rows.iter().enumerate() {
+            assert_eq!((*id, key.as_str(), *ts), (i as i64 + 1, format!("k{i}").as_str(), i as i64));
+        }
     }
 
     #[test]
