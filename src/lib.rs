@@ -101,6 +101,7 @@ mod aggregator;
 mod constants;
 mod error;
 mod sync;
+mod time;
 
 pub use crate::{
     aggregator::{
@@ -108,6 +109,10 @@ pub use crate::{
         Last, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
     },
     error::{AddError, BuildError, ShutdownError},
+    time::{
+        Calendar, Granularity, GranularityError, GranularityErrorKind, TimeError, TimeZoneError,
+        Timeline, Unit,
+    },
 };
 
 /// The README's examples, compiled and run as doctests.
