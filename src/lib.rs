@@ -98,11 +98,19 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregator;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+mod collector;
 mod constants;
 mod error;
 mod sync;
 mod time;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use crate::collector::{
+    AckMode, Collector, CollectorBuilder, CollectorError, ShutdownHandle, Synchronous,
+};
 pub use crate::{
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,

@@ -116,7 +116,10 @@ mod imp {
         }
 
         pub(crate) fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
-            assert!(cap > 0, "the loom channel model needs a capacity of at least 1");
+            assert!(
+                cap > 0,
+                "the loom channel model needs a capacity of at least 1"
+            );
             let chan = Arc::new(Chan {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
@@ -144,7 +147,6 @@ mod imp {
                 self.0.not_empty.notify_all();
                 Ok(())
             }
-
         }
 
         /// Blocking send. loom has no time: a deadline behaves like an unbounded wait.
@@ -183,8 +185,7 @@ mod imp {
             }
 
             pub(crate) fn recv(&self) -> Result<T, RecvError> {
-                self.recv_timeout(Duration::ZERO)
-                    .map_err(|_| RecvError)
+                self.recv_timeout(Duration::ZERO).map_err(|_| RecvError)
             }
 
             /// loom has no time: waits until a value or disconnection arrives.

@@ -236,6 +236,8 @@ where
     /// # Errors
     ///
     /// [`BuildError`] naming the invalid setting.
+    // Spelled out on purpose: the pair is the whole API of construction.
+    #[allow(clippy::type_complexity)]
     pub fn build(self) -> Result<(Aggregator<K, V, S, M>, BatchReceiver<K, V>), BuildError> {
         let config = self.config(None)?;
         let (shared, rx, _wake_rx) = Shared::new(config, self.hasher, self.merge);
@@ -263,12 +265,18 @@ where
     /// # Errors
     ///
     /// [`BuildError`] naming the invalid setting, or [`BuildError::Spawn`].
+    #[allow(clippy::type_complexity)]
     pub fn spawn(self) -> Result<(Aggregator<K, V, S, M>, BatchReceiver<K, V>), BuildError> {
         let config = self.config(Some(self.flush_interval))?;
         let (shared, rx, wake_rx) = Shared::new(config, self.hasher, self.merge);
         let shared = Arc::new(shared);
-        let handle = super::flusher::spawn(shared.clone(), wake_rx, self.flush_interval, self.thread_name)
-            .map_err(|e| BuildError::Spawn(e.to_string()))?;
+        let handle = super::flusher::spawn(
+            shared.clone(),
+            wake_rx,
+            self.flush_interval,
+            self.thread_name,
+        )
+        .map_err(|e| BuildError::Spawn(e.to_string()))?;
         let agg = Aggregator {
             shared,
             flusher: Mutex::new(Some(handle)),

@@ -28,16 +28,16 @@ use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, chan};
 /// ```
 /// use accrue::Aggregator;
 ///
-/// let (agg, rx) = Aggregator::<&str, u64>::builder().build().unwrap();
-/// agg.add("requests", 1).unwrap();
-/// agg.add("requests", 2).unwrap();
+/// let (agg, rx) = Aggregator::<String, u64>::builder().build().unwrap();
+/// agg.add("requests".to_string(), 1).unwrap();
+/// agg.add_ref("requests", 2).unwrap(); // no allocation: the key exists
 /// agg.add_ref("errors", 1).unwrap();
 /// assert_eq!(agg.get("requests"), Some(3));
 ///
 /// agg.flush();
 /// let mut seen: Vec<_> = rx.try_iter().flat_map(|b| b.into_vec()).collect();
 /// seen.sort();
-/// assert_eq!(seen, vec![("errors", 1), ("requests", 3)]);
+/// assert_eq!(seen, vec![("errors".to_string(), 1), ("requests".to_string(), 3)]);
 /// ```
 ///
 /// Share it between threads by reference (scoped threads) or in an `Arc`; all methods take
@@ -49,9 +49,12 @@ pub struct Aggregator<K, V, S = ahash::RandomState, M = Sum> {
     pub(crate) drop_timeout: Duration,
 }
 
+/// The shards, each lock on its own cache line.
+type Shards<K, V> = Box<[CachePadded<Mutex<Shard<K, V>>>]>;
+
 /// What the aggregator and its flusher thread share.
 pub(crate) struct Shared<K, V, S, M> {
-    shards: Box<[CachePadded<Mutex<Shard<K, V>>>]>,
+    shards: Shards<K, V>,
     /// `64 - log2(shards)`: the shard is taken from the hash bits just below the top 7, which
     /// hashbrown uses as its tag, and far from the low bits it probes with.
     shift: u32,
@@ -320,7 +323,6 @@ where
         if let Some((_, acc)) = shard.table.find_mut(hash, |(k, _)| key.matches(k)) {
             self.merge.merge(acc, value);
             shard.adds += 1;
-            shard.merges += 1;
             return Ok(());
         }
         if self.count_keys && !self.reserve_key(enforce_cap) {
@@ -332,9 +334,7 @@ where
         let hasher = &self.hasher;
         shard
             .table
-            .insert_unique(hash, (key.into_owned(), value), |(k, _)| {
-                hasher.hash_one(k)
-            });
+            .insert_unique(hash, (key.into_owned(), value), |(k, _)| hasher.hash_one(k));
         Ok(())
     }
 
@@ -383,13 +383,16 @@ where
     /// Runs flush passes until no request is outstanding. With `wait == false` it returns at
     /// once (coalesced) when another thread is flushing.
     ///
-    /// Protocol: a request sets `flush_again` *before* trying the lock. The holder serves
+    /// Protocol: a request raises `flush_again` *before* trying the lock. The holder serves
     /// requests in a loop and re-checks the flag after unlocking, so a request that lost the
     /// race for the lock is always served by somebody: never two passes at once, never a
     /// request skipped.
     pub(crate) fn flush(&self, wait: bool) -> FlushReport {
         let mut report = FlushReport::default();
-        self.flush_again.store(true, Ordering::SeqCst);
+        // An RMW, not a store: it extends the release sequence of earlier requests, so the pass
+        // that consumes the flag synchronises with *every* requester's adds. A plain store here
+        // lets a pass consume the flag without seeing another requester's data (found by loom).
+        self.flush_again.swap(true, Ordering::SeqCst);
         loop {
             let guard = if wait {
                 Some(self.flush.lock())
@@ -429,6 +432,8 @@ where
         let Some(tx) = tx.as_ref() else {
             return;
         };
+        // Re-arm the size trigger: adds from here on count toward the next flush.
+        self.wake_pending.store(false, Ordering::Release);
         *seq += 1;
         report.seq = *seq;
         report.passes += 1;
@@ -496,7 +501,14 @@ where
             tracing::info!(seq = *seq, "batch channel has room again");
         }
         *backpressured = deferred;
-        tracing::debug!(seq = *seq, batches, items, reinserted, deferred, "flush pass");
+        tracing::debug!(
+            seq = *seq,
+            batches,
+            items,
+            reinserted,
+            deferred,
+            "flush pass"
+        );
         report.batches_sent += batches;
         report.items_sent += items;
         report.items_reinserted += reinserted;
@@ -527,10 +539,10 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         for shard in self.shards.iter() {
             let s = shard.lock();
             c.adds += s.adds;
-            c.merges += s.merges;
             c.new_keys += s.new_keys;
             c.pending_keys += s.table.len() as u64;
         }
+        c.merges = c.adds - c.new_keys;
         let t = &self.totals;
         c.flushes = t.flushes.load(Ordering::Relaxed);
         c.coalesced_flushes = t.coalesced.load(Ordering::Relaxed);

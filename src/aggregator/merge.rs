@@ -27,8 +27,28 @@
 /// agg.add("k", vec![1]).unwrap();
 /// agg.add("k", vec![2]).unwrap();
 /// agg.flush();
-/// let batch = rx.try_recv().unwrap();
-/// assert_eq!(batch.into_vec(), vec![("k", vec![1, 2])]);
+/// assert_eq!(rx.try_recv().unwrap().into_vec(), vec![("k", vec![1, 2])]);
+///
+/// // A type: count, sum and extremes of a latency in one pass.
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// struct Summary { count: u64, sum: f64, max: f64 }
+///
+/// struct Summarize;
+/// impl Merge<Summary> for Summarize {
+///     fn merge(&self, acc: &mut Summary, newer: Summary) {
+///         acc.count += newer.count;
+///         acc.sum += newer.sum;
+///         acc.max = acc.max.max(newer.max);
+///     }
+/// }
+///
+/// let (agg, rx) = Aggregator::<&str, Summary>::builder().merge(Summarize).build().unwrap();
+/// for ms in [3.0, 9.0, 6.0] {
+///     agg.add("GET /", Summary { count: 1, sum: ms, max: ms }).unwrap();
+/// }
+/// agg.flush();
+/// let (_, s) = rx.try_recv().unwrap().into_vec()[0];
+/// assert_eq!(s, Summary { count: 3, sum: 18.0, max: 9.0 });
 /// ```
 pub trait Merge<V>: Send + Sync + 'static {
     /// Folds `newer` into `acc`.

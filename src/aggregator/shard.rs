@@ -12,9 +12,9 @@ pub(crate) struct Shard<K, V> {
     pub(crate) table: HashTable<(K, V)>,
     /// Set by shutdown: adds are refused from then on.
     pub(crate) closed: bool,
-    // Counters live under the lock we already hold, so counting costs no shared cache line.
+    // Counters live under the lock we already hold, so counting costs no shared cache line;
+    // the hit path bumps only `adds` (merges = adds - new_keys).
     pub(crate) adds: u64,
-    pub(crate) merges: u64,
     pub(crate) new_keys: u64,
 }
 
@@ -33,7 +33,6 @@ impl<K, V> Shard<K, V> {
             table: HashTable::new(),
             closed: false,
             adds: 0,
-            merges: 0,
             new_keys: 0,
         }
     }

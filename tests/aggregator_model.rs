@@ -1,0 +1,122 @@
+//! Property test against a model: any sequence of adds, flushes (manual and caller-driven),
+//! partial consumption with a tiny channel (so batches bounce back), and a final shutdown
+//! delivers every added value exactly once, in add order per key.
+//!
+//! The merge appends, so it is order-sensitive: each add carries a unique, increasing id, and
+//! the ids a consumer sees for a key (batches in arrival order) must be exactly the ids added for
+//! that key, in order.
+
+use std::collections::HashMap;
+
+use accrue::{Aggregator, BatchReceiver};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u8),
+    Flush,
+    FlushOnce,
+    Consume(u8),
+    TryAddCapped(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..12).prop_map(Op::Add),
+        2 => Just(Op::Flush),
+        1 => Just(Op::FlushOnce),
+        2 => (0u8..4).prop_map(Op::Consume),
+        1 => (0u8..12).prop_map(Op::TryAddCapped),
+    ]
+}
+
+type Ids = Vec<u32>;
+
+fn append(acc: &mut Ids, mut newer: Ids) {
+    acc.append(&mut newer);
+}
+
+fn receive(rx: &BatchReceiver<u8, Ids>, got: &mut HashMap<u8, Ids>, max: usize) {
+    for batch in rx.try_iter().take(max) {
+        for (k, mut ids) in batch {
+            got.entry(k).or_default().append(&mut ids);
+        }
+    }
+}
+
+fn is_prefix(a: &[u32], b: &[u32]) -> bool {
+    a.len() <= b.len() && a == &b[..a.len()]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_interleaving_delivers_every_value_once_in_order(
+        shard_bits in 0u32..4,
+        capacity in 1usize..4,
+        max_keys in 1usize..10,
+        ops in prop::collection::vec(op(), 0..120),
+    ) {
+        let (agg, rx) = Aggregator::<u8, Ids>::builder()
+            .shards(1 << shard_bits)
+            .channel_capacity(capacity)
+            .max_keys(max_keys)
+            .merge(append as fn(&mut Ids, Ids))
+            .build()
+            .unwrap();
+        let mut model: HashMap<u8, Ids> = HashMap::new();
+        let mut got: HashMap<u8, Ids> = HashMap::new();
+        let mut next_id = 0u32;
+        for op in ops {
+            match op {
+                Op::Add(k) => {
+                    agg.add(k, vec![next_id]).unwrap();
+                    model.entry(k).or_default().push(next_id);
+                    next_id += 1;
+                }
+                Op::TryAddCapped(k) => {
+                    let was_pending = agg.get(&k).is_some();
+                    let at_capacity = agg.len() >= max_keys;
+                    match agg.try_add(k, vec![next_id]) {
+                        Ok(()) => {
+                            prop_assert!(was_pending || !at_capacity);
+                            model.entry(k).or_default().push(next_id);
+                        }
+                        Err(e) => {
+                            prop_assert!(e.is_at_capacity());
+                            prop_assert!(!was_pending && at_capacity);
+                            prop_assert_eq!(e.into_inner(), (k, vec![next_id]));
+                        }
+                    }
+                    next_id += 1;
+                }
+                Op::Flush => { agg.flush(); }
+                Op::FlushOnce => {
+                    let r = agg.flush_once();
+                    prop_assert!(!r.coalesced, "single-threaded: nothing to coalesce with");
+                }
+                Op::Consume(n) => receive(&rx, &mut got, n as usize),
+            }
+            // What a consumer has seen is always a prefix of what was added, per key.
+            for (k, ids) in &got {
+                prop_assert!(is_prefix(ids, &model[k]), "key {}: {:?} vs {:?}", k, ids, model[k]);
+            }
+        }
+        // Shut down with a consumer running: it applies batches in arrival order until the
+        // channel closes.
+        let consumer = std::thread::spawn(move || {
+            let mut got = got;
+            while let Some(batch) = rx.recv() {
+                for (k, mut ids) in batch {
+                    got.entry(k).or_default().append(&mut ids);
+                }
+            }
+            got
+        });
+        agg.shutdown().unwrap();
+        let got = consumer.join().unwrap();
+        prop_assert_eq!(got, model);
+        prop_assert!(agg.add(0, vec![next_id]).unwrap_err().is_closed());
+    }
+}
