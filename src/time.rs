@@ -24,39 +24,8 @@
 //!     weeks are whole weeks from the configured first day) for ring buffers and windows.
 //! * [`TimeError`] — a result outside the years -9999..=9999; [`TimeZoneError`] — unknown zone.
 //!
-//! # Bucket rules
-//!
-//! A bucket boundary is computed on the **local wall clock**: `n` seconds inside the minute,
-//! minutes inside the hour, hours inside the day, days inside the year (`7d` starts Jan 1, 8, 15,
-//! …; the last bucket of a year is short), weeks from the year's first configured weekday (the
-//! days before it form a partial week 0 that starts on January 1), months and quarters inside
-//! the year, years on the absolute year number (`10y` → 2020, 2030). Counts larger than their
-//! anchor (`90s`, `25h`) mean one bucket per anchor period.
-//!
-//! The boundary then becomes an instant through the zone's rules. Daylight saving time:
-//!
-//! * **Spring forward** (a local hour is skipped): a boundary inside the gap starts at the
-//!   transition instant. An hourly timeline skips the missing hour; the day still starts at its
-//!   (possibly clamped) midnight.
-//! * **Fall back** (a local hour repeats): a repeated boundary is resolved to the occurrence
-//!   with the instant's own UTC offset, so each occurrence of a repeated hour is its own `1h`
-//!   bucket and an hourly timeline holds both. A repeated *midnight* (America/Havana) likewise
-//!   gives that date a one-hour first bucket. When the repeat covers only part of a bucket and
-//!   the wall clock had already left it (Lord_Howe's 30-minute change with `7m`, Newfoundland's
-//!   old 00:01 changes), the repeated stretch starts a bucket at the change, so every bucket is
-//!   one contiguous interval.
-//! * Daily and longer buckets stay on local calendar boundaries whatever the offset.
-//!
-//! The timeline steps with [`Calendar::next_bucket`], which takes the smallest of a few floored
-//! candidates (one `add`, the wall clock plus `n` units, the next anchor period, the first
-//! boundary after an offset change). So every bucket the write side can produce between two
-//! instants is on the read side's timeline, and nothing else is: `floor(t) <= t`,
-//! `floor(floor(t)) == floor(t)`, `floor(t)` is on `timeline(from, to)` for `from <= t <= to`,
-//! and the bucket of `b` covers exactly `[b, next_bucket(b))`. These are property-tested over
-//! DST zones including 30-minute shifts (Australia/Lord_Howe) and midnight transitions.
-//!
-//! Sub-second parts are dropped by `floor`. The zone is not stored anywhere: changing it for an
-//! existing data set moves every boundary.
+//! The bucket rules (DST included) are documented on [`Calendar`], the public face of this
+//! module.
 //!
 //! # Examples
 //!

@@ -67,6 +67,11 @@ fn approx_len(g: Granularity) -> i64 {
         .min(20 * 366 * 86_400)
 }
 
+/// How far around a transition the sweep's timeline reaches: three buckets, at least 4 h.
+fn reach(g: Granularity) -> i64 {
+    (3 * approx_len(g)).max(4 * 3600)
+}
+
 fn ts(s: i64) -> Timestamp {
     Timestamp::from_second(s).unwrap()
 }
@@ -130,9 +135,9 @@ fn calendar() -> impl Strategy<Value = Calendar> {
 }
 
 proptest! {
-    // PROPTEST_CASES overrides the count for longer runs.
+    // PROPTEST_CASES overrides the count for longer runs (e.g. 40000 with --release).
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1500),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(if cfg!(debug_assertions) { 500 } else { 3000 }),
         ..ProptestConfig::default()
     })]
 
@@ -210,7 +215,7 @@ proptest! {
     }
 }
 
-/// Every real transition of every zone between 1995 and 2030, swept in 7.5-minute steps over
+/// Every real transition of every zone between 2005 and 2030, swept in 15-minute steps over
 /// ±3 hours (and ±1 s around the instant itself), for granularities that hit its corner cases.
 #[test]
 fn sweeps_across_every_transition() {
@@ -223,7 +228,7 @@ fn sweeps_across_every_transition() {
     let mut transitions = 0;
     for name in ZONES {
         let cal = Calendar::from_name(name).unwrap();
-        let start: Timestamp = "1995-01-01T00:00:00Z".parse().unwrap();
+        let start: Timestamp = "2005-01-01T00:00:00Z".parse().unwrap();
         let end: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
         for tr in cal.time_zone().following(start) {
             let at = tr.timestamp().as_second();
@@ -233,11 +238,11 @@ fn sweeps_across_every_transition() {
             transitions += 1;
             for &g in &grans {
                 let line: Vec<Timestamp> = cal
-                    .timeline(ts(at - 2 * 86_400 - 3 * 3600), ts(at + 2 * 86_400), g)
+                    .timeline(ts(at - reach(g)), ts(at + reach(g)), g)
                     .unwrap()
                     .collect();
                 check_timeline(&cal, g, &line);
-                let mut offsets: Vec<i64> = (-24..=24).map(|k| k * 450).collect();
+                let mut offsets: Vec<i64> = (-12..=12).map(|k| k * 900).collect();
                 offsets.extend([-1, 1]);
                 for d in offsets {
                     check_instant(&cal, ts(at + d), g, &line);
@@ -280,7 +285,7 @@ fn sweeps_across_every_transition() {
             }
         }
     }
-    assert!(transitions > 500, "only {transitions} transitions swept");
+    assert!(transitions > 300, "only {transitions} transitions swept");
 }
 
 #[test]
