@@ -104,6 +104,7 @@ mod collector;
 mod constants;
 mod error;
 mod sync;
+mod time;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
@@ -116,6 +117,10 @@ pub use crate::{
         Last, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
     },
     error::{AddError, BuildError, ShutdownError},
+    time::{
+        Calendar, Granularity, GranularityError, GranularityErrorKind, TimeError, TimeZoneError,
+        Timeline, Unit,
+    },
 };
 
 /// The README's examples, compiled and run as doctests.
