@@ -43,9 +43,10 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 async fn connect(addr: SocketAddr) -> Sender {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -209,7 +210,9 @@ fn view(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let total: i64 = ours
-                        .prepare_cached("SELECT value FROM collector_state WHERE name = 'event_count'")
+                        .prepare_cached(
+                            "SELECT value FROM collector_state WHERE name = 'event_count'",
+                        )
                         .unwrap()
                         .query_row([], |r| r.get(0))
                         .unwrap();
@@ -220,7 +223,10 @@ fn view(c: &mut Criterion) {
                              ORDER BY ts_ns DESC, id DESC LIMIT 100 OFFSET ?1",
                         )
                         .unwrap();
-                    let n = stmt.query_map([offset], |r| r.get::<_, String>(0)).unwrap().count();
+                    let n = stmt
+                        .query_map([offset], |r| r.get::<_, String>(0))
+                        .unwrap()
+                        .count();
                     assert_eq!(n, 100);
                 }
                 let t = start.elapsed();
@@ -244,7 +250,10 @@ fn view(c: &mut Criterion) {
                              ORDER BY timestamp DESC LIMIT 100 OFFSET ?1",
                         )
                         .unwrap();
-                    let n = stmt.query_map([offset], |r| r.get::<_, String>(0)).unwrap().count();
+                    let n = stmt
+                        .query_map([offset], |r| r.get::<_, String>(0))
+                        .unwrap()
+                        .count();
                     assert_eq!(n, 100);
                 }
                 let t = start.elapsed();
@@ -269,7 +278,9 @@ fn report() {
     }
     let med = |w: &str, who: &str| by.get(&(w.to_owned(), who)).map(|v| median(v.clone()));
     println!("\n## accrue collector vs peers (medians)\n");
-    println!("| ingest (16 clients x 4 x 100 events, durable ack) | group commit | commit per request | ratio |");
+    println!(
+        "| ingest (16 clients x 4 x 100 events, durable ack) | group commit | commit per request | ratio |"
+    );
     println!("|---|---:|---:|---:|");
     for sync in ["normal", "full"] {
         let w = format!("{CLIENTS}x{REQUESTS}x{BATCH}/{sync}");

@@ -69,7 +69,11 @@ fn parse_args() -> Args {
 fn body(args: &Args, client: usize, round: u64) -> Bytes {
     const PAGES: [&str; 4] = ["home", "pricing", "docs", "blog"];
     let mut s = String::with_capacity(args.batch * 90);
-    s.push_str(if args.path == "/batch" { "{\"events\":[" } else { "[" });
+    s.push_str(if args.path == "/batch" {
+        "{\"events\":["
+    } else {
+        "["
+    });
     for i in 0..args.batch {
         if i > 0 {
             s.push(',');

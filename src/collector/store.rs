@@ -235,10 +235,7 @@ impl EventStore {
                 }
                 // A run of events without ids cannot conflict: insert it several rows per
                 // statement, which halves SQLite's per-row statement overhead.
-                let run = events[i..]
-                    .iter()
-                    .take_while(|e| e.id.is_none())
-                    .count();
+                let run = events[i..].iter().take_while(|e| e.id.is_none()).count();
                 let rows = MULTI_ROW
                     .iter()
                     .copied()
@@ -485,7 +482,13 @@ mod tests {
         let mut store = EventStore::open(&path, Synchronous::Normal).unwrap();
         let ids: Vec<String> = (0..75).map(|i| format!("id{}", i / 2)).collect();
         let group: Vec<Event> = (0..75)
-            .map(|i| ev(&format!("k{i}"), i, (i % 10 == 3).then(|| ids[i as usize].as_str())))
+            .map(|i| {
+                ev(
+                    &format!("k{i}"),
+                    i,
+                    (i % 10 == 3).then(|| ids[i as usize].as_str()),
+                )
+            })
             .collect();
         // i = 3, 13, 23, … carry ids id1, id6, id11, …: all distinct.
         let mut dup = group.clone();
@@ -503,7 +506,10 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 75);
         for (i, (id, key, ts)) in rows.iter().enumerate() {
-            assert_eq!((*id, key.as_str(), *ts), (i as i64 + 1, format!("k{i}").as_str(), i as i64));
+            assert_eq!(
+                (*id, key.as_str(), *ts),
+                (i as i64 + 1, format!("k{i}").as_str(), i as i64)
+            );
         }
     }
 
