@@ -38,6 +38,7 @@ mod openapi;
 mod routes;
 mod server;
 mod store;
+mod target;
 mod time_fmt;
 mod writer;
 
