@@ -38,7 +38,10 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--log", "ACCRUE_LOG"),
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
-        assert!(help.contains(&format!("env: {env}")), "{env} missing from --help");
+        assert!(
+            help.contains(&format!("env: {env}")),
+            "{env} missing from --help"
+        );
     }
     assert!(help.contains("[default: ./accrue.db]"));
     assert!(help.contains("[default: 8081]"));
@@ -60,7 +63,10 @@ fn a_metrics_driver_that_is_not_built_is_a_clear_error() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no `postgres` metrics-store driver in this build"), "{err}");
+    assert!(
+        err.contains("no `postgres` metrics-store driver in this build"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "a password was printed: {err}");
 }
 
@@ -84,7 +90,10 @@ fn bad_values_are_refused_before_anything_starts() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("one full request"));
-    assert!(!db.exists(), "the database was created despite the bad setting");
+    assert!(
+        !db.exists(),
+        "the database was created despite the bad setting"
+    );
 }
 
 #[test]
@@ -96,5 +105,8 @@ fn a_taken_port_is_reported() {
     let out = accrue(&["serve", "--port", &port, "--db", db.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }

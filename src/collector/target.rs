@@ -91,12 +91,18 @@ mod tests {
             StatsTarget::parse(None, Path::new("./a.db")).unwrap(),
             StatsTarget::Sqlite("./a.db".into())
         );
-        assert_eq!(parse("sqlite://m.db").unwrap(), StatsTarget::Sqlite("m.db".into()));
+        assert_eq!(
+            parse("sqlite://m.db").unwrap(),
+            StatsTarget::Sqlite("m.db".into())
+        );
         assert_eq!(
             parse("sqlite:///var/lib/m.db").unwrap(),
             StatsTarget::Sqlite("/var/lib/m.db".into())
         );
-        assert_eq!(parse("SQLite:m.db").unwrap(), StatsTarget::Sqlite("m.db".into()));
+        assert_eq!(
+            parse("SQLite:m.db").unwrap(),
+            StatsTarget::Sqlite("m.db".into())
+        );
         assert_eq!(parse("sqlite::memory:").unwrap(), StatsTarget::Memory);
         assert_eq!(parse("memory:").unwrap(), StatsTarget::Memory);
         assert_eq!(parse("memory://").unwrap(), StatsTarget::Memory);
@@ -123,7 +129,14 @@ mod tests {
 
     #[test]
     fn junk_is_a_config_error() {
-        for url in ["metrics.db", "", "ftp://x", "sqlite://", "sqlite:", "memory:x"] {
+        for url in [
+            "metrics.db",
+            "",
+            "ftp://x",
+            "sqlite://",
+            "sqlite:",
+            "memory:x",
+        ] {
             assert!(
                 matches!(parse(url), Err(CollectorError::Config(_))),
                 "{url}: {:?}",
