@@ -35,6 +35,8 @@ mod event;
 mod json;
 mod metrics;
 mod openapi;
+#[allow(dead_code)] // wired to the metrics store when `Stats` lands
+mod pipeline;
 mod routes;
 mod server;
 mod store;
