@@ -73,7 +73,11 @@ fn multi_row_insert(rows: usize, with_id: bool) -> &'static str {
                             " ON CONFLICT DO NOTHING RETURNING id",
                         )
                     } else {
-                        ("id, key, ts_ns, ts_offset_s, data, received_ns", "(?,?,?,?,?,?)", "")
+                        (
+                            "id, key, ts_ns, ts_offset_s, data, received_ns",
+                            "(?,?,?,?,?,?)",
+                            "",
+                        )
                     };
                     let values = vec![row; n].join(",");
                     format!("INSERT INTO events ({cols}) VALUES {values}{tail}")
@@ -523,7 +527,7 @@ mod tests {
             .map(|i| {
                 let id = match i % 5 {
                     0 => format!("id{}", 1 + (i / 5) % 8 * 5), // stored in the first group
-                    3 => format!("new{}", i - 1), // earlier in the same run
+                    3 => format!("new{}", i - 1),              // earlier in the same run
                     _ => format!("new{i}"),
                 };
                 let mut e = ev("second", i, None);

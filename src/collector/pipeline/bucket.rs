@@ -48,10 +48,7 @@ impl Bucketer {
         let (mut start, mut end) = (i64::MIN, i64::MAX);
         for &g in &self.granularities {
             let floor = nanos(self.calendar.floor(t, g)?);
-            let next = self
-                .calendar
-                .next_bucket(t, g)
-                .map_or(i64::MAX, nanos);
+            let next = self.calendar.next_bucket(t, g).map_or(i64::MAX, nanos);
             start = start.max(floor);
             end = end.min(next);
         }
@@ -86,12 +83,24 @@ mod tests {
 
     #[test]
     fn representative_is_the_latest_bucket_start() {
-        let b = Bucketer::new(Calendar::utc(), grans(&["1m", "1h", "1d", "1w", "1mo", "1q", "1y"]));
+        let b = Bucketer::new(
+            Calendar::utc(),
+            grans(&["1m", "1h", "1d", "1w", "1mo", "1q", "1y"]),
+        );
         let mut c = BucketCache::default();
-        assert_eq!(b.bucket(ns("2025-08-25T10:17:42.5Z"), &mut c).unwrap(), ns("2025-08-25T10:17:00Z"));
+        assert_eq!(
+            b.bucket(ns("2025-08-25T10:17:42.5Z"), &mut c).unwrap(),
+            ns("2025-08-25T10:17:00Z")
+        );
         // Cached: same minute, same answer.
-        assert_eq!(b.bucket(ns("2025-08-25T10:17:59Z"), &mut c).unwrap(), ns("2025-08-25T10:17:00Z"));
-        assert_eq!(b.bucket(ns("2025-08-25T10:18:00Z"), &mut c).unwrap(), ns("2025-08-25T10:18:00Z"));
+        assert_eq!(
+            b.bucket(ns("2025-08-25T10:17:59Z"), &mut c).unwrap(),
+            ns("2025-08-25T10:17:00Z")
+        );
+        assert_eq!(
+            b.bucket(ns("2025-08-25T10:18:00Z"), &mut c).unwrap(),
+            ns("2025-08-25T10:18:00Z")
+        );
     }
 
     #[test]
@@ -100,10 +109,22 @@ mod tests {
         // a Monday inside August.
         let b = Bucketer::new(Calendar::utc(), grans(&["1w", "1mo"]));
         let mut c = BucketCache::default();
-        assert_eq!(b.bucket(ns("2025-08-30T12:00:00Z"), &mut c).unwrap(), ns("2025-08-25T00:00:00Z"));
-        assert_eq!(b.bucket(ns("2025-09-03T12:00:00Z"), &mut c).unwrap(), ns("2025-09-01T00:00:00Z"));
-        assert_eq!(b.bucket(ns("2025-10-02T12:00:00Z"), &mut c).unwrap(), ns("2025-10-01T00:00:00Z"));
-        assert_eq!(b.bucket(ns("2025-10-07T12:00:00Z"), &mut c).unwrap(), ns("2025-10-06T00:00:00Z"));
+        assert_eq!(
+            b.bucket(ns("2025-08-30T12:00:00Z"), &mut c).unwrap(),
+            ns("2025-08-25T00:00:00Z")
+        );
+        assert_eq!(
+            b.bucket(ns("2025-09-03T12:00:00Z"), &mut c).unwrap(),
+            ns("2025-09-01T00:00:00Z")
+        );
+        assert_eq!(
+            b.bucket(ns("2025-10-02T12:00:00Z"), &mut c).unwrap(),
+            ns("2025-10-01T00:00:00Z")
+        );
+        assert_eq!(
+            b.bucket(ns("2025-10-07T12:00:00Z"), &mut c).unwrap(),
+            ns("2025-10-06T00:00:00Z")
+        );
     }
 
     #[test]
@@ -122,7 +143,11 @@ mod tests {
                 Timestamp::from_nanosecond(rep.into()).unwrap(),
             );
             for &g in &gs {
-                assert_eq!(cal.floor(tt, g).unwrap(), cal.floor(rt, g).unwrap(), "{tt} {g}");
+                assert_eq!(
+                    cal.floor(tt, g).unwrap(),
+                    cal.floor(rt, g).unwrap(),
+                    "{tt} {g}"
+                );
             }
         }
     }

@@ -99,7 +99,10 @@ impl Merge<Sample> for SampleMerge {
         }
         let old = std::mem::take(&mut acc.fields);
         let mut merged = Vec::with_capacity(old.len().max(newer.fields.len()));
-        let (mut a, mut b) = (old.into_iter().peekable(), newer.fields.into_iter().peekable());
+        let (mut a, mut b) = (
+            old.into_iter().peekable(),
+            newer.fields.into_iter().peekable(),
+        );
         loop {
             let next = match (a.peek(), b.peek()) {
                 (Some(x), Some(y)) => match x.0.cmp(&y.0) {
@@ -149,7 +152,13 @@ mod tests {
                 (path(&["ms"]), Num::Int(12)),
             ]
         );
-        assert_eq!(Sample::of_event(None), Sample { count: 1, fields: vec![] });
+        assert_eq!(
+            Sample::of_event(None),
+            Sample {
+                count: 1,
+                fields: vec![]
+            }
+        );
         assert_eq!(Sample::of_event(Some("{}")).fields, vec![]);
     }
 
@@ -160,7 +169,10 @@ mod tests {
         m.merge(&mut acc, Sample::of_event(None));
         m.merge(&mut acc, Sample::of_event(Some(r#"{"b":5,"c":3}"#)));
         m.merge(&mut acc, Sample::of_event(Some(r#"{"c":0.5}"#)));
-        m.merge(&mut acc, Sample::of_event(Some(r#"{"a":9223372036854775807}"#)));
+        m.merge(
+            &mut acc,
+            Sample::of_event(Some(r#"{"a":9223372036854775807}"#)),
+        );
         assert_eq!(acc.count, 5);
         assert_eq!(
             acc.fields,
