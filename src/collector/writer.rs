@@ -86,6 +86,8 @@ pub(crate) struct WriterShared {
     /// Set by shutdown when its deadline passed: stop retrying a failing store.
     pub(crate) give_up: AtomicBool,
     pub(crate) stored: AtomicI64,
+    /// Highest event id whose metrics are in the metrics store (set by the pipeline);
+    /// retention keeps everything above it.
     pub(crate) watermark: AtomicI64,
 }
 
@@ -192,7 +194,6 @@ pub(crate) struct Writer {
     shared: Arc<WriterShared>,
     observers: Vec<Box<dyn CommitObserver>>,
     cfg: WriterConfig,
-    pending_watermark: Option<i64>,
     next_maintenance: Instant,
     unwritten: u64,
 }
@@ -217,7 +218,7 @@ pub(crate) fn spawn(
         healthy: AtomicBool::new(true),
         give_up: AtomicBool::new(false),
         stored: AtomicI64::new(store.count()),
-        watermark: AtomicI64::new(store.metrics_watermark()?),
+        watermark: AtomicI64::new(0),
     });
     let ingest = Arc::new(Ingest {
         tx,
@@ -235,7 +236,6 @@ pub(crate) fn spawn(
         shared: Arc::clone(&shared),
         observers,
         cfg,
-        pending_watermark: None,
         next_maintenance: Instant::now() + Duration::from_secs(1),
         unwritten: 0,
     };
@@ -285,7 +285,6 @@ impl Writer {
             if !group.is_empty() {
                 self.commit(&mut group);
             }
-            self.persist_watermark();
             if Instant::now() >= self.next_maintenance {
                 self.maintenance();
             }
@@ -306,7 +305,6 @@ impl Writer {
             }
             self.commit(&mut group);
         }
-        self.persist_watermark();
         if self.unwritten > 0 {
             tracing::error!(
                 events = self.unwritten,
@@ -408,26 +406,9 @@ impl Writer {
         }
     }
 
-    fn persist_watermark(&mut self) {
-        let Some(id) = self.pending_watermark else {
-            return;
-        };
-        match self.store.set_metrics_watermark(id) {
-            Ok(()) => {
-                self.pending_watermark = None;
-                self.shared.watermark.store(id, Ordering::Release);
-            }
-            Err(e) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "could not save the metrics watermark; will retry");
-            }
-        }
-    }
-
-    /// Periodic work: retention, and a retry of a watermark that failed to save.
+    /// Periodic work: retention.
     fn maintenance(&mut self) {
         self.next_maintenance = Instant::now() + RETENTION_EVERY;
-        self.persist_watermark();
         let Some(keep) = self.cfg.retention else {
             return;
         };

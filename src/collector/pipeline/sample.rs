@@ -42,6 +42,14 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
+    /// Bytes on the heap, for the ingest queue's memory bound.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|(p, _)| 32 + p.iter().map(|s| s.len() + 16).sum::<usize>())
+            .sum()
+    }
+
     /// One event with `data` (the stored JSON object text, or `None`).
     ///
     /// Numbers anywhere in the object tree are kept; strings, booleans, `null` and arrays are
