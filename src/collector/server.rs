@@ -19,6 +19,7 @@ use super::error::CollectorError;
 use super::metrics::Metrics;
 use super::routes::{AppInner, AppState, router};
 use super::store::{EventStore, ReadPool};
+use super::target::StatsTarget;
 use super::writer::{self, WriterConfig, WriterShared};
 
 /// A running collector: the HTTP server, the writer thread and the metrics pipeline.
@@ -162,6 +163,7 @@ impl CollectorBuilder {
     pub async fn start(self) -> Result<Collector, CollectorError> {
         self.validate()?;
         let cfg = self;
+        let target = StatsTarget::parse(cfg.stats_driver.as_deref(), &cfg.db)?;
         let path = cfg.db.clone();
         let sync = cfg.synchronous;
         let store = tokio::task::spawn_blocking(move || EventStore::open(&path, sync))
@@ -221,9 +223,11 @@ impl CollectorBuilder {
             db = %cfg.db.display(),
             ack = cfg.ack.as_str(),
             synchronous = cfg.synchronous.as_str(),
-            "accrue collector listening on http://{local} (events: {}, ack: {})",
+            metrics = %target.describe(),
+            "accrue collector listening on http://{local} (events: {}, ack: {}, metrics: {})",
             cfg.db.display(),
             cfg.ack.as_str(),
+            target.describe(),
         );
         let timeout = cfg.shutdown_timeout;
         let done = tokio::spawn({

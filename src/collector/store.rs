@@ -56,8 +56,39 @@ INSERT OR IGNORE INTO collector_state (name, value) VALUES
     ('next_id', 1), ('event_count', 0), ('metrics_watermark', 0);
 ";
 
-const INSERT: &str = "INSERT INTO events (id, key, ts_ns, ts_offset_s, data, received_ns, event_id)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING";
+/// Rows per multi-row `INSERT` (largest first; a run is cut into these sizes).
+const MULTI_ROW: [usize; 3] = [32, 8, 1];
+
+/// The multi-row insert of `rows` events, with or without client ids.
+fn multi_row_insert(rows: usize, with_id: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        let build = |with_id: bool| {
+            (0..=MULTI_ROW[0])
+                .map(|n| {
+                    let (cols, row, tail) = if with_id {
+                        (
+                            "id, key, ts_ns, ts_offset_s, data, received_ns, event_id",
+                            "(?,?,?,?,?,?,?)",
+                            " ON CONFLICT DO NOTHING RETURNING id",
+                        )
+                    } else {
+                        (
+                            "id, key, ts_ns, ts_offset_s, data, received_ns",
+                            "(?,?,?,?,?,?)",
+                            "",
+                        )
+                    };
+                    let values = vec![row; n].join(",");
+                    format!("INSERT INTO events ({cols}) VALUES {values}{tail}")
+                })
+                .collect()
+        };
+        [build(false), build(true)]
+    });
+    &all[usize::from(with_id)][rows]
+}
+
 const SET_STATE: &str = "UPDATE collector_state SET value = ?2 WHERE name = ?1";
 const GET_STATE: &str = "SELECT value FROM collector_state WHERE name = ?1";
 
@@ -183,31 +214,65 @@ impl EventStore {
         events: impl Iterator<Item = &'e Event>,
         received_ns: i64,
     ) -> Result<Committed, rusqlite::Error> {
+        let events: Vec<&Event> = events.collect();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut next = self.next_id;
-        let mut ids = Vec::with_capacity(events.size_hint().0);
+        let mut ids = Vec::with_capacity(events.len());
+        let mut added = 0i64;
         {
-            let mut stmt = tx.prepare_cached(INSERT)?;
-            for e in events {
-                let inserted = stmt.execute(params![
-                    next,
-                    &*e.key,
-                    e.time.unix_ns,
-                    e.time.offset_s,
-                    e.data.as_deref(),
-                    received_ns,
-                    e.id.as_deref(),
-                ])?;
-                if inserted == 1 {
-                    ids.push(Some(next));
-                    next += 1;
-                } else {
-                    ids.push(None);
+            let mut i = 0;
+            let mut returned: Vec<i64> = Vec::new();
+            while i < events.len() {
+                // Runs of events with and without ids, several rows per statement (which halves
+                // SQLite's per-row overhead). Rows get consecutive candidate ids; a row whose
+                // event id is already stored is skipped by `ON CONFLICT DO NOTHING`, and
+                // `RETURNING id` tells which were written (ids may then have gaps).
+                let with_id = events[i].id.is_some();
+                let run = events[i..]
+                    .iter()
+                    .take_while(|e| e.id.is_some() == with_id)
+                    .count();
+                let rows = MULTI_ROW
+                    .iter()
+                    .copied()
+                    .find(|&n| n <= run)
+                    .expect("MULTI_ROW ends with 1");
+                let cols = if with_id { 7 } else { 6 };
+                let mut stmt = tx.prepare_cached(multi_row_insert(rows, with_id))?;
+                for (r, e) in events[i..i + rows].iter().enumerate() {
+                    let base = r * cols;
+                    stmt.raw_bind_parameter(base + 1, next + r as i64)?;
+                    stmt.raw_bind_parameter(base + 2, &*e.key)?;
+                    stmt.raw_bind_parameter(base + 3, e.time.unix_ns)?;
+                    stmt.raw_bind_parameter(base + 4, e.time.offset_s)?;
+                    stmt.raw_bind_parameter(base + 5, e.data.as_deref())?;
+                    stmt.raw_bind_parameter(base + 6, received_ns)?;
+                    if with_id {
+                        stmt.raw_bind_parameter(base + 7, e.id.as_deref())?;
+                    }
                 }
+                if with_id {
+                    returned.clear();
+                    let mut rows_out = stmt.raw_query();
+                    while let Some(row) = rows_out.next()? {
+                        returned.push(row.get(0)?);
+                    }
+                    returned.sort_unstable();
+                    ids.extend((0..rows as i64).map(|r| {
+                        let id = next + r;
+                        returned.binary_search(&id).is_ok().then_some(id)
+                    }));
+                    added += returned.len() as i64;
+                } else {
+                    stmt.raw_execute()?;
+                    ids.extend((0..rows as i64).map(|r| Some(next + r)));
+                    added += rows as i64;
+                }
+                next += rows as i64;
+                i += rows;
             }
-            let added = next - self.next_id;
             if added > 0 {
                 let mut set = tx.prepare_cached(SET_STATE)?;
                 set.execute(params!["next_id", next])?;
@@ -215,7 +280,7 @@ impl EventStore {
             }
         }
         tx.commit()?;
-        self.count += next - self.next_id;
+        self.count += added;
         self.next_id = next;
         Ok(Committed { ids })
     }
@@ -409,8 +474,9 @@ mod tests {
         let c = store.insert(group.iter(), 1).unwrap();
         assert_eq!(c.ids, vec![Some(1), Some(2), None]);
         assert_eq!(store.count(), 2);
+        // The skipped duplicate used up candidate id 3: ids are increasing, not dense.
         let c = store.insert([ev("c", 30, None)].iter(), 2).unwrap();
-        assert_eq!(c.ids, vec![Some(3)]);
+        assert_eq!(c.ids, vec![Some(4)]);
 
         let mut conn = Connection::open(&path).unwrap();
         // Newest time first, ties broken by the newest id.
@@ -424,6 +490,65 @@ mod tests {
         assert_eq!(store.count(), 3);
         let c = store.insert([ev("d", 1, Some("x"))].iter(), 3).unwrap();
         assert_eq!(c.ids, vec![None], "ids are unique across restarts");
+    }
+
+    #[test]
+    fn multi_row_runs_and_id_rows_interleave_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let mut store = EventStore::open(&path, Synchronous::Normal).unwrap();
+        let ids: Vec<String> = (0..75).map(|i| format!("id{}", i / 2)).collect();
+        let group: Vec<Event> = (0..75)
+            .map(|i| {
+                ev(
+                    &format!("k{i}"),
+                    i,
+                    (i % 10 == 3).then(|| ids[i as usize].as_str()),
+                )
+            })
+            .collect();
+        // i = 3, 13, 23, … carry ids id1, id6, id11, …: all distinct.
+        let mut dup = group.clone();
+        dup.push(ev("late", 999, Some("id6")));
+        let c = store.insert(dup.iter(), 5).unwrap();
+        let expected: Vec<Option<i64>> = (1..=75).map(Some).chain([None]).collect();
+        assert_eq!(c.ids, expected);
+        let rows: Vec<(i64, String, i64)> = store
+            .conn
+            .prepare("SELECT id, key, ts_ns FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 75);
+        // A long run with ids: duplicates of stored ids and of ids earlier in the same run.
+        let second: Vec<Event> = (0..41)
+            .map(|i| {
+                let id = match i % 5 {
+                    0 => format!("id{}", 1 + (i / 5) % 8 * 5), // stored in the first group
+                    3 => format!("new{}", i - 1),              // earlier in the same run
+                    _ => format!("new{i}"),
+                };
+                let mut e = ev("second", i, None);
+                e.id = Some(id.into());
+                e
+            })
+            .collect();
+        let c = store.insert(second.iter(), 6).unwrap();
+        for (i, got) in c.ids.iter().enumerate() {
+            let dup = i % 5 == 0 || i % 5 == 3;
+            assert_eq!(got.is_none(), dup, "event {i}: {got:?}");
+        }
+        let stored: Vec<i64> = c.ids.iter().flatten().copied().collect();
+        assert!(stored.windows(2).all(|w| w[0] < w[1]) && stored[0] > 76);
+        assert_eq!(store.count(), 75 + stored.len() as i64);
+        for (i, (id, key, ts)) in rows.iter().enumerate() {
+            assert_eq!(
+                (*id, key.as_str(), *ts),
+                (i as i64 + 1, format!("k{i}").as_str(), i as i64)
+            );
+        }
     }
 
     #[test]
