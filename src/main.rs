@@ -129,11 +129,22 @@ struct Serve {
 
     /// Granularities events are aggregated in, comma-separated (<n><unit>, units s m h d w mo
     /// q y).
-    #[arg(long, env = "ACCRUE_GRANULARITIES", default_value = "1m,1h,1d,1w,1mo,1q,1y", value_delimiter = ',', value_name = "LIST")]
+    #[arg(
+        long,
+        env = "ACCRUE_GRANULARITIES",
+        default_value = "1m,1h,1d,1w,1mo,1q,1y",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
     granularities: Vec<String>,
 
     /// IANA time zone the metric buckets are computed in (e.g. UTC, Europe/Bratislava).
-    #[arg(long, env = "ACCRUE_TIME_ZONE", default_value = "UTC", value_name = "ZONE")]
+    #[arg(
+        long,
+        env = "ACCRUE_TIME_ZONE",
+        default_value = "UTC",
+        value_name = "ZONE"
+    )]
     time_zone: String,
 
     /// First day of a week bucket.

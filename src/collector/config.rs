@@ -196,7 +196,10 @@ impl Default for CollectorBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             readers: DEFAULT_READERS,
             metrics: true,
-            granularities: DEFAULT_GRANULARITIES.iter().map(|g| (*g).to_owned()).collect(),
+            granularities: DEFAULT_GRANULARITIES
+                .iter()
+                .map(|g| (*g).to_owned())
+                .collect(),
             time_zone: "UTC".into(),
             week_start: jiff::civil::Weekday::Monday,
         }

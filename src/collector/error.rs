@@ -186,7 +186,10 @@ impl ApiError {
     }
 
     pub(crate) fn values_failed() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Failed to retrieve values")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Failed to retrieve values",
+        )
     }
 
     pub(crate) fn no_metrics() -> Self {

@@ -17,9 +17,9 @@ use tokio_util::task::TaskTracker;
 use super::config::CollectorBuilder;
 use super::error::CollectorError;
 use super::metrics::Metrics;
+use super::pipeline::flusher::Pipeline;
 use super::routes::{AppInner, AppState, router};
 use super::store::{EventStore, ReadPool};
-use super::pipeline::flusher::Pipeline;
 use super::target::StatsTarget;
 use crate::{Driver, IdentifierMode, MemoryDriver, SqliteDriver, Stats};
 

@@ -316,7 +316,6 @@ impl EventStore {
         }
         Ok(n)
     }
-}
 
     /// Deletes up to `limit` events older than `cutoff_ns` whose id is at most `max_id` (events
     /// not yet in the metrics store are kept until they are). Returns how many were deleted.

@@ -79,9 +79,9 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
         .values(key, from, to, &granularity, skip_blanks)
         .await
         .map_err(|e| match e {
-            StatsError::Granularity(_) | StatsError::TooManyBuckets { .. } | StatsError::Time(_) => {
-                ApiError::bad_query(e.to_string())
-            }
+            StatsError::Granularity(_)
+            | StatsError::TooManyBuckets { .. }
+            | StatsError::Time(_) => ApiError::bad_query(e.to_string()),
             e => {
                 tracing::error!(error = %e, "reading /v1/values failed");
                 ApiError::values_failed()

@@ -183,9 +183,12 @@ impl Pipeline {
         let mut cache = *self.cache.lock();
         for (i, e) in events.iter_mut().enumerate() {
             key_ok(&e.key).map_err(|why| ApiError::invalid_key(i, why))?;
-            let bucket = self.bucketer.bucket(e.time.unix_ns, &mut cache).map_err(|err| {
-                ApiError::invalid_key(i, format!("the event time has no bucket: {err}"))
-            })?;
+            let bucket = self
+                .bucketer
+                .bucket(e.time.unix_ns, &mut cache)
+                .map_err(|err| {
+                    ApiError::invalid_key(i, format!("the event time has no bucket: {err}"))
+                })?;
             e.metric = Some((bucket, Sample::of_event(e.data.as_deref())));
         }
         *self.cache.lock() = cache;
@@ -231,7 +234,10 @@ impl Pipeline {
         let (w, items) = {
             let upto = self.upto.lock();
             let report = self.agg.flush_once();
-            debug_assert!(!report.deferred, "the drained channel has room for every shard");
+            debug_assert!(
+                !report.deferred,
+                "the drained channel has room for every shard"
+            );
             let items: Vec<(Key, Sample)> = self.rx.try_iter().flatten().collect();
             (*upto, items)
         };
@@ -285,7 +291,11 @@ impl Pipeline {
     }
 
     /// Flushes every `every` until `stop`, retrying failures with backoff.
-    pub(crate) async fn run(self: Arc<Self>, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
