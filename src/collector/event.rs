@@ -107,7 +107,7 @@ pub(crate) fn folds_to(name: &str, target: &str) -> bool {
 }
 
 /// A string that borrows from the input when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> de::Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

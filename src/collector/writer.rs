@@ -74,9 +74,11 @@ pub(crate) enum Msg {
 }
 
 /// Something that sees every event once it is committed, with its row id, on the writer
-/// thread (the metrics pipeline; later, live feeds). It must be quick: the writer waits.
+/// thread (the metrics pipeline; later, live feeds). It must be quick: the writer waits. It
+/// may take what it owns out of an event (the pipeline takes `metric`); the events are dropped
+/// after the observers ran.
 pub(crate) trait CommitObserver: Send {
-    fn committed(&mut self, events: &[(i64, &Event)]);
+    fn committed(&mut self, events: &mut [(i64, &mut Event)]);
 }
 
 /// State the writer shares with the rest of the server.
@@ -376,14 +378,14 @@ impl Writer {
         m.events_duplicate
             .fetch_add((committed.ids.len() - stored) as u64, Ordering::Relaxed);
         if !self.observers.is_empty() && stored > 0 {
-            let new: Vec<(i64, &Event)> = committed
+            let mut new: Vec<(i64, &mut Event)> = committed
                 .ids
                 .iter()
-                .zip(group.iter().flat_map(|j| j.events.iter()))
+                .zip(group.iter_mut().flat_map(|j| j.events.iter_mut()))
                 .filter_map(|(id, e)| id.map(|id| (id, e)))
                 .collect();
             for o in &mut self.observers {
-                o.committed(&new);
+                o.committed(&mut new);
             }
         }
         let mut ids = committed.ids.iter();

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use parking_lot::Mutex;
 
 use super::bucket::{BucketCache, Bucketer};
-use super::sample::{Num, Sample, SampleMerge};
+use super::sample::{Num, Sample, SampleMerge, segments};
 use crate::collector::error::{ApiError, CollectorError};
 use crate::collector::event::Event;
 use crate::collector::metrics::Metrics;
@@ -385,14 +385,15 @@ fn sample_values(sample: Sample) -> Values {
     if !sample.fields.is_empty() {
         let mut data = Values::new();
         for (path, num) in sample.fields {
-            insert_path(&mut data, &path, num);
+            let segments: Vec<&str> = segments(&path).collect();
+            insert_path(&mut data, &segments, num);
         }
         out.insert("data".into(), Value::Map(data));
     }
     out
 }
 
-fn insert_path(map: &mut Values, path: &[Box<str>], num: Num) {
+fn insert_path(map: &mut Values, path: &[&str], num: Num) {
     let (first, rest) = path.split_first().expect("paths are never empty");
     if rest.is_empty() {
         map.insert(
@@ -416,13 +417,13 @@ fn insert_path(map: &mut Values, path: &[Box<str>], num: Num) {
 struct Feed(Arc<Pipeline>);
 
 impl CommitObserver for Feed {
-    fn committed(&mut self, events: &[(i64, &Event)]) {
+    fn committed(&mut self, events: &mut [(i64, &mut Event)]) {
         let p = &self.0;
         let mut upto = p.upto.lock();
-        for (id, e) in events {
-            if let Some((bucket, sample)) = &e.metric {
+        for (id, e) in events.iter_mut() {
+            if let Some((bucket, sample)) = e.metric.take() {
                 // The aggregator is caller-flushed and only shut down after the writer.
-                let _ = p.agg.add((e.key.clone(), *bucket), sample.clone());
+                let _ = p.agg.add((e.key.clone(), bucket), sample);
             }
             *upto = (*upto).max(*id);
         }
