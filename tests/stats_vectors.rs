@@ -77,7 +77,9 @@ fn inc(i: i64) -> FieldOp {
 }
 
 fn fields(v: &[(&str, FieldOp)]) -> Vec<(String, FieldOp)> {
-    v.iter().map(|(n, op)| (n.to_string(), op.clone())).collect()
+    v.iter()
+        .map(|(n, op)| (n.to_string(), op.clone()))
+        .collect()
 }
 
 fn buffered(driver: Arc<Recording>, size: usize, aggregate: bool) -> Stats {
@@ -102,33 +104,63 @@ async fn k1_size_trigger_without_aggregation_writes_each_call() {
     s.track("k", t(AT), json!({"count": 1})).await.unwrap();
     assert!(d.batches.lock().is_empty());
     s.track("k", t(AT), json!({"count": 2})).await.unwrap();
-    assert_eq!(d.data_rows(), [fields(&[("count", inc(1))]), fields(&[("count", inc(2))])]);
+    assert_eq!(
+        d.data_rows(),
+        [fields(&[("count", inc(1))]), fields(&[("count", inc(2))])]
+    );
 }
 
 #[tokio::test]
 async fn k2_aggregated_increments_sum_and_count_calls() {
     let d = Recording::new();
     let s = buffered(d.clone(), 10, true);
-    s.track("k", t(AT), json!({"count": 1, "nested": {"requests": 1}})).await.unwrap();
-    s.track("k", t(AT), json!({"count": 2, "nested": {"requests": 3}})).await.unwrap();
+    s.track("k", t(AT), json!({"count": 1, "nested": {"requests": 1}}))
+        .await
+        .unwrap();
+    s.track("k", t(AT), json!({"count": 2, "nested": {"requests": 3}}))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
-    assert_eq!(d.data_rows(), [fields(&[("count", inc(3)), ("nested.requests", inc(4))])]);
+    assert_eq!(
+        d.data_rows(),
+        [fields(&[("count", inc(3)), ("nested.requests", inc(4))])]
+    );
     let batches = d.batches.lock();
-    let system = batches[0].rows.iter().find(|r| r.row.key == accrue::SYSTEM_KEY).unwrap();
-    assert_eq!(system.fields, fields(&[("count", inc(2)), ("keys.k", inc(2))]));
+    let system = batches[0]
+        .rows
+        .iter()
+        .find(|r| r.row.key == accrue::SYSTEM_KEY)
+        .unwrap();
+    assert_eq!(
+        system.fields,
+        fields(&[("count", inc(2)), ("keys.k", inc(2))])
+    );
 }
 
 #[tokio::test]
 async fn k3_k14_aggregated_sets_merge_field_by_field() {
     let d = Recording::new();
     let s = buffered(d.clone(), 10, true);
-    s.assert("k", t(AT), json!({"state": "processing", "a": 1})).await.unwrap();
-    s.assert("k", t(AT), json!({"state": "done", "detail": {"attempts": 3}, "b": 2})).await.unwrap();
+    s.assert("k", t(AT), json!({"state": "processing", "a": 1}))
+        .await
+        .unwrap();
+    s.assert(
+        "k",
+        t(AT),
+        json!({"state": "done", "detail": {"attempts": 3}, "b": 2}),
+    )
+    .await
+    .unwrap();
     s.flush().await.unwrap();
     let set = |v: serde_json::Value| FieldOp::Set(Value::from(v));
     assert_eq!(
         d.data_rows(),
-        [fields(&[("a", set(json!(1))), ("b", set(json!(2))), ("detail.attempts", set(json!(3))), ("state", set(json!("done")))])]
+        [fields(&[
+            ("a", set(json!(1))),
+            ("b", set(json!(2))),
+            ("detail.attempts", set(json!(3))),
+            ("state", set(json!("done")))
+        ])]
     );
 }
 
@@ -140,7 +172,10 @@ async fn k4_size_two_aggregating_four_calls_gives_two_writes() {
         s.track("k", t(AT), json!({"count": 1})).await.unwrap();
     }
     s.shutdown().await.unwrap();
-    assert_eq!(d.data_rows(), [fields(&[("count", inc(2))]), fields(&[("count", inc(2))])]);
+    assert_eq!(
+        d.data_rows(),
+        [fields(&[("count", inc(2))]), fields(&[("count", inc(2))])]
+    );
 }
 
 #[tokio::test]
@@ -150,7 +185,10 @@ async fn k5_without_aggregation_calls_stay_separate() {
     s.track("k", t(AT), json!({"count": 5})).await.unwrap();
     s.track("k", t(AT), json!({"count": 7})).await.unwrap();
     s.shutdown().await.unwrap();
-    assert_eq!(d.data_rows(), [fields(&[("count", inc(5))]), fields(&[("count", inc(7))])]);
+    assert_eq!(
+        d.data_rows(),
+        [fields(&[("count", inc(5))]), fields(&[("count", inc(7))])]
+    );
     assert_eq!(d.batches.lock().len(), 1, "one round trip for the flush");
 }
 
@@ -159,7 +197,10 @@ async fn k6_writes_after_shutdown_are_refused() {
     let d = Recording::new();
     let s = buffered(d.clone(), 10, true);
     s.shutdown().await.unwrap();
-    assert!(matches!(s.track("k", t(AT), json!({"count": 1})).await, Err(StatsError::Closed)));
+    assert!(matches!(
+        s.track("k", t(AT), json!({"count": 1})).await,
+        Err(StatsError::Closed)
+    ));
     s.shutdown().await.unwrap(); // idempotent
     assert!(d.batches.lock().is_empty());
 }
@@ -182,7 +223,11 @@ async fn k8_background_flush_runs_on_its_period() {
 
 #[tokio::test]
 async fn k11_zero_buffer_size_is_a_config_error() {
-    let err = Stats::builder(Recording::new()).buffer_size(0).buffer_async(false).build().unwrap_err();
+    let err = Stats::builder(Recording::new())
+        .buffer_size(0)
+        .buffer_async(false)
+        .build()
+        .unwrap_err();
     assert_eq!(err, ConfigError::BufferSize);
 }
 
@@ -193,7 +238,10 @@ async fn k12_fractional_increments_are_not_truncated() {
     s.track("k", t(AT), json!({"count": 1.5})).await.unwrap();
     s.track("k", t(AT), json!({"count": 1.5})).await.unwrap();
     s.flush().await.unwrap();
-    assert_eq!(d.data_rows(), [fields(&[("count", FieldOp::Inc(Number::Float(3.0)))])]);
+    assert_eq!(
+        d.data_rows(),
+        [fields(&[("count", FieldOp::Inc(Number::Float(3.0)))])]
+    );
 }
 
 #[tokio::test]
@@ -203,12 +251,18 @@ async fn failed_flush_keeps_the_batch_and_retries_it_unchanged() {
     s.track("k", t(AT), json!({"count": 1})).await.unwrap();
     d.fail.store(true, Ordering::SeqCst);
     let err = s.flush().await.unwrap_err();
-    assert!(matches!(&err, StatsError::Driver(e) if e.is_retryable()), "{err}");
+    assert!(
+        matches!(&err, StatsError::Driver(e) if e.is_retryable()),
+        "{err}"
+    );
     s.track("k", t(AT), json!({"count": 10})).await.unwrap();
     assert!(s.flush().await.is_err());
     d.fail.store(false, Ordering::SeqCst);
     let outcome = s.flush().await.unwrap();
-    assert_eq!(outcome.batches, 2, "the kept batch first, then the new data");
+    assert_eq!(
+        outcome.batches, 2,
+        "the kept batch first, then the new data"
+    );
     let batches = d.batches.lock().clone();
     assert_eq!(batches[0].id.seq + 1, batches[1].id.seq);
     let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
@@ -238,9 +292,16 @@ async fn shutdown_hands_back_what_it_cannot_write() {
 #[tokio::test]
 async fn unbuffered_driver_errors_reach_the_caller() {
     let d = Recording::new();
-    let s = Stats::builder(d.clone()).time_zone("UTC").buffer(false).build().unwrap();
+    let s = Stats::builder(d.clone())
+        .time_zone("UTC")
+        .buffer(false)
+        .build()
+        .unwrap();
     d.fail.store(true, Ordering::SeqCst);
-    assert!(matches!(s.track("k", t(AT), json!({"count": 1})).await, Err(StatsError::Driver(_))));
+    assert!(matches!(
+        s.track("k", t(AT), json!({"count": 1})).await,
+        Err(StatsError::Driver(_))
+    ));
 }
 
 // ---------------------------------------------------------------- A. configuration
@@ -257,12 +318,23 @@ async fn a10_defaults() {
 
 #[test]
 fn a11_invalid_zone_and_granularity_fail_the_build() {
-    let err = Stats::builder(Recording::new()).time_zone("Invalid/Timezone").buffer(false).build().unwrap_err();
+    let err = Stats::builder(Recording::new())
+        .time_zone("Invalid/Timezone")
+        .buffer(false)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("Invalid/Timezone"), "{err}");
-    let err = Stats::builder(Recording::new()).granularities(["1h", "1hour"]).buffer(false).build().unwrap_err();
+    let err = Stats::builder(Recording::new())
+        .granularities(["1h", "1hour"])
+        .buffer(false)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("1hour"), "{err}");
     // The async buffer needs a runtime.
-    assert_eq!(Stats::builder(Recording::new()).build().unwrap_err(), ConfigError::NoRuntime);
+    assert_eq!(
+        Stats::builder(Recording::new()).build().unwrap_err(),
+        ConfigError::NoRuntime
+    );
 }
 
 #[test]
@@ -284,21 +356,56 @@ fn blocking_facade() {
 #[test]
 fn g1_to_g7_identities() {
     let row = RowId::new("event", "1d".parse().unwrap(), t("2025-01-15T10:00:00Z"));
-    assert_eq!(row.identity(IdentifierMode::Full, Some("trfl")), Identity::Full { key: "trfl::event::1d::1736935200".into() });
+    assert_eq!(
+        row.identity(IdentifierMode::Full, Some("trfl")),
+        Identity::Full {
+            key: "trfl::event::1d::1736935200".into()
+        }
+    );
     assert_eq!(
         row.identity(IdentifierMode::Partial, Some("trfl")),
-        Identity::Partial { key: "trfl::event::1d".into(), at: t("2025-01-15T10:00:00Z") }
+        Identity::Partial {
+            key: "trfl::event::1d".into(),
+            at: t("2025-01-15T10:00:00Z")
+        }
     );
     assert_eq!(
         row.identity(IdentifierMode::Separated, Some("trfl")),
-        Identity::Separated { key: "event".into(), granularity: "1d".into(), at: t("2025-01-15T10:00:00Z") }
+        Identity::Separated {
+            key: "event".into(),
+            granularity: "1d".into(),
+            at: t("2025-01-15T10:00:00Z")
+        }
     );
-    let logs = RowId::new("event::logs", "1h".parse().unwrap(), t("2025-01-15T10:00:00Z"));
-    assert_eq!(logs.identity(IdentifierMode::Full, None), Identity::Full { key: "event::logs::1h::1736935200".into() });
+    let logs = RowId::new(
+        "event::logs",
+        "1h".parse().unwrap(),
+        t("2025-01-15T10:00:00Z"),
+    );
+    assert_eq!(
+        logs.identity(IdentifierMode::Full, None),
+        Identity::Full {
+            key: "event::logs::1h::1736935200".into()
+        }
+    );
     let custom = RowId::new("events", "1h".parse().unwrap(), t("2025-02-01T11:00:00Z"));
-    assert_eq!(custom.identity_with(IdentifierMode::Full, Some("custom"), "--"), Identity::Full { key: "custom--events--1h--1738407600".into() });
-    let sys = RowId::new(accrue::SYSTEM_KEY, "1h".parse().unwrap(), t("2025-01-15T10:00:00Z"));
-    assert_eq!(sys.identity(IdentifierMode::Full, Some("trfl")), Identity::Full { key: "trfl::__system__key__::1h::1736935200".into() });
+    assert_eq!(
+        custom.identity_with(IdentifierMode::Full, Some("custom"), "--"),
+        Identity::Full {
+            key: "custom--events--1h--1738407600".into()
+        }
+    );
+    let sys = RowId::new(
+        accrue::SYSTEM_KEY,
+        "1h".parse().unwrap(),
+        t("2025-01-15T10:00:00Z"),
+    );
+    assert_eq!(
+        sys.identity(IdentifierMode::Full, Some("trfl")),
+        Identity::Full {
+            key: "trfl::__system__key__::1h::1736935200".into()
+        }
+    );
 }
 
 #[test]
@@ -309,7 +416,14 @@ fn g9_at_text_is_utc_whole_seconds() {
 
 #[test]
 fn g11_g12_mode_parsing_is_strict() {
-    for (s, m) in [("full", IdentifierMode::Full), ("FULL", IdentifierMode::Full), ("partial", IdentifierMode::Partial), ("PARTIAL", IdentifierMode::Partial), ("separated", IdentifierMode::Separated), ("SEPARATED", IdentifierMode::Separated)] {
+    for (s, m) in [
+        ("full", IdentifierMode::Full),
+        ("FULL", IdentifierMode::Full),
+        ("partial", IdentifierMode::Partial),
+        ("PARTIAL", IdentifierMode::Partial),
+        ("separated", IdentifierMode::Separated),
+        ("SEPARATED", IdentifierMode::Separated),
+    ] {
         assert_eq!(s.parse::<IdentifierMode>().unwrap(), m);
     }
     for bad in ["", "unknown", "joined"] {
@@ -319,7 +433,10 @@ fn g11_g12_mode_parsing_is_strict() {
 
 #[test]
 fn g13_descriptions() {
-    assert_eq!(MemoryDriver::new(IdentifierMode::Partial).description(), "MemoryDriver(P)");
+    assert_eq!(
+        MemoryDriver::new(IdentifierMode::Partial).description(),
+        "MemoryDriver(P)"
+    );
     assert_eq!(IdentifierMode::Separated.letter(), 'S');
 }
 
@@ -327,7 +444,17 @@ fn g13_descriptions() {
 
 #[test]
 fn h8_segment_codec() {
-    for (raw, enc) in [("test.rb", "test%2Erb"), ("%22", "%2522"), ("test%2Erb", "test%252Erb"), ("*", "%2A"), ("$count", "%24count"), ("a\\b", "a%5Cb"), ("quoted\"name", "quoted%22name"), ("任务.rb", "任务%2Erb"), ("plain_name", "plain_name")] {
+    for (raw, enc) in [
+        ("test.rb", "test%2Erb"),
+        ("%22", "%2522"),
+        ("test%2Erb", "test%252Erb"),
+        ("*", "%2A"),
+        ("$count", "%24count"),
+        ("a\\b", "a%5Cb"),
+        ("quoted\"name", "quoted%22name"),
+        ("任务.rb", "任务%2Erb"),
+        ("plain_name", "plain_name"),
+    ] {
         assert_eq!(accrue::encode_segment(raw), enc);
         assert_eq!(accrue::decode_segment(enc), raw);
     }
@@ -335,14 +462,31 @@ fn h8_segment_codec() {
 
 #[test]
 fn h10_public_paths() {
-    assert_eq!(accrue::parse_public_path(r"jobs.test\.rb"), ["jobs", "test.rb"]);
-    assert_eq!(accrue::parse_public_path(".jobs..count."), ["", "jobs", "", "count", ""]);
+    assert_eq!(
+        accrue::parse_public_path(r"jobs.test\.rb"),
+        ["jobs", "test.rb"]
+    );
+    assert_eq!(
+        accrue::parse_public_path(".jobs..count."),
+        ["", "jobs", "", "count", ""]
+    );
     assert!(accrue::parse_public_path("").is_empty());
 }
 
-async fn stored(codec: accrue::PathCodec, op: &str, v: serde_json::Value) -> Result<Vec<(String, FieldOp)>, StatsError> {
+async fn stored(
+    codec: accrue::PathCodec,
+    op: &str,
+    v: serde_json::Value,
+) -> Result<Vec<(String, FieldOp)>, StatsError> {
     let d = Recording::new();
-    let s = Stats::builder(d.clone()).time_zone("UTC").granularities(["1h"]).buffer(false).system_tracking(false).path_codec(codec).build().unwrap();
+    let s = Stats::builder(d.clone())
+        .time_zone("UTC")
+        .granularities(["1h"])
+        .buffer(false)
+        .system_tracking(false)
+        .path_codec(codec)
+        .build()
+        .unwrap();
     match op {
         "track" => s.track("k", t(AT), v).await?,
         _ => s.assert("k", t(AT), v).await?,
@@ -358,46 +502,121 @@ fn names(f: &[(String, FieldOp)]) -> Vec<&str> {
 async fn h1_h2_h5_h6_packing() {
     use accrue::PathCodec::*;
     for codec in [Legacy, V1] {
-        assert_eq!(names(&stored(codec, "track", json!({"a": 1, "b": 2, "c": 3})).await.unwrap()), ["a", "b", "c"]);
-        let f = stored(codec, "track", json!({"a": 1, "b": {"c": 22, "d": 33, "e": {"f": 444}, "g": 55}, "h": 6})).await.unwrap();
+        assert_eq!(
+            names(
+                &stored(codec, "track", json!({"a": 1, "b": 2, "c": 3}))
+                    .await
+                    .unwrap()
+            ),
+            ["a", "b", "c"]
+        );
+        let f = stored(
+            codec,
+            "track",
+            json!({"a": 1, "b": {"c": 22, "d": 33, "e": {"f": 444}, "g": 55}, "h": 6}),
+        )
+        .await
+        .unwrap();
         assert_eq!(names(&f), ["a", "b.c", "b.d", "b.e.f", "b.g", "h"]);
-        let f = stored(codec, "assert", json!({"count": 1, "meta": {"duration": 2, "nested": {"flag": true}}})).await.unwrap();
+        let f = stored(
+            codec,
+            "assert",
+            json!({"count": 1, "meta": {"duration": 2, "nested": {"flag": true}}}),
+        )
+        .await
+        .unwrap();
         assert_eq!(names(&f), ["count", "meta.duration", "meta.nested.flag"]);
-        let f = stored(codec, "assert", json!({"tags": [1, 2], "m": {}})).await.unwrap();
-        assert_eq!(f, [("tags".to_string(), FieldOp::Set(Value::from(json!([1, 2]))))]);
+        let f = stored(codec, "assert", json!({"tags": [1, 2], "m": {}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            f,
+            [("tags".to_string(), FieldOp::Set(Value::from(json!([1, 2]))))]
+        );
     }
 }
 
 #[tokio::test]
 async fn h3_colliding_spellings_are_an_error() {
     // Ruby keeps the later one, Go is order-dependent; we refuse the ambiguity.
-    let err = stored(accrue::PathCodec::Legacy, "assert", json!({"a": 1, "b": {"c": 22}, "b.c": "err"})).await.unwrap_err();
-    assert!(matches!(err, StatsError::InvalidValue(accrue::ValueError::DuplicatePath { ref path }) if path == "b.c"), "{err}");
+    let err = stored(
+        accrue::PathCodec::Legacy,
+        "assert",
+        json!({"a": 1, "b": {"c": 22}, "b.c": "err"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StatsError::InvalidValue(accrue::ValueError::DuplicatePath { ref path }) if path == "b.c"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn h9_h11_v1_paths() {
-    let f = stored(accrue::PathCodec::V1, "track", json!({"jobs.test.rb": 1, r"jobs.test\.rb": 2, r"jobs.\*": 4, "jobs.$cost": 5})).await.unwrap();
-    assert_eq!(names(&f), ["jobs.%24cost", "jobs.%2A", "jobs.test%2Erb", "jobs.test.rb"]);
-    let f = stored(accrue::PathCodec::V1, "assert", json!({r"status\.items": [{"test%2Erb": "%2E"}]})).await.unwrap();
-    assert_eq!(f, [("status%2Eitems".to_string(), FieldOp::Set(Value::from(json!([{"test%2Erb": "%2E"}]))))]);
+    let f = stored(
+        accrue::PathCodec::V1,
+        "track",
+        json!({"jobs.test.rb": 1, r"jobs.test\.rb": 2, r"jobs.\*": 4, "jobs.$cost": 5}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        names(&f),
+        ["jobs.%24cost", "jobs.%2A", "jobs.test%2Erb", "jobs.test.rb"]
+    );
+    let f = stored(
+        accrue::PathCodec::V1,
+        "assert",
+        json!({r"status\.items": [{"test%2Erb": "%2E"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f,
+        [(
+            "status%2Eitems".to_string(),
+            FieldOp::Set(Value::from(json!([{"test%2Erb": "%2E"}])))
+        )]
+    );
 }
 
 #[tokio::test]
 async fn h4_h7_unpacking_through_values() {
     let d = Arc::new(MemoryDriver::new(IdentifierMode::Full));
-    let s = Stats::builder(d.clone()).time_zone("UTC").granularities(["1h"]).buffer(false).path_codec(accrue::PathCodec::Legacy).build().unwrap();
+    let s = Stats::builder(d.clone())
+        .time_zone("UTC")
+        .granularities(["1h"])
+        .buffer(false)
+        .path_codec(accrue::PathCodec::Legacy)
+        .build()
+        .unwrap();
     s.assert("k", t(AT), json!({"a": {"b": 1}})).await.unwrap();
     // A stored scalar and a map at the same path: the map wins, in either order.
     s.assert("k", t(AT), json!({"a": 5})).await.unwrap();
     let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
-    assert_eq!(Value::Map(v.values[0].clone()).to_json(), json!({"a": {"b": 1}}));
+    assert_eq!(
+        Value::Map(v.values[0].clone()).to_json(),
+        json!({"a": {"b": 1}})
+    );
 }
 
 #[tokio::test]
 async fn legacy_codec_refuses_unstorable_keys() {
-    let err = stored(accrue::PathCodec::Legacy, "assert", json!({"quoted\"name": 1})).await.unwrap_err();
-    assert!(matches!(err, StatsError::InvalidValue(accrue::ValueError::Unrepresentable { .. })), "{err}");
+    let err = stored(
+        accrue::PathCodec::Legacy,
+        "assert",
+        json!({"quoted\"name": 1}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StatsError::InvalidValue(accrue::ValueError::Unrepresentable { .. })
+        ),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------- L. numbers
@@ -405,9 +624,19 @@ async fn legacy_codec_refuses_unstorable_keys() {
 #[tokio::test]
 async fn l1_l2_integers_read_back_as_integers_l5_numeric_strings_refused() {
     let d = Arc::new(MemoryDriver::new(IdentifierMode::Full));
-    let s = Stats::builder(d).time_zone("UTC").granularities(["1h"]).buffer(false).build().unwrap();
+    let s = Stats::builder(d)
+        .time_zone("UTC")
+        .granularities(["1h"])
+        .buffer(false)
+        .build()
+        .unwrap();
     s.track("k", t(AT), json!({"count": 7})).await.unwrap();
     let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
     assert_eq!(v.values[0]["count"], Value::Int(7));
-    assert!(matches!(s.track("k", t(AT), json!({"count": "5"})).await, Err(StatsError::InvalidValue(accrue::ValueError::NotANumber { .. }))));
+    assert!(matches!(
+        s.track("k", t(AT), json!({"count": "5"})).await,
+        Err(StatsError::InvalidValue(
+            accrue::ValueError::NotANumber { .. }
+        ))
+    ));
 }
