@@ -98,16 +98,44 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregator;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+mod collector;
 mod constants;
 mod error;
+#[cfg(feature = "stats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
+mod stats;
 mod sync;
+mod time;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use crate::collector::{
+    AckMode, Collector, CollectorBuilder, CollectorError, ShutdownHandle, Synchronous,
+};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use crate::stats::SqliteDriver;
+#[cfg(feature = "stats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
+pub use crate::stats::{
+    BatchId, BlockingStats, ConfigError, Driver, DriverError, DriverErrorKind, DriverFuture,
+    FieldOp, FlushOutcome, IdentifierMode, Identity, MAX_KEY_LEN, MemoryDriver, Number, PathCodec,
+    RowId, RowUpdate, SEPARATOR, SYSTEM_KEY, Series, Stats, StatsBuilder, StatsError,
+    UNTRACKED_KEY, UnknownMode, Value, ValueError, Values, WriteBatch, at_text, decode_segment,
+    encode_segment, parse_public_path,
+};
 pub use crate::{
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,
         Last, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
     },
     error::{AddError, BuildError, ShutdownError},
+    time::{
+        Calendar, Granularity, GranularityError, GranularityErrorKind, TimeError, TimeZoneError,
+        Timeline, Unit,
+    },
 };
 
 /// The README's examples, compiled and run as doctests.

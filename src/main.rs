@@ -1,6 +1,261 @@
-//! The `accrue` binary. The `serve` command arrives with the HTTP collector.
+//! The `accrue` command line: `accrue serve` runs the HTTP event collector.
 
-fn main() {
-    eprintln!("accrue: no commands yet (the `serve` command arrives with the HTTP collector)");
-    std::process::exit(2);
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use accrue::{AckMode, Collector, Synchronous};
+use clap::{Parser, Subcommand};
+
+/// High-throughput event ingestion: a Tlytics-compatible HTTP collector on embedded SQLite,
+/// aggregating into time-bucketed metrics.
+#[derive(Debug, Parser)]
+#[command(name = "accrue", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP event collector.
+    ///
+    /// Routes: POST /events (JSON array), POST /batch ({"events": [...]}), GET /view,
+    /// GET /health, GET /ready, GET /metrics, GET /openapi.json. A 200 means every event of
+    /// the request is stored (--ack durable) or queued (--ack queued); a 400/413/503 stores
+    /// nothing. SIGTERM or SIGINT stop it gracefully: open requests finish and everything
+    /// queued is written first.
+    Serve(Serve),
+}
+
+#[derive(Debug, clap::Args)]
+struct Serve {
+    /// SQLite file of the event store; created on first run.
+    #[arg(
+        long,
+        env = "ACCRUE_DB",
+        default_value = "./accrue.db",
+        value_name = "PATH"
+    )]
+    db: PathBuf,
+
+    /// TCP port to listen on (0 picks a free one and logs it).
+    #[arg(long, env = "ACCRUE_PORT", default_value_t = 8081)]
+    port: u16,
+
+    /// Address to listen on; 0.0.0.0 accepts remote clients (there is no authentication).
+    #[arg(
+        long,
+        env = "ACCRUE_BIND",
+        default_value = "127.0.0.1",
+        value_name = "ADDR"
+    )]
+    bind: IpAddr,
+
+    /// How often aggregated metrics are flushed to the metrics store (e.g. 5s, 500ms, 1m).
+    #[arg(long, env = "ACCRUE_FLUSH", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    flush: Duration,
+
+    /// Where aggregated metrics go, as a URL. Default: the --db file itself (sqlite://PATH).
+    /// postgres://, mysql://, redis:// and mongodb:// need a build with that driver.
+    #[arg(long, env = "ACCRUE_STATS_DRIVER", value_name = "URL")]
+    stats_driver: Option<String>,
+
+    /// When a POST is answered 200: `durable` after the events are committed (group commit;
+    /// kill -9 right after the answer loses nothing), or `queued` as soon as they are queued
+    /// (Tlytics' behaviour; a crash can lose what is still in the queue).
+    #[arg(long, env = "ACCRUE_ACK", default_value = "durable", value_parser = ["durable", "queued"])]
+    ack: String,
+
+    /// SQLite durability of a commit: `normal` survives a process crash, `full` also an OS
+    /// crash or power cut (one fsync per group commit).
+    #[arg(long, env = "ACCRUE_SYNCHRONOUS", default_value = "normal", value_parser = ["normal", "full"])]
+    synchronous: String,
+
+    /// Delete events older than this (event time), e.g. 30d or 12h. Default: keep all.
+    #[arg(long, env = "ACCRUE_RETENTION", value_parser = parse_duration, value_name = "DURATION")]
+    retention: Option<Duration>,
+
+    /// Largest request body in bytes; larger gets 413.
+    #[arg(long, env = "ACCRUE_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024, value_name = "BYTES")]
+    max_body_bytes: usize,
+
+    /// Most events in one request; more gets 413.
+    #[arg(
+        long,
+        env = "ACCRUE_MAX_EVENTS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    max_events: usize,
+
+    /// Longest event key in bytes; longer gets 400.
+    #[arg(
+        long,
+        env = "ACCRUE_MAX_KEY_BYTES",
+        default_value_t = 256,
+        value_name = "BYTES"
+    )]
+    max_key_bytes: usize,
+
+    /// Largest `data` of one event in bytes (without whitespace); larger gets 400.
+    #[arg(long, env = "ACCRUE_MAX_DATA_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
+    max_data_bytes: usize,
+
+    /// Events the ingest queue holds before answering 503 with Retry-After.
+    #[arg(
+        long,
+        env = "ACCRUE_QUEUE_EVENTS",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    queue_events: usize,
+
+    /// Bytes of event keys, data and ids the ingest queue holds before answering 503.
+    #[arg(long, env = "ACCRUE_QUEUE_BYTES", default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    queue_bytes: usize,
+
+    /// How long the writer waits for more requests to share a commit (0: commit what is
+    /// queued at once; under load, requests share commits anyway).
+    #[arg(long, env = "ACCRUE_COMMIT_WINDOW", default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    commit_window: Duration,
+
+    /// How long a graceful shutdown waits for open requests, and then for a failing store.
+    #[arg(long, env = "ACCRUE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    shutdown_timeout: Duration,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. info, debug, accrue=trace.
+    #[arg(
+        long,
+        env = "ACCRUE_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    log: String,
+}
+
+/// A duration such as `5s`, `500ms`, `1m30s`, `12h` or `30d` (a day is 24 hours).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let span: jiff::Span = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 5s, 500ms, 12h or 30d: {e}"))?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: Serve) -> ExitCode {
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("accrue: invalid --log filter {:?}: {e}", args.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("accrue-http")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("accrue: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let ack: AckMode = args.ack.parse()?;
+        let synchronous: Synchronous = args.synchronous.parse()?;
+        let mut builder = Collector::builder()
+            .db(&args.db)
+            .port(args.port)
+            .bind(args.bind)
+            .flush_interval(args.flush)
+            .ack(ack)
+            .synchronous(synchronous)
+            .retention(args.retention)
+            .max_body_bytes(args.max_body_bytes)
+            .max_events_per_request(args.max_events)
+            .max_key_bytes(args.max_key_bytes)
+            .max_data_bytes(args.max_data_bytes)
+            .queue_events(args.queue_events)
+            .queue_bytes(args.queue_bytes)
+            .commit_window(args.commit_window)
+            .shutdown_timeout(args.shutdown_timeout);
+        if let Some(url) = &args.stats_driver {
+            builder = builder.stats_driver(url);
+        }
+        builder.start().await?.run_until_signal().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("accrue: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_like_go_and_accept_days() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("1mo").is_err());
+    }
+
+    #[test]
+    fn help_documents_every_flag_and_env_var() {
+        let help = Cli::command()
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for arg in Cli::command()
+            .find_subcommand("serve")
+            .unwrap()
+            .get_arguments()
+        {
+            if let Some(long) = arg.get_long() {
+                assert!(help.contains(&format!("--{long}")), "--{long} missing");
+            }
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                if !["help", "version"].contains(&arg.get_id().as_str()) {
+                    assert!(help.contains(&format!("env: {env}")), "{env} missing");
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,419 @@
+//! [`CollectorBuilder`]: every setting of `accrue serve`, with its default and its reason.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::CollectorError;
+use super::event::Limits;
+
+/// When a `200` is sent for a `POST /events` or `POST /batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AckMode {
+    /// After the events are committed to the event store (default). Concurrent requests share
+    /// one transaction (group commit), so this costs latency, not throughput. A `kill -9` right
+    /// after the answer loses nothing; with [`Synchronous::Full`] neither does a power cut.
+    #[default]
+    Durable,
+    /// As soon as the events are in the bounded ingest queue (Tlytics' behaviour). The writer
+    /// still commits continuously, so the window a crash can lose is what sits in the queue —
+    /// milliseconds under normal load. A graceful shutdown writes the queue out first.
+    Queued,
+}
+
+impl AckMode {
+    /// The name used on the command line: `durable` or `queued`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Durable => "durable",
+            Self::Queued => "queued",
+        }
+    }
+}
+
+impl std::str::FromStr for AckMode {
+    type Err = CollectorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "durable" => Ok(Self::Durable),
+            "queued" => Ok(Self::Queued),
+            _ => Err(CollectorError::Config(format!(
+                "ack mode {s:?} is not one of: durable, queued"
+            ))),
+        }
+    }
+}
+
+/// SQLite's `PRAGMA synchronous` for the event store (WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// A commit is in the WAL file when it returns: it survives the process dying (`kill -9`,
+    /// OOM killer, panic) but not an operating-system crash or power cut. Default.
+    #[default]
+    Normal,
+    /// A commit is also fsynced: it survives a power cut. Group commit shares one fsync among
+    /// all requests of a group.
+    Full,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+
+    /// The name used on the command line: `normal` or `full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Full => "full",
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = CollectorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            _ => Err(CollectorError::Config(format!(
+                "synchronous mode {s:?} is not one of: normal, full"
+            ))),
+        }
+    }
+}
+
+/// Default database file.
+pub(crate) const DEFAULT_DB: &str = "./accrue.db";
+/// Tlytics' port.
+pub(crate) const DEFAULT_PORT: u16 = 8081;
+/// Tlytics' flush period; here the period of the metrics aggregation flush.
+pub(crate) const DEFAULT_FLUSH: Duration = Duration::from_secs(5);
+/// Spec §1.3.1: 5 MiB per body.
+pub(crate) const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+/// Spec §1.3.1: 10 000 events per request.
+pub(crate) const DEFAULT_MAX_EVENTS: usize = 10_000;
+/// Spec §1.3.1: 256 bytes per key.
+pub(crate) const DEFAULT_MAX_KEY: usize = 256;
+/// Spec §1.3.1: 64 KiB of `data` per event.
+pub(crate) const DEFAULT_MAX_DATA: usize = 64 * 1024;
+/// Long enough for a UUID, ULID or a hash in hex.
+pub(crate) const DEFAULT_MAX_ID: usize = 128;
+/// Ten full requests, or about half a second of the load-generator's peak: enough to ride out a
+/// slow commit, small enough that a stuck store is reported (503) within a second.
+pub(crate) const DEFAULT_QUEUE_EVENTS: usize = 100_000;
+/// The byte bound of the queue (event keys, data and ids): 64 MiB.
+pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Most events committed in one transaction; a larger backlog is split over several.
+pub(crate) const DEFAULT_MAX_GROUP: usize = 20_000;
+/// How long the HTTP server waits for open requests on shutdown before closing them.
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent `/view` readers (each is one SQLite connection).
+pub(crate) const DEFAULT_READERS: usize = 4;
+
+/// Configures and starts a [`Collector`](crate::Collector), the server behind `accrue serve`.
+///
+/// Every setting has a default suited to a single machine; `accrue serve --help` lists the same
+/// settings as flags and environment variables.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use accrue::{AckMode, Collector};
+///
+/// let dir = tempfile::tempdir()?;
+/// let server = Collector::builder()
+///     .db(dir.path().join("events.db"))
+///     .port(0) // a free port; 8081 by default
+///     .ack(AckMode::Durable)
+///     .retention(Some(Duration::from_secs(30 * 86_400)))
+///     .start()
+///     .await?;
+/// println!("listening on {}", server.local_addr());
+/// // In a binary: `server.run_until_signal().await?` waits for SIGTERM / Ctrl-C.
+/// server.stop().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CollectorBuilder {
+    pub(crate) db: PathBuf,
+    pub(crate) bind: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) flush: Duration,
+    pub(crate) stats_driver: Option<String>,
+    pub(crate) ack: AckMode,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) limits: Limits,
+    pub(crate) queue_events: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) max_group_events: usize,
+    pub(crate) commit_window: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) readers: usize,
+    pub(crate) metrics: bool,
+}
+
+impl Default for CollectorBuilder {
+    fn default() -> Self {
+        Self {
+            db: PathBuf::from(DEFAULT_DB),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_PORT,
+            flush: DEFAULT_FLUSH,
+            stats_driver: None,
+            ack: AckMode::Durable,
+            synchronous: Synchronous::Normal,
+            retention: None,
+            max_body_bytes: DEFAULT_MAX_BODY,
+            limits: Limits {
+                max_events: DEFAULT_MAX_EVENTS,
+                max_key_bytes: DEFAULT_MAX_KEY,
+                max_data_bytes: DEFAULT_MAX_DATA,
+                max_id_bytes: DEFAULT_MAX_ID,
+            },
+            queue_events: DEFAULT_QUEUE_EVENTS,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+            max_group_events: DEFAULT_MAX_GROUP,
+            commit_window: Duration::ZERO,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            readers: DEFAULT_READERS,
+            metrics: true,
+        }
+    }
+}
+
+impl CollectorBuilder {
+    /// The SQLite file of the event store, created on first run. Default: `./accrue.db`.
+    pub fn db(mut self, path: impl Into<PathBuf>) -> Self {
+        self.db = path.into();
+        self
+    }
+
+    /// The address to listen on. Default: `127.0.0.1` (use `0.0.0.0` to accept remote
+    /// clients; there is no authentication yet, so put it behind a firewall or proxy).
+    pub fn bind(mut self, addr: IpAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The port to listen on; `0` picks a free one (see
+    /// [`Collector::local_addr`](crate::Collector::local_addr)). Default: 8081.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// How often aggregated metrics are flushed into the metrics store. Default: 5 s.
+    pub fn flush_interval(mut self, every: Duration) -> Self {
+        self.flush = every;
+        self
+    }
+
+    /// Where aggregated metrics go, as a URL: `sqlite://PATH`, `sqlite::memory:` or `memory:`.
+    /// Default: the event store's own SQLite file.
+    pub fn stats_driver(mut self, url: impl Into<String>) -> Self {
+        self.stats_driver = Some(url.into());
+        self
+    }
+
+    /// When a POST is answered with `200`. Default: [`AckMode::Durable`].
+    pub fn ack(mut self, mode: AckMode) -> Self {
+        self.ack = mode;
+        self
+    }
+
+    /// Durability of a commit. Default: [`Synchronous::Normal`].
+    pub fn synchronous(mut self, mode: Synchronous) -> Self {
+        self.synchronous = mode;
+        self
+    }
+
+    /// Delete events whose time is older than this (checked every minute). Default: keep
+    /// everything. Metrics already aggregated are not affected.
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.retention = keep;
+        self
+    }
+
+    /// Largest request body; a larger one gets `413`. Default: 5 MiB.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Most events in one request; more gets `413`. Default: 10 000.
+    pub fn max_events_per_request(mut self, events: usize) -> Self {
+        self.limits.max_events = events;
+        self
+    }
+
+    /// Longest event key in bytes; longer gets `400`. Default: 256.
+    pub fn max_key_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_key_bytes = bytes;
+        self
+    }
+
+    /// Largest `data` object of one event in bytes, without whitespace; larger gets `400`.
+    /// Default: 64 KiB.
+    pub fn max_data_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_data_bytes = bytes;
+        self
+    }
+
+    /// Events the ingest queue holds before the server answers `503` with `Retry-After`.
+    /// Default: 100 000. Must be at least [`max_events_per_request`](Self::max_events_per_request).
+    pub fn queue_events(mut self, events: usize) -> Self {
+        self.queue_events = events;
+        self
+    }
+
+    /// Bytes (keys, data, ids) the ingest queue holds before answering `503`. Default: 64 MiB.
+    /// Must be at least [`max_body_bytes`](Self::max_body_bytes).
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
+    }
+
+    /// Most events committed in one transaction. Default: 20 000.
+    pub fn max_group_events(mut self, events: usize) -> Self {
+        self.max_group_events = events;
+        self
+    }
+
+    /// How long the writer waits for more requests to join a group once it has one. Default:
+    /// zero — the group is whatever queued up while the previous commit ran, which already
+    /// shares commits under load without adding latency when idle.
+    pub fn commit_window(mut self, wait: Duration) -> Self {
+        self.commit_window = wait;
+        self
+    }
+
+    /// How long shutdown waits for open requests and for a failing store. Default: 30 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Most concurrent SQLite readers for `/view`. Default: 4.
+    pub fn read_connections(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// Whether events are aggregated into the metrics store (and `/v1/values` served).
+    /// Default: on.
+    pub fn metrics_pipeline(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// The event store's path.
+    pub fn db_path(&self) -> &Path {
+        &self.db
+    }
+
+    /// The configured listening address (port `0` until started).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The acknowledgement mode.
+    pub fn ack_mode(&self) -> AckMode {
+        self.ack
+    }
+
+    /// Checks the settings against each other before anything is opened.
+    pub(crate) fn validate(&self) -> Result<(), CollectorError> {
+        let bad = |m: String| Err(CollectorError::Config(m));
+        if self.flush.is_zero() {
+            return bad("the flush interval must be greater than zero".into());
+        }
+        if self.retention.is_some_and(|r| r.is_zero()) {
+            return bad("retention must be greater than zero (omit it to keep everything)".into());
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("max body bytes", self.max_body_bytes),
+            ("max events per request", l.max_events),
+            ("max key bytes", l.max_key_bytes),
+            ("max data bytes", l.max_data_bytes),
+            ("max group events", self.max_group_events),
+            ("read connections", self.readers),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if self.queue_events < l.max_events {
+            return bad(format!(
+                "the queue ({} events) must hold at least one full request ({} events)",
+                self.queue_events, l.max_events
+            ));
+        }
+        if self.queue_bytes < self.max_body_bytes {
+            return bad(format!(
+                "the queue ({} bytes) must hold at least one full body ({} bytes)",
+                self.queue_bytes, self.max_body_bytes
+            ));
+        }
+        // tokio's semaphore takes at most u32 permits at once.
+        if self.max_body_bytes > u32::MAX as usize || l.max_events > u32::MAX as usize {
+            return bad("request limits above 4 GiB / 4 billion events are not supported".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_inconsistent_limits_are_not() {
+        CollectorBuilder::default().validate().unwrap();
+        let e = CollectorBuilder::default()
+            .queue_events(10)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("one full request"), "{e}");
+        let e = CollectorBuilder::default()
+            .flush_interval(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("flush"), "{e}");
+        assert!(
+            CollectorBuilder::default()
+                .max_key_bytes(0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            CollectorBuilder::default()
+                .retention(Some(Duration::ZERO))
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn modes_parse_from_their_names() {
+        assert_eq!("queued".parse::<AckMode>().unwrap(), AckMode::Queued);
+        assert_eq!("durable".parse::<AckMode>().unwrap().as_str(), "durable");
+        assert!("sync".parse::<AckMode>().is_err());
+        assert_eq!("full".parse::<Synchronous>().unwrap(), Synchronous::Full);
+        assert!("FULL".parse::<Synchronous>().is_err());
+    }
+}

@@ -1,0 +1,380 @@
+//! The HTTP API: the Tlytics routes, their extensions, and the operational routes.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /events` | a JSON array of events (Tlytics) |
+//! | `POST /batch` | `{"events": [...]}` (Tlytics) |
+//! | `GET /health` | liveness, `{"port":N,"status":"healthy"}` (Tlytics) |
+//! | `GET /view?page=&page_size=&key=` | stored events, newest first (Tlytics, plus `key`) |
+//! | `GET /ready` | readiness: the event store answers and the last write succeeded |
+//! | `GET /v1/values?key=&from=&to=&granularity=` | aggregated timelines from the metrics store |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /openapi.json` | the OpenAPI 3.1 description of all of the above |
+//!
+//! Everything else, including a known path with the wrong method, is Gin's plain-text
+//! `404 page not found`.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+
+use super::error::ApiError;
+use super::event::{self, Event, Limits};
+use super::json;
+use super::metrics::{Gauges, Metrics};
+use super::store::{PageQuery, ReadPool, read_page};
+use super::time_fmt::{EventTime, format_rfc3339};
+use super::writer::{Ingest, WriterShared, now_ns};
+
+/// Every route the server answers, as `(method, path)`; the OpenAPI document lists exactly
+/// these (a test checks both directions).
+#[cfg(test)]
+pub(crate) const ROUTES: &[(&str, &str)] = &[
+    ("post", "/events"),
+    ("post", "/batch"),
+    ("get", "/health"),
+    ("get", "/view"),
+    ("get", "/ready"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+/// `/view` defaults and bounds (Tlytics: page 1, size 10; sizes above 1000 are clamped).
+const DEFAULT_PAGE_SIZE: i64 = 10;
+const MAX_PAGE_SIZE: i64 = 1000;
+/// Bodies above this are parsed on the blocking pool, to keep the async workers responsive.
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+/// What every handler can reach. Cheap to clone; later features (auth, live feeds) add their
+/// state to [`AppInner`].
+#[derive(Clone, Debug)]
+pub(crate) struct AppState(pub(crate) Arc<AppInner>);
+
+#[derive(Debug)]
+pub(crate) struct AppInner {
+    pub(crate) ingest: Arc<Ingest>,
+    pub(crate) writer: Arc<WriterShared>,
+    pub(crate) readers: Arc<ReadPool>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
+    pub(crate) max_body: usize,
+    /// The port actually bound, reported by `/health`.
+    pub(crate) port: u16,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// The router with every route, the 404 fallbacks and request counting.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/events", post(post_events))
+        .route("/batch", post(post_batch))
+        .route("/health", get(health))
+        .route("/view", get(view))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .method_not_allowed_fallback(not_found)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Gin's answer for an unknown route or method.
+async fn not_found() -> Response {
+    let mut res = (StatusCode::NOT_FOUND, "404 page not found").into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    res
+}
+
+async fn count_requests(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    st.metrics.count_request(&route, res.status().as_u16());
+    res
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `POST /events`: a JSON array.
+    Array,
+    /// `POST /batch`: `{"events": [...]}`.
+    Envelope,
+}
+
+async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    ingest(st, headers, body, Shape::Array).await
+}
+
+async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    ingest(st, headers, body, Shape::Envelope).await
+}
+
+/// Reads the body (never more than the limit), decodes and validates every event, then hands
+/// them to the writer as one job. The Content-Type is not looked at, as in Tlytics.
+async fn ingest(st: AppState, headers: HeaderMap, body: Body, shape: Shape) -> Response {
+    match ingest_inner(&st, &headers, body, shape).await {
+        Ok((count, duplicates)) => {
+            st.metrics
+                .events_accepted
+                .fetch_add(count as u64, Ordering::Relaxed);
+            let mut out = Vec::with_capacity(64);
+            out.extend_from_slice(b"{\"count\":");
+            out.extend_from_slice(count.to_string().as_bytes());
+            if duplicates > 0 {
+                out.extend_from_slice(b",\"duplicates\":");
+                out.extend_from_slice(duplicates.to_string().as_bytes());
+            }
+            out.extend_from_slice(b",\"message\":\"Successfully queued ");
+            out.extend_from_slice(count.to_string().as_bytes());
+            out.extend_from_slice(b" events\"}");
+            json::response(StatusCode::OK, out)
+        }
+        Err(e) => {
+            st.metrics.count_rejected(e.error);
+            e.into_response()
+        }
+    }
+}
+
+async fn ingest_inner(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    shape: Shape,
+) -> Result<(usize, usize), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body as u64) {
+        return Err(ApiError::body_too_large(st.max_body));
+    }
+    let body = read_body(body, st.max_body, declared).await?;
+    let now = EventTime {
+        unix_ns: now_ns(),
+        offset_s: 0,
+    };
+    let limits = st.limits;
+    let decode = move |body: &[u8]| match shape {
+        Shape::Array => event::decode_events(body, &limits, now),
+        Shape::Envelope => event::decode_batch(body, &limits, now),
+    };
+    let events: Vec<Event> = if body.len() <= PARSE_INLINE_MAX {
+        decode(&body)?
+    } else {
+        tokio::task::spawn_blocking(move || decode(&body))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+    };
+    let count = events.len();
+    let outcome = st.ingest.submit(events).await?;
+    Ok((count, outcome.duplicates))
+}
+
+/// Collects the body, refusing it with 413 as soon as it passes `max` bytes.
+async fn read_body(body: Body, max: usize, declared: Option<u64>) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid_json(format!("reading the body: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            return Err(ApiError::body_too_large(max));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+async fn health(State(st): State<AppState>) -> Response {
+    let body = format!("{{\"port\":{},\"status\":\"healthy\"}}", st.port);
+    json::response(StatusCode::OK, body.into_bytes())
+}
+
+async fn ready(State(st): State<AppState>) -> Response {
+    let writer_ok = st.writer.healthy.load(Ordering::Acquire);
+    let read = st.readers.ping().await;
+    let (status, body) = match (writer_ok, read) {
+        (true, Ok(())) => (StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
+        (false, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"detail":"the last event-store write failed and is being retried","status":"unavailable"}"#
+                .to_owned(),
+        ),
+        (true, Err(e)) => {
+            let mut b = b"{\"detail\":".to_vec();
+            json::write_str(&mut b, &format!("the event store does not answer: {e}"));
+            b.extend_from_slice(b",\"status\":\"unavailable\"}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                String::from_utf8(b).expect("UTF-8"),
+            )
+        }
+    };
+    json::response(status, body.into_bytes())
+}
+
+/// Go's `strconv.Atoi`: optional sign, ASCII digits, no spaces, within `i64`.
+fn atoi(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The lenient `/view` parameters: anything unusable falls back to the default.
+pub(crate) fn page_params(pairs: &[(String, String)]) -> (i64, i64, Option<String>) {
+    // Gin's `Query` takes the first value of a repeated parameter.
+    let first = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let page = first("page")
+        .and_then(atoi)
+        .filter(|&p| p >= 1)
+        .unwrap_or(1);
+    let size = match first("page_size").and_then(atoi) {
+        Some(s) if s >= 1 => s.min(MAX_PAGE_SIZE),
+        _ => DEFAULT_PAGE_SIZE,
+    };
+    let key = first("key").filter(|k| !k.is_empty()).map(str::to_owned);
+    (page, size, key)
+}
+
+async fn view(State(st): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+    let (page, size, key) = page_params(&pairs);
+    let q = PageQuery {
+        key,
+        limit: size,
+        offset: (page - 1).checked_mul(size),
+    };
+    let read = st
+        .readers
+        .run(move |conn| {
+            let mut events = Vec::with_capacity(128 * size.min(100) as usize);
+            let mut first = true;
+            let mut buf = Vec::new();
+            let total = read_page(conn, &q, |key, time, data| {
+                events.push(if first { b'[' } else { b',' });
+                first = false;
+                events.extend_from_slice(b"{\"key\":");
+                json::write_str(&mut events, key);
+                events.extend_from_slice(b",\"timestamp\":\"");
+                buf.clear();
+                format_rfc3339(time, &mut buf);
+                events.extend_from_slice(&buf);
+                events.extend_from_slice(b"\",\"data\":");
+                events.extend_from_slice(data.unwrap_or("null").as_bytes());
+                events.push(b'}');
+            })?;
+            if first {
+                events.push(b'[');
+            }
+            events.push(b']');
+            Ok((total, events))
+        })
+        .await;
+    match read {
+        Ok((total, events)) => {
+            let total_pages = (total + size - 1) / size;
+            let mut out = Vec::with_capacity(events.len() + 96);
+            out.extend_from_slice(b"{\"events\":");
+            out.extend_from_slice(&events);
+            out.extend_from_slice(
+                format!(
+                    ",\"page\":{page},\"page_size\":{size},\"total\":{total},\"total_pages\":{total_pages}}}"
+                )
+                .as_bytes(),
+            );
+            json::response(StatusCode::OK, out)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading events for /view failed");
+            ApiError::read_failed().into_response()
+        }
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let (cap_events, cap_bytes) = st.ingest.capacity();
+    let gauges = Gauges {
+        queue_events: st.ingest.queued_events() as u64,
+        queue_capacity_events: cap_events as u64,
+        queue_bytes: st.ingest.queued_bytes() as u64,
+        queue_capacity_bytes: cap_bytes as u64,
+        stored_events: st.writer.stored.load(Ordering::Acquire),
+        store_healthy: st.writer.healthy.load(Ordering::Acquire),
+        metrics_watermark: st.writer.watermark.load(Ordering::Acquire),
+        aggregator: None,
+    };
+    let mut res = st.metrics.render(&gauges).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+async fn openapi() -> Response {
+    json::response(StatusCode::OK, super::openapi::document().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &[(&str, &str)]) -> (i64, i64, Option<String>) {
+        let pairs: Vec<(String, String)> = q
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        page_params(&pairs)
+    }
+
+    #[test]
+    fn view_parameters_are_lenient_like_tlytics() {
+        assert_eq!(params(&[]), (1, 10, None));
+        for bad in ["0", "-3", "abc", "", " 2", "2.5", "99999999999999999999"] {
+            assert_eq!(
+                params(&[("page", bad), ("page_size", bad)]),
+                (1, 10, None),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            params(&[("page", "+2"), ("page_size", "007")]),
+            (2, 7, None)
+        );
+        assert_eq!(params(&[("page_size", "1000")]).1, 1000);
+        assert_eq!(params(&[("page_size", "1001")]).1, 1000);
+        assert_eq!(params(&[("page", "3"), ("page", "4")]).0, 3);
+        assert_eq!(params(&[("key", "a")]).2.as_deref(), Some("a"));
+        assert_eq!(params(&[("key", "")]).2, None);
+    }
+}

@@ -1,0 +1,295 @@
+//! [`Collector`]: starting the server, and stopping it without losing anything.
+//!
+//! Shutdown order (each step waits for the previous one):
+//! 1. stop accepting connections; let open requests finish (up to the shutdown timeout);
+//! 2. close the ingest queue and let the writer commit everything in it;
+//! 3. flush the metrics aggregator into the metrics store and close it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::CollectorBuilder;
+use super::error::CollectorError;
+use super::metrics::Metrics;
+use super::routes::{AppInner, AppState, router};
+use super::store::{EventStore, ReadPool};
+use super::target::StatsTarget;
+use super::writer::{self, WriterConfig, WriterShared};
+
+/// A running collector: the HTTP server, the writer thread and the metrics pipeline.
+///
+/// Start one with [`Collector::builder`]; stop it with [`stop`](Self::stop), a
+/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("accrue-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let server = accrue::Collector::builder()
+///     .db(dir.join("events.db"))
+///     .port(0) // any free port
+///     .start()
+///     .await?;
+/// assert!(server.local_addr().port() > 0);
+/// server.stop().await?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Collector {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    done: tokio::task::JoinHandle<Result<(), CollectorError>>,
+}
+
+/// Stops a [`Collector`] from anywhere (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown; returns at once. Idempotent.
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether a shutdown has been requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+impl Collector {
+    /// Starts configuring a collector; every setting has a default.
+    pub fn builder() -> CollectorBuilder {
+        CollectorBuilder::default()
+    }
+
+    /// The address the server listens on (with the real port when `0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that starts the shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.cancel.clone())
+    }
+
+    /// Waits until the collector has stopped (after [`ShutdownHandle::shutdown`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CollectorError::Unwritten`] if a failing store kept queued events from being written
+    /// before the shutdown deadline; [`CollectorError::Task`] if a background task died.
+    pub async fn wait(self) -> Result<(), CollectorError> {
+        self.done
+            .await
+            .map_err(|e| CollectorError::Task(format!("the supervisor task failed: {e}")))?
+    }
+
+    /// Starts a graceful shutdown and waits for it: open requests finish, everything queued is
+    /// committed, aggregated metrics are flushed.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub async fn stop(self) -> Result<(), CollectorError> {
+        self.cancel.cancel();
+        self.wait().await
+    }
+
+    /// Runs until SIGTERM or SIGINT (Ctrl-C), then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait), or [`CollectorError::Task`] if the signal handlers cannot be
+    /// installed.
+    pub async fn run_until_signal(self) -> Result<(), CollectorError> {
+        let cancel = self.cancel.clone();
+        let signal = shutdown_signal()?;
+        tokio::select! {
+            () = signal => {
+                tracing::info!("signal received; shutting down (a second signal does not abort)");
+                cancel.cancel();
+            }
+            () = cancel.cancelled() => {}
+        }
+        self.wait().await
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, CollectorError> {
+    let err =
+        |e: std::io::Error| CollectorError::Task(format!("cannot install signal handlers: {e}"));
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(err)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(err)?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = err;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
+
+impl CollectorBuilder {
+    /// Opens the stores, starts the writer and binds the socket; returns once the server
+    /// accepts connections. Works on any tokio runtime: blocking work runs on the blocking pool
+    /// and the writer has its own thread.
+    ///
+    /// # Errors
+    ///
+    /// [`CollectorError::Config`] for inconsistent settings, [`CollectorError::Store`] when the
+    /// database cannot be opened, [`CollectorError::Bind`] when the address is taken.
+    pub async fn start(self) -> Result<Collector, CollectorError> {
+        self.validate()?;
+        let cfg = self;
+        let target = StatsTarget::parse(cfg.stats_driver.as_deref(), &cfg.db)?;
+        let path = cfg.db.clone();
+        let sync = cfg.synchronous;
+        let store = tokio::task::spawn_blocking(move || EventStore::open(&path, sync))
+            .await
+            .map_err(|e| CollectorError::Task(e.to_string()))??;
+        let metrics = Arc::new(Metrics::default());
+        let writer_cfg = WriterConfig {
+            ack: cfg.ack,
+            queue_events: cfg.queue_events,
+            queue_bytes: cfg.queue_bytes,
+            max_group: cfg.max_group_events,
+            window: cfg.commit_window,
+            retention: cfg.retention,
+            pipeline: false,
+        };
+        let addr = cfg.addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| CollectorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| CollectorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let writer::Spawned {
+            ingest,
+            shared,
+            thread: writer,
+        } = writer::spawn(store, writer_cfg, Arc::clone(&metrics), Vec::new())?;
+        let state = AppState(Arc::new(AppInner {
+            ingest: Arc::clone(&ingest),
+            writer: Arc::clone(&shared),
+            readers: Arc::new(ReadPool::new(cfg.db.clone(), cfg.readers)),
+            metrics,
+            limits: cfg.limits,
+            max_body: cfg.max_body_bytes,
+            port: local.port(),
+        }));
+        let app = router(state);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let server = tracker.spawn({
+            let cancel = cancel.clone();
+            async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(cancel.cancelled_owned())
+                    .await
+            }
+        });
+        tracker.close();
+        tracing::info!(
+            addr = %local,
+            db = %cfg.db.display(),
+            ack = cfg.ack.as_str(),
+            synchronous = cfg.synchronous.as_str(),
+            metrics = %target.describe(),
+            "accrue collector listening on http://{local} (events: {}, ack: {}, metrics: {})",
+            cfg.db.display(),
+            cfg.ack.as_str(),
+            target.describe(),
+        );
+        let timeout = cfg.shutdown_timeout;
+        let done = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                tracing::info!("shutting down: no new connections; finishing open requests");
+                let mut server = server;
+                match tokio::time::timeout(timeout, &mut server).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
+                    Err(_) => {
+                        tracing::warn!(
+                            ?timeout,
+                            "open requests did not finish in time; closing them"
+                        );
+                        server.abort();
+                    }
+                }
+                tracker.wait().await;
+                ingest.close();
+                tracing::info!(queued = ingest.queued_events(), "writing the queued events");
+                let unwritten = join_writer(writer, &shared, timeout).await?;
+                tracing::info!("collector stopped");
+                if unwritten > 0 {
+                    return Err(CollectorError::Unwritten { events: unwritten });
+                }
+                Ok(())
+            }
+        });
+        Ok(Collector {
+            addr: local,
+            cancel,
+            done,
+        })
+    }
+}
+
+/// Waits for the writer thread; after `timeout`, tells it to stop retrying a failing store.
+async fn join_writer(
+    writer: std::thread::JoinHandle<u64>,
+    shared: &WriterShared,
+    timeout: Duration,
+) -> Result<u64, CollectorError> {
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    tokio::pin!(joined);
+    let result = match tokio::time::timeout(timeout, &mut joined).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(
+                ?timeout,
+                "the event store is still failing; giving up on the queue"
+            );
+            // The writer sees the flag at its next retry.
+            shared.give_up.store(true, Ordering::Release);
+            joined.await
+        }
+    };
+    match result {
+        Ok(Ok(unwritten)) => Ok(unwritten),
+        Ok(Err(_)) => Err(CollectorError::Task("the writer thread panicked".into())),
+        Err(e) => Err(CollectorError::Task(e.to_string())),
+    }
+}

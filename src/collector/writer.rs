@@ -1,0 +1,472 @@
+//! The ingest queue and the writer thread: group commit, retries, acknowledgements.
+//!
+//! ```text
+//!  handlers ──try_acquire(events, bytes)──► full? 503 + Retry-After
+//!     │ Job{events, permits, ack}
+//!     ▼
+//!  channel (bounded by the permits) ──► writer thread: take one job, then everything queued
+//!                                        (up to max_group events) ─► one transaction
+//!                                        ─► commit (retried until it succeeds)
+//!                                        ─► observers (metrics pipeline) ─► acks, permits freed
+//! ```
+//!
+//! One thread owns the only write connection, so there is no lock contention inside SQLite and
+//! concurrent requests share commits: under load a group is whatever queued up while the
+//! previous commit ran. A failed commit rolls the whole group back and is retried with backoff;
+//! the requests keep waiting (durable mode) and new ones get 503 once the queue is full.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::config::AckMode;
+use super::error::{ApiError, CollectorError};
+use super::event::Event;
+use super::metrics::Metrics;
+use super::store::EventStore;
+
+/// Fixed per-event overhead counted against the byte bound (the `Event` itself).
+const EVENT_OVERHEAD: usize = std::mem::size_of::<Event>();
+/// First retry delay after a failed store operation; doubled up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How often retention runs, and how many rows one delete transaction removes (short
+/// transactions keep ingest latency flat while old data is trimmed).
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+const RETENTION_CHUNK: usize = 10_000;
+/// What a client is told to wait after a 503.
+pub(crate) const RETRY_AFTER_S: u32 = 1;
+
+/// Nanoseconds since the Unix epoch, now.
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// How a stored request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Outcome {
+    /// Events written (or, in queued mode, queued).
+    pub(crate) stored: usize,
+    /// Events skipped because their id was already stored (durable mode only).
+    pub(crate) duplicates: usize,
+}
+
+/// The writer could not store a job before shutdown gave up on a failing store.
+#[derive(Debug)]
+pub(crate) struct Abandoned;
+
+/// One request's events on their way to the store.
+pub(crate) struct Job {
+    events: Vec<Event>,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    ack: Option<oneshot::Sender<Result<Outcome, Abandoned>>>,
+}
+
+pub(crate) enum Msg {
+    Write(Job),
+    Stop,
+}
+
+/// Something that sees every event once it is committed, with its row id, on the writer
+/// thread (the metrics pipeline; later, live feeds). It must be quick: the writer waits.
+pub(crate) trait CommitObserver: Send {
+    fn committed(&mut self, events: &[(i64, &Event)]);
+}
+
+/// State the writer shares with the rest of the server.
+#[derive(Debug)]
+pub(crate) struct WriterShared {
+    pub(crate) healthy: AtomicBool,
+    /// Set by shutdown when its deadline passed: stop retrying a failing store.
+    pub(crate) give_up: AtomicBool,
+    pub(crate) stored: AtomicI64,
+    pub(crate) watermark: AtomicI64,
+}
+
+/// The handlers' side of the queue.
+#[derive(Debug)]
+pub(crate) struct Ingest {
+    tx: Sender<Msg>,
+    events: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    cap_events: usize,
+    cap_bytes: usize,
+    ack: AckMode,
+    closed: AtomicBool,
+}
+
+impl Ingest {
+    /// Queues `events` as one all-or-nothing job; in durable mode waits for the commit.
+    ///
+    /// # Errors
+    ///
+    /// `503` with `Retry-After` when the queue is full or the server is stopping.
+    pub(crate) async fn submit(&self, events: Vec<Event>) -> Result<Outcome, ApiError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ApiError::shutting_down());
+        }
+        if events.is_empty() {
+            return Ok(Outcome::default());
+        }
+        let n = events.len();
+        let bytes: usize = events.iter().map(|e| e.heap_bytes() + EVENT_OVERHEAD).sum();
+        let busy = || ApiError::busy(RETRY_AFTER_S, "the ingest queue is full");
+        let p_events = Arc::clone(&self.events)
+            .try_acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+            .map_err(|_| busy())?;
+        let p_bytes = Arc::clone(&self.bytes)
+            .try_acquire_many_owned(u32::try_from(bytes.min(self.cap_bytes)).unwrap_or(u32::MAX))
+            .map_err(|_| busy())?;
+        let (ack, done) = match self.ack {
+            AckMode::Durable => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            AckMode::Queued => (None, None),
+        };
+        let job = Job {
+            events,
+            _permits: (p_events, p_bytes),
+            ack,
+        };
+        self.tx
+            .send(Msg::Write(job))
+            .map_err(|_| ApiError::shutting_down())?;
+        match done {
+            None => Ok(Outcome {
+                stored: n,
+                duplicates: 0,
+            }),
+            Some(rx) => match rx.await {
+                Ok(Ok(outcome)) => Ok(outcome),
+                _ => Err(ApiError::shutting_down()),
+            },
+        }
+    }
+
+    /// Events accepted and not yet committed.
+    pub(crate) fn queued_events(&self) -> usize {
+        self.cap_events - self.events.available_permits()
+    }
+
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.cap_bytes - self.bytes.available_permits()
+    }
+
+    pub(crate) fn capacity(&self) -> (usize, usize) {
+        (self.cap_events, self.cap_bytes)
+    }
+
+    /// Refuses new requests and tells the writer to finish what is queued, then stop.
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Msg::Stop);
+        }
+    }
+}
+
+/// Writer settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterConfig {
+    pub(crate) ack: AckMode,
+    pub(crate) queue_events: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) max_group: usize,
+    pub(crate) window: Duration,
+    pub(crate) retention: Option<Duration>,
+    /// Whether retention must wait for the metrics watermark.
+    pub(crate) pipeline: bool,
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    store: EventStore,
+    rx: Receiver<Msg>,
+    metrics: Arc<Metrics>,
+    shared: Arc<WriterShared>,
+    observers: Vec<Box<dyn CommitObserver>>,
+    cfg: WriterConfig,
+    pending_watermark: Option<i64>,
+    next_maintenance: Instant,
+    unwritten: u64,
+}
+
+/// The handles of a started writer.
+pub(crate) struct Spawned {
+    pub(crate) ingest: Arc<Ingest>,
+    pub(crate) shared: Arc<WriterShared>,
+    /// Returns the number of queued events it could not write.
+    pub(crate) thread: JoinHandle<u64>,
+}
+
+/// Starts the writer thread on an opened store.
+pub(crate) fn spawn(
+    store: EventStore,
+    cfg: WriterConfig,
+    metrics: Arc<Metrics>,
+    observers: Vec<Box<dyn CommitObserver>>,
+) -> Result<Spawned, CollectorError> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(WriterShared {
+        healthy: AtomicBool::new(true),
+        give_up: AtomicBool::new(false),
+        stored: AtomicI64::new(store.count()),
+        watermark: AtomicI64::new(store.metrics_watermark()?),
+    });
+    let ingest = Arc::new(Ingest {
+        tx,
+        events: Arc::new(Semaphore::new(cfg.queue_events)),
+        bytes: Arc::new(Semaphore::new(cfg.queue_bytes)),
+        cap_events: cfg.queue_events,
+        cap_bytes: cfg.queue_bytes,
+        ack: cfg.ack,
+        closed: AtomicBool::new(false),
+    });
+    let writer = Writer {
+        store,
+        rx,
+        metrics,
+        shared: Arc::clone(&shared),
+        observers,
+        cfg,
+        pending_watermark: None,
+        next_maintenance: Instant::now() + Duration::from_secs(1),
+        unwritten: 0,
+    };
+    let handle = std::thread::Builder::new()
+        .name("accrue-writer".into())
+        .spawn(move || writer.run())
+        .map_err(|e| CollectorError::Task(format!("cannot start the writer thread: {e}")))?;
+    Ok(Spawned {
+        ingest,
+        shared,
+        thread: handle,
+    })
+}
+
+impl Writer {
+    /// Runs until `Stop`; returns the number of queued events it could not write (only when
+    /// shutdown gave up on a failing store).
+    fn run(mut self) -> u64 {
+        let mut group: Vec<Job> = Vec::new();
+        let mut stop = false;
+        while !stop {
+            let wait = self
+                .next_maintenance
+                .saturating_duration_since(Instant::now());
+            let first = match self.rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.maintenance();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut events = 0;
+            stop |= self.take(first, &mut group, &mut events);
+            while !stop && events < self.cfg.max_group {
+                match self.rx.try_recv() {
+                    Ok(m) => stop |= self.take(m, &mut group, &mut events),
+                    Err(TryRecvError::Empty) if !self.cfg.window.is_zero() => {
+                        match self.rx.recv_timeout(self.cfg.window) {
+                            Ok(m) => stop |= self.take(m, &mut group, &mut events),
+                            Err(_) => break,
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit(&mut group);
+            }
+            self.persist_watermark();
+            if Instant::now() >= self.next_maintenance {
+                self.maintenance();
+            }
+        }
+        // Anything sent after `Stop` (a request that raced with shutdown) is written too.
+        loop {
+            let mut events = 0;
+            while events < self.cfg.max_group {
+                match self.rx.try_recv() {
+                    Ok(m) => {
+                        self.take(m, &mut group, &mut events);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if group.is_empty() {
+                break;
+            }
+            self.commit(&mut group);
+        }
+        self.persist_watermark();
+        if self.unwritten > 0 {
+            tracing::error!(
+                events = self.unwritten,
+                "shutdown gave up on a failing event store; these queued events were NOT written"
+            );
+        }
+        self.unwritten
+    }
+
+    /// Adds a message to the group; `true` for `Stop`.
+    fn take(&mut self, m: Msg, group: &mut Vec<Job>, events: &mut usize) -> bool {
+        match m {
+            Msg::Write(job) => {
+                *events += job.events.len();
+                group.push(job);
+                false
+            }
+            Msg::Stop => true,
+        }
+    }
+
+    /// Commits the group (retrying until it succeeds or shutdown gives up), tells the
+    /// observers, then answers every request.
+    fn commit(&mut self, group: &mut Vec<Job>) {
+        let started = Instant::now();
+        let mut delay = RETRY_MIN;
+        let committed = loop {
+            let received_ns = now_ns();
+            match self
+                .store
+                .insert(group.iter().flat_map(|j| j.events.iter()), received_ns)
+            {
+                Ok(c) => break Some(c),
+                Err(e) => {
+                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                    self.shared.healthy.store(false, Ordering::Release);
+                    if self.shared.give_up.load(Ordering::Acquire) {
+                        break None;
+                    }
+                    tracing::error!(
+                        error = %e,
+                        events = group.iter().map(|j| j.events.len()).sum::<usize>(),
+                        retry_in = ?delay,
+                        "event store write failed; retrying the same group"
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        };
+        let Some(committed) = committed else {
+            for job in group.drain(..) {
+                self.unwritten += job.events.len() as u64;
+                if let Some(ack) = job.ack {
+                    let _ = ack.send(Err(Abandoned));
+                }
+            }
+            return;
+        };
+        self.shared.healthy.store(true, Ordering::Release);
+        self.shared
+            .stored
+            .store(self.store.count(), Ordering::Release);
+        let m = &self.metrics;
+        m.commits.fetch_add(1, Ordering::Relaxed);
+        m.commit_latency.observe(started.elapsed());
+        let stored = committed.ids.iter().flatten().count();
+        m.events_stored.fetch_add(stored as u64, Ordering::Relaxed);
+        m.events_duplicate
+            .fetch_add((committed.ids.len() - stored) as u64, Ordering::Relaxed);
+        if !self.observers.is_empty() && stored > 0 {
+            let new: Vec<(i64, &Event)> = committed
+                .ids
+                .iter()
+                .zip(group.iter().flat_map(|j| j.events.iter()))
+                .filter_map(|(id, e)| id.map(|id| (id, e)))
+                .collect();
+            for o in &mut self.observers {
+                o.committed(&new);
+            }
+        }
+        let mut ids = committed.ids.iter();
+        for Job {
+            events,
+            _permits: permits,
+            ack,
+        } in group.drain(..)
+        {
+            let stored = ids.by_ref().take(events.len()).flatten().count();
+            // Free the queue space before answering, so a client that reads `/metrics` after
+            // its 200 sees its events gone from the queue.
+            drop(permits);
+            if let Some(ack) = ack {
+                let _ = ack.send(Ok(Outcome {
+                    stored,
+                    duplicates: events.len() - stored,
+                }));
+            }
+        }
+    }
+
+    fn persist_watermark(&mut self) {
+        let Some(id) = self.pending_watermark else {
+            return;
+        };
+        match self.store.set_metrics_watermark(id) {
+            Ok(()) => {
+                self.pending_watermark = None;
+                self.shared.watermark.store(id, Ordering::Release);
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not save the metrics watermark; will retry");
+            }
+        }
+    }
+
+    /// Periodic work: retention, and a retry of a watermark that failed to save.
+    fn maintenance(&mut self) {
+        self.next_maintenance = Instant::now() + RETENTION_EVERY;
+        self.persist_watermark();
+        let Some(keep) = self.cfg.retention else {
+            return;
+        };
+        let cutoff = now_ns().saturating_sub(i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX));
+        let max_id = if self.cfg.pipeline {
+            self.shared.watermark.load(Ordering::Acquire)
+        } else {
+            i64::MAX
+        };
+        loop {
+            match self
+                .store
+                .delete_older_than(cutoff, max_id, RETENTION_CHUNK)
+            {
+                Ok(n) => {
+                    self.metrics
+                        .retention_deleted
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::debug!(deleted = n, "retention");
+                    }
+                    if n < RETENTION_CHUNK {
+                        break;
+                    }
+                    // Let queued requests in between chunks.
+                    if !self.rx.is_empty() {
+                        self.next_maintenance = Instant::now();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "retention failed; will retry");
+                    break;
+                }
+            }
+        }
+        self.shared
+            .stored
+            .store(self.store.count(), Ordering::Release);
+    }
+}

@@ -1,0 +1,32 @@
+//! The metrics store (a port of Trifle Stats): Track / Assert / Values over time buckets,
+//! buffered writes on the core [`Aggregator`](crate::Aggregator), pluggable drivers.
+//!
+//! * `value` – [`Value`] / [`Number`]: the typed tree, exact integers.
+//! * `packer` – tree ⇄ flat dotted field names ([`PathCodec`]).
+//! * `keys` – [`IdentifierMode`], [`RowId`], storage identities (spec §7).
+//! * `buffer` – pending updates merged in an aggregator, drained per flush.
+//! * `ops` – [`Stats`], its builder, the flush lane, [`BlockingStats`].
+//! * `driver` – the [`Driver`] trait, [`WriteBatch`], and the drivers.
+//! * `error` – [`StatsError`], [`ConfigError`], [`DriverError`], [`ValueError`].
+
+mod buffer;
+mod driver;
+mod error;
+mod keys;
+mod ops;
+mod packer;
+mod value;
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use self::driver::SqliteDriver;
+pub use self::driver::{
+    BatchId, Driver, DriverFuture, FieldOp, MemoryDriver, RowUpdate, WriteBatch,
+};
+pub use self::error::{ConfigError, DriverError, DriverErrorKind, StatsError, ValueError};
+pub use self::keys::{
+    IdentifierMode, Identity, RowId, SEPARATOR, SYSTEM_KEY, UNTRACKED_KEY, UnknownMode, at_text,
+};
+pub use self::ops::{BlockingStats, FlushOutcome, MAX_KEY_LEN, Series, Stats, StatsBuilder};
+pub use self::packer::{PathCodec, decode_segment, encode_segment, parse_public_path};
+pub use self::value::{Number, Value, Values};

@@ -1,0 +1,133 @@
+//! The [`Driver`] trait every storage backend implements, and the batch it writes.
+//!
+//! * `memory` – [`MemoryDriver`], in-process (the reference driver).
+//! * `sqlite` – [`SqliteDriver`] on embedded SQLite (feature `sqlite`).
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use self::memory::MemoryDriver;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteDriver;
+
+use super::error::DriverError;
+use super::keys::{IdentifierMode, RowId};
+use super::value::{Number, Value, Values};
+
+/// The boxed future a [`Driver`] method returns (`Send`, so `Stats` works on any tokio
+/// runtime).
+pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
+
+/// A storage backend of the metrics store.
+///
+/// A driver stores one flat data map per [`RowId`] (metric key, granularity, bucket start),
+/// laid out by its [`IdentifierMode`]. Field names are the packer's stored names (dotted
+/// paths, already encoded); the driver treats them as opaque strings — never as nested paths.
+///
+/// # Contract
+///
+/// * [`write`](Self::write) applies a whole [`WriteBatch`] atomically where the database
+///   allows (one transaction, one pipeline, one bulk write: one round trip per flush), and
+///   **at most once per [`BatchId`]**: a batch whose `seq` is not greater than the highest seq
+///   already applied for its `writer` must be acknowledged without changing anything. The
+///   store writes the batches of one writer strictly in `seq` order and retries a failed batch
+///   (unchanged, same id) before any later one, so keeping the highest applied seq per writer,
+///   in the same transaction as the data, is enough. This makes a retry after a lost
+///   acknowledgement safe.
+/// * [`FieldOp::Inc`] adds to the stored number, creating the field (and the row) at 0; a
+///   field holding a non-number is treated as 0. Integers stay integers.
+///   [`FieldOp::Set`] overwrites the field. Fields a batch does not mention are untouched.
+/// * [`read`](Self::read) returns one map per requested row, in order; a missing row (or one
+///   whose data cannot be decoded) is an empty map.
+/// * Errors that retrying can fix (connection lost, database busy) are
+///   [`DriverErrorKind::Connection`](crate::DriverErrorKind::Connection): the buffer keeps the
+///   batch and retries it.
+///
+/// Every driver runs the same conformance suite (`tests/stats_conformance/`).
+pub trait Driver: Send + Sync + fmt::Debug + 'static {
+    /// `Name(J|P|S)`, e.g. `SQLiteDriver(J)`.
+    fn description(&self) -> String;
+
+    /// The identity layout.
+    fn mode(&self) -> IdentifierMode;
+
+    /// Creates the schema (tables, indexes) if it does not exist. Idempotent.
+    fn setup(&self) -> DriverFuture<'_, ()>;
+
+    /// Applies a batch (see the contract above).
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> DriverFuture<'a, ()>;
+
+    /// Reads the stored flat maps of `rows`, in order (empty map for a missing row).
+    fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>>;
+}
+
+/// What to do with one stored field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldOp {
+    /// Add to the stored number (missing or non-numeric counts as 0).
+    Inc(Number),
+    /// Overwrite with this value (a scalar or an opaque array).
+    Set(Value),
+}
+
+impl FieldOp {
+    /// Folds a later operation on the same field into this one, so that applying the result
+    /// equals applying both in order.
+    pub(crate) fn merge(&mut self, later: FieldOp) {
+        *self = match (std::mem::replace(self, FieldOp::Inc(Number::Int(0))), later) {
+            (FieldOp::Inc(a), FieldOp::Inc(b)) => FieldOp::Inc(a + b),
+            (_, FieldOp::Set(v)) => FieldOp::Set(v),
+            (FieldOp::Set(v), FieldOp::Inc(b)) => match v.as_number() {
+                Some(a) => FieldOp::Set((a + b).into()),
+                None => FieldOp::Set(b.into()),
+            },
+        };
+    }
+}
+
+/// The changes to one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowUpdate {
+    /// Which row.
+    pub row: RowId,
+    /// Stored field name → operation, each name at most once, sorted by name.
+    pub fields: Vec<(String, FieldOp)>,
+}
+
+/// Identifies a batch for idempotent retries: the writing store instance and a sequence
+/// number that increases by one per batch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchId {
+    /// The writer: random per [`Stats`](crate::Stats) instance unless configured
+    /// ([`StatsBuilder::writer_id`](crate::StatsBuilder::writer_id)).
+    pub writer: String,
+    /// Starts at 1.
+    pub seq: u64,
+}
+
+/// Everything one flush (or one unbuffered call) writes: row updates, system rows included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteBatch {
+    /// The batch's identity.
+    pub id: BatchId,
+    /// The rows, in first-write order; each row at most once... unless the buffer's
+    /// aggregation is off, in which case one row per call.
+    pub rows: Vec<RowUpdate>,
+}
+
+impl WriteBatch {
+    /// Number of row updates.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the batch has no row updates.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}

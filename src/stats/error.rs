@@ -1,0 +1,286 @@
+//! Errors of the metrics store: bad input ([`StatsError`] variants raised before any I/O),
+//! configuration ([`ConfigError`]), and driver failures ([`DriverError`]).
+
+use std::error::Error;
+use std::fmt;
+
+use crate::time::{GranularityError, TimeError, TimeZoneError};
+
+/// Why a value tree was refused. Raised before any I/O: nothing was written.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The top level is not a map.
+    NotAMap {
+        /// What it was instead (`"an integer"`, …).
+        found: &'static str,
+    },
+    /// A `track` leaf that is not a number (strings, even numeric ones, are refused).
+    NotANumber {
+        /// The dotted path of the leaf.
+        path: String,
+        /// What it was instead.
+        found: &'static str,
+    },
+    /// A float that is NaN or infinite (not representable in any backend).
+    NotFinite {
+        /// The dotted path of the leaf.
+        path: String,
+    },
+    /// A map key that is empty (or, with [`PathCodec::V1`](crate::PathCodec::V1), contains an
+    /// empty path segment such as `a..b`).
+    EmptyKey {
+        /// The dotted path of the parent map (`""` at the top).
+        path: String,
+    },
+    /// A map key the legacy path codec cannot store: it contains `"`, `\` or NUL.
+    Unrepresentable {
+        /// The offending key.
+        key: String,
+    },
+    /// Two spellings of the same stored field (`{"b": {"c": 1}, "b.c": 2}`).
+    DuplicatePath {
+        /// The stored (packed) field name.
+        path: String,
+    },
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAMap { found } => write!(f, "values must be a map, found {found}"),
+            Self::NotANumber { path, found } => {
+                write!(f, "track needs numbers, but {path:?} is {found}")
+            }
+            Self::NotFinite { path } => write!(f, "{path:?} is not a finite number"),
+            Self::EmptyKey { path } => write!(f, "empty key (or path segment) under {path:?}"),
+            Self::Unrepresentable { key } => write!(
+                f,
+                "key {key:?} contains '\"', '\\' or NUL, which the legacy path codec cannot store (use PathCodec::V1)"
+            ),
+            Self::DuplicatePath { path } => {
+                write!(f, "two keys address the same field {path:?}")
+            }
+        }
+    }
+}
+
+impl Error for ValueError {}
+
+/// What went wrong in the metrics store.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StatsError {
+    /// The metric key is empty, too long, contains control characters, or is the reserved
+    /// system key. Nothing was written.
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The values are not valid for the operation. Nothing was written.
+    InvalidValue(ValueError),
+    /// A granularity string passed to `values` is invalid. Nothing was read.
+    Granularity(GranularityError),
+    /// The instant cannot be bucketed (outside the years -9999..=9999). Nothing was written.
+    Time(TimeError),
+    /// The read spans more buckets than the configured limit.
+    TooManyBuckets {
+        /// The configured limit ([`StatsBuilder::max_buckets`](crate::StatsBuilder::max_buckets)).
+        limit: usize,
+    },
+    /// The store was shut down; the call was refused and changed nothing.
+    Closed,
+    /// The driver failed. For a buffered write this is reported by `flush`/`shutdown`; the
+    /// data stays in the buffer and is retried.
+    Driver(DriverError),
+    /// Shutdown could not write everything: the batches are handed back here, in order, so
+    /// nothing is lost silently. Each carries its id; writing them again through a driver is
+    /// idempotent.
+    Unflushed {
+        /// The batches that were not written.
+        batches: Vec<crate::stats::driver::WriteBatch>,
+        /// The last driver error.
+        source: DriverError,
+    },
+}
+
+impl fmt::Display for StatsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidKey { key, reason } => write!(f, "invalid metric key {key:?}: {reason}"),
+            Self::InvalidValue(e) => write!(f, "invalid values: {e}"),
+            Self::Granularity(e) => e.fmt(f),
+            Self::Time(e) => e.fmt(f),
+            Self::TooManyBuckets { limit } => {
+                write!(
+                    f,
+                    "the range spans more than {limit} buckets (raise max_buckets or narrow it)"
+                )
+            }
+            Self::Closed => f.write_str("the metrics store has been shut down"),
+            Self::Driver(e) => write!(f, "driver error: {e}"),
+            Self::Unflushed { batches, source } => write!(
+                f,
+                "{} batch(es) could not be written at shutdown: {source}",
+                batches.len()
+            ),
+        }
+    }
+}
+
+impl Error for StatsError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::InvalidValue(e) => Some(e),
+            Self::Granularity(e) => Some(e),
+            Self::Time(e) => Some(e),
+            Self::Driver(e) | Self::Unflushed { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ValueError> for StatsError {
+    fn from(e: ValueError) -> Self {
+        Self::InvalidValue(e)
+    }
+}
+
+impl From<GranularityError> for StatsError {
+    fn from(e: GranularityError) -> Self {
+        Self::Granularity(e)
+    }
+}
+
+impl From<TimeError> for StatsError {
+    fn from(e: TimeError) -> Self {
+        Self::Time(e)
+    }
+}
+
+impl From<DriverError> for StatsError {
+    fn from(e: DriverError) -> Self {
+        Self::Driver(e)
+    }
+}
+
+/// An invalid [`StatsBuilder`](crate::StatsBuilder) setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Unknown time zone name.
+    TimeZone(TimeZoneError),
+    /// A configured granularity does not parse (strict mode).
+    Granularity(GranularityError),
+    /// The buffer size is zero.
+    BufferSize,
+    /// The asynchronous buffer needs a tokio runtime to run its flusher in: build inside one
+    /// (or use [`BlockingStats`](crate::BlockingStats)).
+    NoRuntime,
+    /// `max_buckets` is zero.
+    MaxBuckets,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimeZone(e) => e.fmt(f),
+            Self::Granularity(e) => e.fmt(f),
+            Self::BufferSize => f.write_str("buffer size must be at least 1 operation"),
+            Self::NoRuntime => f.write_str(
+                "the asynchronous buffer needs a tokio runtime: build the store inside one, turn buffer_async off, or use BlockingStats",
+            ),
+            Self::MaxBuckets => f.write_str("max_buckets must be at least 1"),
+        }
+    }
+}
+
+impl Error for ConfigError {}
+
+/// The family of a [`DriverError`]; tells the buffer whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverErrorKind {
+    /// The database could not be reached, the connection dropped, or it is busy/locked:
+    /// retrying later can succeed. The buffer keeps the batch and retries it first.
+    Connection,
+    /// The database refused the statement or the data (schema missing, constraint, type).
+    /// Retrying as is will fail again; the buffer still keeps the batch (nothing is dropped)
+    /// and reports the error at every flush.
+    Rejected,
+    /// Stored data could not be decoded.
+    Corrupt,
+    /// Anything else (a panicked worker, an internal error).
+    Other,
+}
+
+/// A driver failure: a kind, a message, and the underlying error as `source()` (driver crates
+/// stay out of the API).
+#[derive(Debug)]
+pub struct DriverError {
+    kind: DriverErrorKind,
+    message: String,
+    source: Option<Box<dyn Error + Send + Sync>>,
+}
+
+impl DriverError {
+    /// A new error of `kind`.
+    pub fn new(kind: DriverErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// A [`DriverErrorKind::Connection`] error.
+    pub fn connection(message: impl Into<String>) -> Self {
+        Self::new(DriverErrorKind::Connection, message)
+    }
+
+    /// A [`DriverErrorKind::Rejected`] error.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self::new(DriverErrorKind::Rejected, message)
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> DriverErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying later can succeed ([`DriverErrorKind::Connection`]).
+    pub fn is_retryable(&self) -> bool {
+        self.kind == DriverErrorKind::Connection
+    }
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            DriverErrorKind::Connection => "connection",
+            DriverErrorKind::Rejected => "rejected",
+            DriverErrorKind::Corrupt => "corrupt data",
+            DriverErrorKind::Other => "error",
+        };
+        write!(f, "{kind}: {}", self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for DriverError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}

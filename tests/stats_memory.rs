@@ -1,0 +1,14 @@
+//! The conformance suite on the in-memory driver.
+#![cfg(feature = "stats")]
+
+mod stats_conformance;
+
+use std::sync::Arc;
+
+use accrue::{Driver, IdentifierMode, MemoryDriver};
+
+async fn memory(mode: IdentifierMode) -> Arc<dyn Driver> {
+    Arc::new(MemoryDriver::new(mode))
+}
+
+conformance_tests!(memory);
