@@ -108,6 +108,7 @@ mod error;
 mod stats;
 mod sync;
 mod time;
+mod window;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
@@ -136,7 +137,22 @@ pub use crate::{
         Calendar, Granularity, GranularityError, GranularityErrorKind, TimeError, TimeZoneError,
         Timeline, Unit,
     },
+    window::{
+        Clock, DeltaQuery, DeltaRangeQuery, EventStore, EventStoreBuilder, LimitExceeded, Limiter,
+        MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery, Reservation, Rule, Schedule,
+        Snapshot, StorageError, SystemClock, TestClock, Usage, Window, WindowError,
+    },
 };
+
+#[cfg(feature = "window-persist")]
+#[cfg_attr(docsrs, doc(cfg(feature = "window-persist")))]
+pub use crate::window::{
+    BinaryFormat, FileStorage, Format, JsonFormat, MemoryStorage, Storage, StorageWrite,
+};
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use crate::window::SqliteStorage;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -244,3 +244,41 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+// ---------------------------------------------------------------------------------------------
+// Reader-writer lock, added for the `window` module: its key maps and per-key bucket rings are
+// read by queries that must never block each other. parking_lot's in normal builds; loom's,
+// wrapped to parking_lot's API, under `--cfg accrue_loom`.
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(not(accrue_loom))]
+pub(crate) use parking_lot::{RwLock, RwLockWriteGuard};
+
+#[cfg(accrue_loom)]
+pub(crate) use loom_rwlock::{RwLock, RwLockWriteGuard};
+
+#[cfg(accrue_loom)]
+mod loom_rwlock {
+    use loom::sync::RwLockReadGuard;
+    pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
+
+    /// loom's reader-writer lock with parking_lot's API (guards directly, no poisoning).
+    #[derive(Debug, Default)]
+    pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(loom::sync::RwLock::new(value))
+        }
+
+        #[track_caller]
+        pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+            self.0.read().expect("loom rwlock poisoned")
+        }
+
+        #[track_caller]
+        pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0.write().expect("loom rwlock poisoned")
+        }
+    }
+}

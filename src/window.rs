@@ -1,0 +1,46 @@
+//! Windowed counters and rate limits: fixed-memory event counts over clock-aligned time
+//! windows, queries, limits, reservations, merge, and persistence.
+//!
+//! * `calendar` – [`Window`] and the store's calendar (over [`crate::time::Calendar`]).
+//! * `ring` – one key's contiguous bucket array and its integer-indexed rings.
+//! * `store` – [`EventStore`]: the sharded key map, records, merge, export/import.
+//! * `builder` – [`EventStoreBuilder`].
+//! * `query` – read-only queries.
+//! * `limit` – [`Limiter`], [`Schedule`], [`Reservation`].
+//! * `snapshot` – [`Snapshot`] and conversion between configurations.
+//! * `clock` – [`Clock`], [`SystemClock`], [`TestClock`].
+//! * `persist` – storage backends and formats (feature `window-persist`).
+
+mod builder;
+mod calendar;
+mod clock;
+mod error;
+mod limit;
+#[cfg(feature = "window-persist")]
+mod persist;
+mod query;
+mod ring;
+mod snapshot;
+mod store;
+
+#[cfg(all(test, accrue_loom))]
+mod loom_tests;
+
+pub(crate) use self::ring::MAX_BUCKETS;
+
+pub use self::builder::EventStoreBuilder;
+pub use self::calendar::Window;
+pub use self::clock::{Clock, SystemClock, TestClock};
+pub use self::error::{LimitExceeded, StorageError, WindowError};
+pub use self::limit::{Limiter, Reservation, Rule, Schedule, Usage};
+#[cfg(feature = "sqlite")]
+pub use self::persist::SqliteStorage;
+#[cfg(feature = "window-persist")]
+pub use self::persist::{
+    BinaryFormat, FileStorage, Format, JsonFormat, MemoryStorage, Storage, StorageWrite,
+};
+pub use self::query::{
+    DeltaQuery, DeltaRangeQuery, MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery,
+};
+pub use self::snapshot::Snapshot;
+pub use self::store::EventStore;

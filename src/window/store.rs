@@ -1,0 +1,949 @@
+//! [`EventStore`]: the sharded map of keys and the operations on it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use jiff::Timestamp;
+
+use super::calendar::{Calendar, Unit};
+use super::clock::{self, Clock};
+use super::error::WindowError;
+use super::limit::Limiter;
+use super::query::{DeltaQuery, MultiQuery, Query, RatioQuery};
+use super::ring::{KeyState, Layout};
+use super::snapshot::Snapshot;
+use crate::sync::{Arc, Mutex, RwLock};
+
+/// A key's name: short names (most of them) inline, next to the lock and the counts a
+/// record touches, so a lookup compares without another cache miss.
+pub(crate) enum Key {
+    Inline(u8, [u8; INLINE_KEY]),
+    Heap(Box<str>),
+}
+
+const INLINE_KEY: usize = 22;
+
+impl Key {
+    fn new(key: &str) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut b = [0; INLINE_KEY];
+            b[..key.len()].copy_from_slice(key.as_bytes());
+            Self::Inline(key.len() as u8, b)
+        } else {
+            Self::Heap(key.into())
+        }
+    }
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(n, b) => &b[..usize::from(*n)],
+            Self::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is(&self, key: &str) -> bool {
+        self.bytes() == key.as_bytes()
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Inline(..) => std::str::from_utf8(self.bytes()).expect("stored from a str"),
+            Self::Heap(s) => s,
+        }
+    }
+
+    fn heap_len(&self) -> usize {
+        match self {
+            Self::Inline(..) => 0,
+            Self::Heap(s) => s.len(),
+        }
+    }
+}
+
+/// One key: its name and its rings behind a reader-writer lock.
+#[repr(C)]
+pub(crate) struct Entry {
+    pub(crate) key: Key,
+    pub(crate) state: RwLock<KeyState>,
+}
+
+impl Entry {
+    fn new(key: &str, state: KeyState) -> Arc<Self> {
+        Arc::new(Self {
+            key: Key::new(key),
+            state: RwLock::new(state),
+        })
+    }
+
+    /// The address the fixed lock order sorts by.
+    pub(crate) fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    table: HashTable<Arc<Entry>>,
+    /// Keys known to be in neither memory nor storage (only kept when there is storage).
+    misses: HashTable<Box<str>>,
+}
+
+/// Bound on remembered misses per shard; past it the set starts over.
+const MAX_MISSES_PER_SHARD: usize = 4096;
+
+/// Everything a store, its reservations and its auto-persist task share.
+pub(crate) struct Inner {
+    shards: Box<[CachePadded<RwLock<Shard>>]>,
+    shift: u32,
+    hasher: ahash::RandomState,
+    pub(crate) layout: Layout,
+    pub(crate) cal: Calendar,
+    pub(crate) clock: std::sync::Arc<dyn Clock>,
+    /// The dirty set: every key changed since it was last persisted, once.
+    dirty: Mutex<Vec<Arc<Entry>>>,
+    #[cfg(feature = "window-persist")]
+    pub(crate) persistence: Option<super::persist::Persistence>,
+}
+
+/// Fixed-memory event counts over clock-aligned time windows, with queries, rate limits,
+/// reservations, merge and (with the `window-persist` feature) persistence.
+///
+/// Every key holds one ring of buckets per tracked unit, all in one array (by default 60
+/// minutes, 72 hours, 56 days, 52 weeks, 12 months and 4 years: 256 `u64` counts). "Last N
+/// days" is today's bucket plus the N - 1 whole days before it, in the store's time zone; see
+/// [`Unit`] for where each unit's buckets start.
+///
+/// The store is `Send + Sync`; share it with an `Arc`. Keys live in a sharded map looked up
+/// without allocating; each key has a reader-writer lock, so queries take it shared and never
+/// block each other, and a record holds it exclusively for a few additions.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use accrue::{EventStore, TestClock, Unit};
+///
+/// let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
+/// let store = EventStore::builder().with_clock(clock.clone()).build()?;
+///
+/// store.record("app_launch");
+/// store.record_count("api_call", 5);
+/// clock.advance(Duration::from_secs(86_400));
+/// store.record("app_launch");
+///
+/// assert_eq!(store.query("app_launch").last_days(1).sum(), Some(1));
+/// assert_eq!(store.query("app_launch").last_days(2).sum(), Some(2));
+/// assert_eq!(store.query("api_call").last_days(7).buckets(), vec![0, 5, 0, 0, 0, 0, 0]);
+/// assert_eq!(store.query("never").last_days(7).sum(), None);
+///
+/// // Rate limits: check and record in one step.
+/// let limit = store.limit().at_most("api_call", 6, Unit::Day);
+/// assert!(limit.check_and_record("api_call").is_ok());
+/// # Ok::<(), accrue::WindowError>(())
+/// ```
+pub struct EventStore {
+    pub(crate) inner: Arc<Inner>,
+    #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
+    pub(crate) auto_persist: Option<super::persist::AutoPersist>,
+}
+
+impl fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStore")
+            .field("tracked", &self.tracked_intervals())
+            .field("time_zone", &self.inner.cal.id().zone)
+            .field("keys", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EventStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Stops auto-persist, then persists what is dirty (errors are logged: call
+/// [`close`](EventStore::close) to see them).
+impl Drop for EventStore {
+    fn drop(&mut self) {
+        #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
+        drop(self.auto_persist.take());
+        #[cfg(feature = "window-persist")]
+        if self.inner.persistence.is_some() && self.inner.is_dirty() {
+            if let Err(e) = self.inner.persist() {
+                tracing::error!(error = %e, "window: final persist on drop failed; changes since the last persist are lost");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("layout", &self.layout)
+            .field("calendar", self.cal.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(
+        layout: Layout,
+        cal: Calendar,
+        clock: std::sync::Arc<dyn Clock>,
+        shards: usize,
+        #[cfg(feature = "window-persist")] persistence: Option<super::persist::Persistence>,
+    ) -> Self {
+        let shards = shards.max(1).next_power_of_two();
+        Self {
+            shards: (0..shards)
+                .map(|_| CachePadded::new(RwLock::new(Shard::default())))
+                .collect(),
+            shift: 64 - shards.trailing_zeros(),
+            hasher: ahash::RandomState::new(),
+            layout,
+            cal,
+            clock,
+            dirty: Mutex::new(Vec::new()),
+            #[cfg(feature = "window-persist")]
+            persistence,
+        }
+    }
+
+    #[inline]
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        // High bits pick the shard; the table probes with the low ones.
+        let i = if self.shift >= 64 {
+            0
+        } else {
+            (hash >> self.shift) as usize
+        };
+        &self.shards[i]
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Runs `f` on `key`'s state, locked exclusively, creating the key (or loading it from
+    /// storage) when needed. The shard stays read-locked, so `compact` cannot evict it.
+    #[inline]
+    pub(crate) fn with_key_mut<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Arc<Entry>, &mut KeyState) -> R,
+    ) -> R {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        {
+            let g = shard.read();
+            if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
+                let mut st = e.state.write();
+                return f(e, &mut st);
+            }
+        }
+        let loaded = self.load_for_write(key);
+        let mut g = shard.write();
+        let g = &mut *g;
+        let e = match g.table.find(hash, |e| e.key.is(key)) {
+            Some(e) => e,
+            None => {
+                if let Ok(m) = g.misses.find_entry(hash, |m| &**m == key) {
+                    m.remove();
+                }
+                let e = Entry::new(key, loaded);
+                let hasher = &self.hasher;
+                g.table
+                    .insert_unique(hash, e, |e| hasher.hash_one(e.key.as_str()))
+                    .into_mut()
+            }
+        };
+        let mut st = e.state.write();
+        f(e, &mut st)
+    }
+
+    /// Runs `f` on `key`'s state, locked shared; `None` when the key is in neither memory
+    /// nor storage.
+    #[inline]
+    pub(crate) fn with_key<R>(&self, key: &str, f: impl FnOnce(&KeyState) -> R) -> Option<R> {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        {
+            let g = shard.read();
+            if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
+                let st = e.state.read();
+                return Some(f(&st));
+            }
+            if !self.has_storage() || g.misses.find(hash, |m| &**m == key).is_some() {
+                return None;
+            }
+        }
+        let e = self.load_entry(key, hash)?;
+        let st = e.state.read();
+        Some(f(&st))
+    }
+
+    /// The entry of `key`, loading it from storage when needed, creating it when `create`.
+    pub(crate) fn entry(&self, key: &str, create: bool) -> Option<Arc<Entry>> {
+        let hash = self.hash(key);
+        {
+            let g = self.shard(hash).read();
+            if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
+                return Some(e.clone());
+            }
+        }
+        if create {
+            Some(self.with_key_mut(key, |e, _| e.clone()))
+        } else if self.has_storage() {
+            self.load_entry(key, hash)
+        } else {
+            None
+        }
+    }
+
+    fn load_entry(&self, key: &str, hash: u64) -> Option<Arc<Entry>> {
+        let loaded = match self.load_state(key) {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                let mut g = self.shard(hash).write();
+                if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
+                    return Some(e.clone());
+                }
+                if g.misses.len() >= MAX_MISSES_PER_SHARD {
+                    g.misses.clear();
+                }
+                if g.misses.find(hash, |m| &**m == key).is_none() {
+                    let hasher = &self.hasher;
+                    g.misses
+                        .insert_unique(hash, key.into(), |m| hasher.hash_one(&**m));
+                }
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(key, error = %e, "window: cannot load key from storage");
+                return None;
+            }
+        };
+        let mut g = self.shard(hash).write();
+        if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
+            return Some(e.clone());
+        }
+        let e = Entry::new(key, loaded);
+        let hasher = &self.hasher;
+        g.table
+            .insert_unique(hash, e.clone(), |e| hasher.hash_one(e.key.as_str()));
+        Some(e)
+    }
+
+    /// The state a write to a key absent from memory starts from: the stored copy, or an
+    /// empty key (marked `unloaded` when the stored copy could not be read).
+    fn load_for_write(&self, key: &str) -> KeyState {
+        match self.load_state(key) {
+            Ok(Some(state)) => state,
+            Ok(None) => KeyState::new(&self.layout, &self.cal, self.now()),
+            Err(e) => {
+                tracing::error!(key, error = %e, "window: cannot load key from storage; \
+                    recording into a new copy that will be merged with it before persisting");
+                let mut state = KeyState::new(&self.layout, &self.cal, self.now());
+                state.unloaded = true;
+                state
+            }
+        }
+    }
+
+    fn has_storage(&self) -> bool {
+        #[cfg(feature = "window-persist")]
+        {
+            self.persistence.is_some()
+        }
+        #[cfg(not(feature = "window-persist"))]
+        {
+            false
+        }
+    }
+
+    /// Reads and converts `key`'s stored copy. Loaded keys are clean.
+    pub(crate) fn load_state(&self, key: &str) -> Result<Option<KeyState>, WindowError> {
+        #[cfg(feature = "window-persist")]
+        if let Some(p) = &self.persistence {
+            return match p.load(key)? {
+                Some(snap) => Ok(Some(snap.restore(&self.layout, &self.cal, self.now())?)),
+                None => Ok(None),
+            };
+        }
+        let _ = key;
+        Ok(None)
+    }
+
+    /// Puts `entry` in the dirty set unless it is there already.
+    #[inline]
+    pub(crate) fn mark_dirty(&self, entry: &Arc<Entry>, st: &mut KeyState) {
+        if !st.dirty {
+            st.dirty = true;
+            self.dirty.lock().push(entry.clone());
+        }
+    }
+
+    pub(crate) fn take_dirty(&self) -> Vec<Arc<Entry>> {
+        std::mem::take(&mut *self.dirty.lock())
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        !self.dirty.lock().is_empty()
+    }
+
+    /// Every key in memory.
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            out.extend(s.read().table.iter().cloned());
+        }
+        out
+    }
+
+    /// Drops clean keys without reservations from memory (their stored copy is current) and
+    /// forgets remembered misses.
+    #[cfg(feature = "window-persist")]
+    pub(crate) fn evict_clean(&self) {
+        for s in self.shards.iter() {
+            let mut g = s.write();
+            g.table.retain(|e| {
+                let mut st = e.state.write();
+                if st.dirty || st.pending > 0 {
+                    return true;
+                }
+                st.evicted = true;
+                false
+            });
+            g.misses.clear();
+        }
+    }
+
+    fn memory_usage(&self) -> usize {
+        let mut total = std::mem::size_of::<Inner>()
+            + self.shards.len() * std::mem::size_of::<CachePadded<RwLock<Shard>>>();
+        for s in self.shards.iter() {
+            let g = s.read();
+            total += g.table.allocation_size() + g.misses.allocation_size();
+            for e in g.table.iter() {
+                // The Arc allocation (two counters + the entry), the key, the bucket array.
+                total += 2 * std::mem::size_of::<usize>()
+                    + std::mem::size_of::<Entry>()
+                    + e.key.heap_len()
+                    + e.state.read().heap_bytes();
+            }
+            total += g.misses.iter().map(|m| m.len()).sum::<usize>();
+        }
+        total + self.dirty.lock().capacity() * std::mem::size_of::<Arc<Entry>>()
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().table.len()).sum()
+    }
+}
+
+/// Locks several entries in the fixed order (by address), each once.
+pub(crate) fn lock_order(entries: &mut Vec<Arc<Entry>>) {
+    entries.sort_unstable_by_key(|e| e.addr());
+    entries.dedup_by_key(|e| e.addr());
+}
+
+impl EventStore {
+    /// A store with the default rings (60 minutes, 72 hours, 56 days, 52 weeks, 12 months,
+    /// 4 years), in UTC, on the system clock, without storage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = accrue::EventStore::new();
+    /// store.record("app_launch");
+    /// assert_eq!(store.query("app_launch").ever().sum(), Some(1));
+    /// ```
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default configuration is valid")
+    }
+
+    /// Everything else: units, time zone, clock, storage. See [`EventStoreBuilder`].
+    ///
+    /// [`EventStoreBuilder`]: crate::EventStoreBuilder
+    pub fn builder() -> super::builder::EventStoreBuilder {
+        super::builder::EventStoreBuilder::new()
+    }
+
+    /// The store's clock reading.
+    pub fn clock_now(&self) -> Timestamp {
+        self.inner.now()
+    }
+
+    /// Records one event now.
+    ///
+    /// **Blocking:** holds the key's lock for a few additions; the first record of a key that
+    /// is in storage but not in memory reads it first.
+    pub fn record(&self, key: impl AsRef<str>) {
+        self.record_count(key, 1);
+    }
+
+    /// Records `count` events now. Counts saturate at `u64::MAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = accrue::EventStore::new();
+    /// store.record_count("bytes", 4096);
+    /// assert_eq!(store.query("bytes").last_minutes(1).sum(), Some(4096));
+    /// ```
+    #[inline]
+    pub fn record_count(&self, key: impl AsRef<str>, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let inner = &*self.inner;
+        let now = inner.now();
+        inner.with_key_mut(key.as_ref(), |e, st| {
+            st.record_now(&inner.layout, &inner.cal, now, count);
+            inner.mark_dirty(e, st);
+        });
+    }
+
+    /// Records one event that happened at `at`.
+    ///
+    /// # Errors
+    ///
+    /// [`WindowError::FutureEvent`] when `at` is after the clock; nothing is recorded (the key
+    /// is not even created). An instant older than a ring is kept by the coarser rings that
+    /// still cover it and dropped (with `Ok`) by the others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use accrue::{EventStore, TestClock};
+    ///
+    /// let clock = TestClock::at("2025-03-05T12:30:00Z".parse().unwrap());
+    /// let store = EventStore::builder().with_clock(clock).build()?;
+    /// store.record_at("sync", "2025-03-05T10:00:00Z".parse().unwrap())?;
+    /// assert_eq!(store.query("sync").last_minutes(60).sum(), Some(0)); // beyond 60 minutes
+    /// assert_eq!(store.query("sync").last_hours(3).sum(), Some(1));
+    /// assert!(store.record_at("sync", "2025-03-05T14:00:00Z".parse().unwrap()).is_err());
+    /// # Ok::<(), accrue::WindowError>(())
+    /// ```
+    pub fn record_at(&self, key: impl AsRef<str>, at: Timestamp) -> Result<(), WindowError> {
+        self.record_count_at(key, 1, at)
+    }
+
+    /// Records `count` events that happened at `at`. See [`record_at`](Self::record_at).
+    ///
+    /// # Errors
+    ///
+    /// [`WindowError::FutureEvent`] when `at` is after the clock; nothing changes.
+    pub fn record_count_at(
+        &self,
+        key: impl AsRef<str>,
+        count: u64,
+        at: Timestamp,
+    ) -> Result<(), WindowError> {
+        let inner = &*self.inner;
+        let now = inner.now();
+        if at > now {
+            return Err(WindowError::FutureEvent { at, now });
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        inner.with_key_mut(key.as_ref(), |e, st| {
+            st.record_at(&inner.layout, &inner.cal, now, at, count);
+            inner.mark_dirty(e, st);
+        });
+        Ok(())
+    }
+
+    /// Records one event that happened `ago` before now.
+    pub fn record_ago(&self, key: impl AsRef<str>, ago: Duration) {
+        self.record_count_ago(key, 1, ago);
+    }
+
+    /// Records `count` events that happened `ago` before now.
+    pub fn record_count_ago(&self, key: impl AsRef<str>, count: u64, ago: Duration) {
+        if count == 0 {
+            return;
+        }
+        let inner = &*self.inner;
+        let now = inner.now();
+        let at = clock::before(now, ago);
+        inner.with_key_mut(key.as_ref(), |e, st| {
+            st.record_at(&inner.layout, &inner.cal, now, at, count);
+            inner.mark_dirty(e, st);
+        });
+    }
+
+    /// Queries one key. See [`Query`].
+    pub fn query<'a>(&'a self, key: &'a (impl AsRef<str> + ?Sized)) -> Query<'a> {
+        Query::new(&self.inner, key.as_ref())
+    }
+
+    /// Queries the sum of several keys (a key listed twice counts twice).
+    pub fn query_many<'a, K: AsRef<str>>(&'a self, keys: &'a [K]) -> MultiQuery<'a> {
+        MultiQuery::new(&self.inner, keys.iter().map(|k| k.as_ref()).collect())
+    }
+
+    /// Queries `numerator / denominator` over one window (both keys read at one instant).
+    pub fn query_ratio<'a>(
+        &'a self,
+        numerator: &'a (impl AsRef<str> + ?Sized),
+        denominator: &'a (impl AsRef<str> + ?Sized),
+    ) -> RatioQuery<'a> {
+        RatioQuery::new(&self.inner, numerator.as_ref(), denominator.as_ref())
+    }
+
+    /// Queries `positive - negative` over one window (both keys read at one instant).
+    pub fn query_delta<'a>(
+        &'a self,
+        positive: &'a (impl AsRef<str> + ?Sized),
+        negative: &'a (impl AsRef<str> + ?Sized),
+    ) -> DeltaQuery<'a> {
+        DeltaQuery::new(&self.inner, positive.as_ref(), negative.as_ref())
+    }
+
+    /// Records on the smaller side whatever makes `positive - negative` over `ever()` zero,
+    /// atomically (both keys locked in the fixed order).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = accrue::EventStore::new();
+    /// store.record_count("credits", 100);
+    /// store.record_count("debits", 30);
+    /// assert_eq!(store.query_delta("credits", "debits").ever().sum(), 70);
+    /// store.balance_delta("credits", "debits")?;
+    /// assert_eq!(store.query_delta("credits", "debits").ever().sum(), 0);
+    /// # Ok::<(), accrue::WindowError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for storage-backed failures.
+    pub fn balance_delta(
+        &self,
+        positive: impl AsRef<str>,
+        negative: impl AsRef<str>,
+    ) -> Result<(), WindowError> {
+        let (pos, neg) = (positive.as_ref(), negative.as_ref());
+        if pos == neg {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let longest = inner.layout.longest();
+        let mut create: [bool; 2] = [false, false];
+        loop {
+            let now = inner.now();
+            let a = inner.entry(pos, create[0]);
+            let b = inner.entry(neg, create[1]);
+            let mut entries: Vec<Arc<Entry>> = a.iter().chain(b.iter()).cloned().collect();
+            lock_order(&mut entries);
+            let mut guards: Vec<_> = entries.iter().map(|e| e.state.write()).collect();
+            if guards.iter().any(|g| g.evicted) {
+                continue;
+            }
+            let ever =
+                |e: &Option<Arc<Entry>>,
+                 guards: &Vec<crate::sync::RwLockWriteGuard<'_, KeyState>>| {
+                    e.as_ref().map_or(0u64, |e| {
+                        let i = entries
+                            .iter()
+                            .position(|x| x.addr() == e.addr())
+                            .expect("locked");
+                        let st = &guards[i];
+                        let cur = st.index_in(&inner.layout, &inner.cal, longest, now);
+                        let head = st.head_index(longest, cur);
+                        st.sum(&inner.layout, longest, head, 0..usize::MAX)
+                    })
+                };
+            let (sa, sb) = (ever(&a, &guards), ever(&b, &guards));
+            let (target, side, amount) = match sa.cmp(&sb) {
+                std::cmp::Ordering::Equal => return Ok(()),
+                std::cmp::Ordering::Greater => (&b, 1, sa - sb),
+                std::cmp::Ordering::Less => (&a, 0, sb - sa),
+            };
+            let Some(t) = target else {
+                create[side] = true;
+                continue;
+            };
+            let i = entries
+                .iter()
+                .position(|x| x.addr() == t.addr())
+                .expect("locked");
+            let st = &mut guards[i];
+            st.record_now(&inner.layout, &inner.cal, now, amount);
+            inner.mark_dirty(&entries[i], st);
+            return Ok(());
+        }
+    }
+
+    /// Starts a set of rate-limit rules. See [`Limiter`].
+    pub fn limit(&self) -> Limiter<'_> {
+        Limiter::new(self)
+    }
+
+    /// Whether any key changed since it was last persisted (or since [`reset_dirty`]).
+    ///
+    /// [`reset_dirty`]: Self::reset_dirty
+    pub fn is_dirty(&self) -> bool {
+        self.inner.is_dirty()
+    }
+
+    /// Empties the dirty set without persisting (after shipping [`export_dirty`] elsewhere).
+    ///
+    /// [`export_dirty`]: Self::export_dirty
+    pub fn reset_dirty(&self) {
+        for e in self.inner.take_dirty() {
+            e.state.write().dirty = false;
+        }
+    }
+
+    /// Snapshots of every key, in memory or in storage, in this store's configuration.
+    ///
+    /// # Errors
+    ///
+    /// A storage or decoding failure.
+    pub fn export_all(&self) -> Result<HashMap<String, Snapshot>, WindowError> {
+        let inner = &*self.inner;
+        let mut out = HashMap::new();
+        for e in inner.entries() {
+            let st = e.state.read();
+            out.insert(
+                e.key.as_str().to_owned(),
+                Snapshot::of(&st, &inner.layout, &inner.cal),
+            );
+        }
+        #[cfg(feature = "window-persist")]
+        if let Some(p) = &inner.persistence {
+            for key in p.keys()? {
+                if out.contains_key(&key) {
+                    continue;
+                }
+                if let Some(e) = inner.entry(&key, false) {
+                    let st = e.state.read();
+                    out.insert(key, Snapshot::of(&st, &inner.layout, &inner.cal));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Snapshots of the keys changed since they were last persisted. The dirty set is left
+    /// as it is (see [`reset_dirty`](Self::reset_dirty)).
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` keeps the signature of [`export_all`](Self::export_all).
+    pub fn export_dirty(&self) -> Result<HashMap<String, Snapshot>, WindowError> {
+        let inner = &*self.inner;
+        let entries = inner.dirty.lock().clone();
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let st = e.state.read();
+                (
+                    e.key.as_str().to_owned(),
+                    Snapshot::of(&st, &inner.layout, &inner.cal),
+                )
+            })
+            .collect())
+    }
+
+    /// Replaces `key`'s counts with `snapshot`'s, converted to this store's configuration.
+    /// Pending reservations on the key survive.
+    ///
+    /// # Errors
+    ///
+    /// The snapshot is invalid (or names an unknown time zone); nothing changes.
+    pub fn import_event(
+        &self,
+        key: impl AsRef<str>,
+        snapshot: Snapshot,
+    ) -> Result<(), WindowError> {
+        let inner = &*self.inner;
+        snapshot.validate()?;
+        let state = snapshot.restore(&inner.layout, &inner.cal, inner.now())?;
+        inner.with_key_mut(key.as_ref(), |e, st| {
+            st.replace_data(state);
+            st.unloaded = false;
+            inner.mark_dirty(e, st);
+        });
+        Ok(())
+    }
+
+    /// [`import_event`](Self::import_event) for each pair. Every snapshot is validated and
+    /// converted before the first key changes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid snapshot; nothing changes.
+    pub fn import_all(&self, events: HashMap<String, Snapshot>) -> Result<(), WindowError> {
+        let inner = &*self.inner;
+        let now = inner.now();
+        let states = events
+            .into_iter()
+            .map(|(k, s)| {
+                s.validate()?;
+                Ok((k, s.restore(&inner.layout, &inner.cal, now)?))
+            })
+            .collect::<Result<Vec<_>, WindowError>>()?;
+        for (key, state) in states {
+            inner.with_key_mut(&key, |e, st| {
+                st.replace_data(state);
+                st.unloaded = false;
+                inner.mark_dirty(e, st);
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds `snapshot`'s counts into `key` (creating it), bucket by calendar bucket on this
+    /// store's clock: counts from a clock ahead of ours land in our current bucket. First/last
+    /// seen widen to cover both. Merge is commutative and associative.
+    ///
+    /// # Errors
+    ///
+    /// The snapshot is invalid; nothing changes.
+    pub fn merge_event(&self, key: impl AsRef<str>, snapshot: Snapshot) -> Result<(), WindowError> {
+        let inner = &*self.inner;
+        snapshot.validate()?;
+        let now = inner.now();
+        let state = snapshot.restore(&inner.layout, &inner.cal, now)?;
+        inner.with_key_mut(key.as_ref(), |e, st| {
+            st.merge_from(&inner.layout, &inner.cal, now, &state);
+            inner.mark_dirty(e, st);
+        });
+        Ok(())
+    }
+
+    /// [`merge_event`](Self::merge_event) for each pair; all are validated first.
+    ///
+    /// # Errors
+    ///
+    /// An invalid snapshot; nothing changes.
+    pub fn merge_all(&self, events: HashMap<String, Snapshot>) -> Result<(), WindowError> {
+        let inner = &*self.inner;
+        let now = inner.now();
+        let states = events
+            .into_iter()
+            .map(|(k, s)| {
+                s.validate()?;
+                Ok((k, s.restore(&inner.layout, &inner.cal, now)?))
+            })
+            .collect::<Result<Vec<_>, WindowError>>()?;
+        for (key, state) in states {
+            inner.with_key_mut(&key, |e, st| {
+                st.merge_from(&inner.layout, &inner.cal, now, &state);
+                inner.mark_dirty(e, st);
+            });
+        }
+        Ok(())
+    }
+
+    /// Merges every key of `other` (memory and storage) into this store.
+    ///
+    /// # Errors
+    ///
+    /// Reading `other`'s storage failed; nothing changes.
+    pub fn merge(&self, other: EventStore) -> Result<(), WindowError> {
+        self.merge_all(other.export_all()?)
+    }
+
+    /// Bytes held in memory: the key map's tables, each key's entry, name and bucket array,
+    /// the dirty set. Allocator overhead is not included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let store = accrue::EventStore::new();
+    /// let empty = store.memory_usage();
+    /// store.record("k");
+    /// let one = store.memory_usage() - empty;
+    /// assert!(one >= 256 * 8 && one < 2665, "{one}");
+    /// ```
+    pub fn memory_usage(&self) -> usize {
+        self.inner.memory_usage()
+    }
+
+    /// Keys in memory.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether no key is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tracked units and their bucket counts, finest first.
+    pub fn tracked_intervals(&self) -> Vec<(Unit, usize)> {
+        self.inner
+            .layout
+            .slots()
+            .iter()
+            .map(|s| (s.unit, s.len))
+            .collect()
+    }
+
+    /// The time zone calendar buckets and schedules follow.
+    pub fn time_zone(&self) -> &jiff::tz::TimeZone {
+        self.inner.cal.zone()
+    }
+}
+
+#[cfg(all(test, not(accrue_loom)))]
+mod tests {
+    use super::*;
+    use crate::TestClock;
+
+    fn store_at(t: &str) -> (EventStore, TestClock) {
+        let clock = TestClock::at(t.parse().unwrap());
+        let store = EventStore::builder()
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        (store, clock)
+    }
+
+    #[test]
+    fn keys_are_created_once_and_dirty_once() {
+        let (s, _) = store_at("2025-03-05T12:00:00Z");
+        for _ in 0..3 {
+            s.record("a");
+        }
+        s.record("b");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.inner.dirty.lock().len(), 2);
+        assert_eq!(s.query("a").ever().sum(), Some(3));
+        s.reset_dirty();
+        assert!(!s.is_dirty());
+        s.record("a");
+        assert_eq!(s.inner.dirty.lock().len(), 1);
+    }
+
+    #[test]
+    fn memory_usage_counts_the_bucket_arrays() {
+        let (s, _) = store_at("2025-03-05T12:00:00Z");
+        let before = s.memory_usage();
+        for i in 0..100 {
+            s.record(format!("key-{i}"));
+        }
+        let per_key = (s.memory_usage() - before) / 100;
+        assert!(per_key >= 2048, "{per_key}");
+        assert!(per_key < 2665, "{per_key}");
+    }
+}
