@@ -91,7 +91,7 @@
 //!
 //! ## Minimum supported Rust version
 //!
-//! Rust 1.85 (edition 2024).
+//! Rust 1.94 (what sqlx, the PostgreSQL/MySQL driver, needs; edition 2024).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

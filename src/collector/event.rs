@@ -187,10 +187,10 @@ impl<'de> Visitor<'de> for EventFields {
                 Field::Data => {
                     // ... but sets a map to nil.
                     ev.data = map.next_value::<Option<&'de RawValue>>()?;
-                    if let Some(raw) = ev.data {
-                        if !raw.get().starts_with('{') {
-                            return Err(de::Error::custom("data must be a JSON object or null"));
-                        }
+                    if let Some(raw) = ev.data
+                        && !raw.get().starts_with('{')
+                    {
+                        return Err(de::Error::custom("data must be a JSON object or null"));
                     }
                 }
                 Field::Id => {

@@ -120,13 +120,13 @@ pub(crate) struct Committed {
 impl EventStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub(crate) fn open(path: &Path, sync: Synchronous) -> Result<Self, CollectorError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                return Err(CollectorError::Config(format!(
-                    "the directory of the database {} does not exist",
-                    path.display()
-                )));
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            return Err(CollectorError::Config(format!(
+                "the directory of the database {} does not exist",
+                path.display()
+            )));
         }
         let conn = Connection::open(path).map_err(store_err("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
