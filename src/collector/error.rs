@@ -10,6 +10,22 @@ use axum::response::{IntoResponse, Response};
 type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// Why a [`Collector`](crate::Collector) could not start, or did not stop cleanly.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use accrue::{Collector, CollectorError};
+///
+/// let err = Collector::builder()
+///     .stats_driver("postgres://127.0.0.1/metrics")
+///     .start()
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(err, CollectorError::DriverNotBuilt { .. }));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CollectorError {

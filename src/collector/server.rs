@@ -88,6 +88,19 @@ pub struct Collector {
 }
 
 /// Stops a [`Collector`] from anywhere (cheap to clone).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let server = accrue::Collector::builder().db(dir.path().join("e.db")).port(0).start().await?;
+/// let handle = server.shutdown_handle();
+/// tokio::spawn(async move { handle.shutdown() }); // e.g. from an admin task
+/// server.wait().await?; // returns once everything is written
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(CancellationToken);
 
