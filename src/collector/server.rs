@@ -61,7 +61,9 @@ use super::writer::{self, WriterConfig, WriterShared};
 /// A running collector: the HTTP server, the writer thread and the metrics pipeline.
 ///
 /// Start one with [`Collector::builder`]; stop it with [`stop`](Self::stop), a
-/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)).
+/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)). Dropping this
+/// handle does not stop the server (as with a task's `JoinHandle`); without a graceful stop,
+/// what is committed is safe, and the metrics not yet flushed are replayed on the next start.
 ///
 /// # Examples
 ///
