@@ -23,6 +23,12 @@ pub use self::driver::SqliteDriver;
 pub use self::driver::{
     BatchId, Driver, DriverFuture, FieldOp, MemoryDriver, RowUpdate, WriteBatch,
 };
+// Server drivers and the URL constructor (issue 4).
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::driver::PostgresDriver;
+pub use self::driver::{DEFAULT_TABLE, connect_driver};
+
 pub use self::error::{ConfigError, DriverError, DriverErrorKind, StatsError, ValueError};
 pub use self::keys::{
     IdentifierMode, Identity, RowId, SEPARATOR, SYSTEM_KEY, UNTRACKED_KEY, UnknownMode, at_text,
