@@ -130,6 +130,9 @@ pub use crate::stats::{
     StatsError, UNTRACKED_KEY, UnknownMode, Value, ValueError, Values, WriteBatch, at_text,
     connect_driver, decode_segment, encode_segment, parse_public_path,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::stats::{RedisDriver, RedisDriverBuilder};
 pub use crate::{
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,

@@ -28,6 +28,9 @@ pub use self::driver::{
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::driver::PostgresDriver;
 pub use self::driver::{DEFAULT_TABLE, connect_driver};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::driver::{RedisDriver, RedisDriverBuilder};
 
 pub use self::error::{ConfigError, DriverError, DriverErrorKind, StatsError, ValueError};
 pub use self::keys::{

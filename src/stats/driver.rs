@@ -9,6 +9,8 @@ mod connect;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -20,6 +22,8 @@ pub use self::connect::{DEFAULT_TABLE, connect_driver};
 pub use self::memory::MemoryDriver;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresDriver;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisDriver, RedisDriverBuilder};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
 

@@ -251,7 +251,7 @@ impl DriverUrl {
         Err(self.not_built("MySQL/MariaDB", "mysql"))
     }
 
-    #[cfg(all(feature = "redis", any()))]
+    #[cfg(feature = "redis")]
     async fn open_redis(&self) -> Result<Arc<dyn Driver>, DriverError> {
         let mut builder = super::RedisDriver::builder();
         if let Some(p) = &self.prefix {
@@ -263,7 +263,7 @@ impl DriverUrl {
         Ok(Arc::new(builder.connect(&self.base).await?))
     }
 
-    #[cfg(not(all(feature = "redis", any())))]
+    #[cfg(not(feature = "redis"))]
     async fn open_redis(&self) -> Result<Arc<dyn Driver>, DriverError> {
         Err(self.not_built("Redis", "redis"))
     }
