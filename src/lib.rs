@@ -115,6 +115,9 @@ mod window;
 pub use crate::collector::{
     AckMode, Collector, CollectorBuilder, CollectorError, ShutdownHandle, Synchronous,
 };
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use crate::stats::MysqlDriver;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use crate::stats::PostgresDriver;

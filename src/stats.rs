@@ -24,6 +24,9 @@ pub use self::driver::{
     BatchId, Driver, DriverFuture, FieldOp, MemoryDriver, RowUpdate, WriteBatch,
 };
 // Server drivers and the URL constructor (issue 4).
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use self::driver::MysqlDriver;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::driver::PostgresDriver;

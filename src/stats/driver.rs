@@ -7,6 +7,8 @@
 
 mod connect;
 mod memory;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -20,6 +22,8 @@ use std::pin::Pin;
 
 pub use self::connect::{DEFAULT_TABLE, connect_driver};
 pub use self::memory::MemoryDriver;
+#[cfg(feature = "mysql")]
+pub use self::mysql::MysqlDriver;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresDriver;
 #[cfg(feature = "redis")]

@@ -236,7 +236,7 @@ impl DriverUrl {
         Err(self.not_built("PostgreSQL", "postgres"))
     }
 
-    #[cfg(all(feature = "mysql", any()))]
+    #[cfg(feature = "mysql")]
     async fn open_mysql(&self) -> Result<Arc<dyn Driver>, DriverError> {
         let base = match self.base.strip_prefix("mariadb:") {
             Some(rest) => format!("mysql:{rest}"),
@@ -246,7 +246,7 @@ impl DriverUrl {
         Ok(Arc::new(driver))
     }
 
-    #[cfg(not(all(feature = "mysql", any())))]
+    #[cfg(not(feature = "mysql"))]
     async fn open_mysql(&self) -> Result<Arc<dyn Driver>, DriverError> {
         Err(self.not_built("MySQL/MariaDB", "mysql"))
     }
