@@ -138,9 +138,9 @@ pub use crate::{
         Timeline, Unit,
     },
     window::{
-        Clock, DeltaQuery, DeltaRangeQuery, EventStore, EventStoreBuilder, LimitExceeded, Limiter,
-        MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery, Reservation, Rule, Schedule,
-        Snapshot, StorageError, SystemClock, TestClock, Usage, Window, WindowError,
+        Clock, DeltaQuery, DeltaRangeQuery, EventStore, EventStoreBuilder, KeyName, LimitExceeded,
+        Limiter, MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery, Reservation, Rule,
+        Schedule, Snapshot, StorageError, SystemClock, TestClock, Usage, Window, WindowError,
     },
 };
 

@@ -10,10 +10,9 @@ use jiff::{Timestamp, ZonedDateTime};
 use super::calendar::{Unit, Window};
 use super::clock;
 use super::error::{LimitExceeded, WindowError};
+use super::key::{KeyName, same};
 use super::ring::KeyState;
 use super::store::{Entry, EventStore, Inner, lock_order};
-use std::sync::Arc;
-
 use crate::sync::Arc as SyncArc;
 
 /// A rule of a [`Limiter`], as reported in [`LimitExceeded`].
@@ -23,7 +22,7 @@ pub enum Rule {
     /// At most `limit` events of `key` (counting pending reservations) in `window`.
     AtMost {
         /// The key counted.
-        key: Arc<str>,
+        key: KeyName,
         /// The most events admitted.
         limit: u64,
         /// The window.
@@ -32,7 +31,7 @@ pub enum Rule {
     /// At least `count` events of `key` in `window` (a prerequisite).
     AtLeast {
         /// The key counted.
-        key: Arc<str>,
+        key: KeyName,
         /// The fewest events required.
         count: u64,
         /// The window.
@@ -41,14 +40,14 @@ pub enum Rule {
     /// No event of `key` in the last `duration` (exact, from the latest event's instant).
     Cooldown {
         /// The key.
-        key: Arc<str>,
+        key: KeyName,
         /// The quiet time required.
         duration: Duration,
     },
     /// An event of `key` within the last `duration`.
     Within {
         /// The prerequisite key.
-        key: Arc<str>,
+        key: KeyName,
         /// How recent it must be.
         duration: Duration,
     },
@@ -87,6 +86,7 @@ enum RuleRef<'a> {
 }
 
 impl RuleRef<'_> {
+    #[inline]
     fn key(&self) -> Option<&str> {
         match self {
             Self::AtMost(k, ..)
@@ -98,12 +98,12 @@ impl RuleRef<'_> {
     }
 
     /// The owned rule; `target` is the checked key, shared when the rule names it.
-    fn to_rule(&self, target: &Arc<str>) -> Rule {
+    fn to_rule(&self, target: &KeyName) -> Rule {
         let own = |k: &str| {
-            if k == &**target {
+            if *target == k {
                 target.clone()
             } else {
-                Arc::from(k)
+                KeyName::from(k)
             }
         };
         match self {
@@ -174,6 +174,7 @@ struct Rules<'a> {
 }
 
 impl<'a> Rules<'a> {
+    #[inline]
     fn push(&mut self, rule: RuleRef<'a>) {
         match self.inline.iter_mut().find(|r| r.is_none()) {
             Some(slot) => *slot = Some(rule),
@@ -181,6 +182,7 @@ impl<'a> Rules<'a> {
         }
     }
 
+    #[inline]
     fn iter(&self) -> impl Iterator<Item = &RuleRef<'a>> + '_ {
         self.inline.iter().flatten().chain(&self.more)
     }
@@ -235,6 +237,7 @@ impl States for Many<'_> {
 }
 
 impl<'a> Limiter<'a> {
+    #[inline]
     pub(crate) fn new(store: &'a EventStore) -> Self {
         Self {
             store,
@@ -245,6 +248,7 @@ impl<'a> Limiter<'a> {
     /// At most `limit` events of `key` in `window`, counting pending reservations: the event
     /// being checked is admitted while `count + pending + 1 <= limit` (for a rule on another
     /// key, while that key's `count + pending < limit`).
+    #[inline]
     pub fn at_most<K: AsRef<str> + ?Sized>(
         mut self,
         key: &'a K,
@@ -257,6 +261,7 @@ impl<'a> Limiter<'a> {
     }
 
     /// At least `count` events of `key` in `window` (reservations do not count).
+    #[inline]
     pub fn at_least<K: AsRef<str> + ?Sized>(
         mut self,
         key: &'a K,
@@ -270,24 +275,28 @@ impl<'a> Limiter<'a> {
 
     /// No event of `key` in the last `duration`, measured exactly from its latest event. A key
     /// never seen passes.
+    #[inline]
     pub fn cooldown<K: AsRef<str> + ?Sized>(mut self, key: &'a K, duration: Duration) -> Self {
         self.rules.push(RuleRef::Cooldown(key.as_ref(), duration));
         self
     }
 
     /// An event of `key` no longer than `duration` ago. A key never seen fails.
+    #[inline]
     pub fn within<K: AsRef<str> + ?Sized>(mut self, key: &'a K, duration: Duration) -> Self {
         self.rules.push(RuleRef::Within(key.as_ref(), duration));
         self
     }
 
     /// Only while `schedule` allows, in the store's time zone (or the schedule's own).
+    #[inline]
     pub fn during(mut self, schedule: Schedule) -> Self {
         self.rules.push(RuleRef::During(schedule));
         self
     }
 
     /// Only while `schedule` does not allow.
+    #[inline]
     pub fn outside_of(mut self, schedule: Schedule) -> Self {
         self.rules.push(RuleRef::OutsideOf(schedule));
         self
@@ -439,7 +448,9 @@ impl<'a> Limiter<'a> {
 
     /// Whether every rule names `key` or no key (the one-lock fast path).
     fn single_key(&self, key: &str) -> bool {
-        self.rules.iter().all(|r| r.key().is_none_or(|k| k == key))
+        self.rules
+            .iter()
+            .all(|r| r.key().is_none_or(|k| same(k, key)))
     }
 
     /// The entries the rules and `key` name: `key`'s created when `create`, the others only
@@ -525,7 +536,7 @@ impl<'a> Limiter<'a> {
         for (i, rule) in self.rules.iter().enumerate() {
             let verdict = match rule {
                 RuleRef::AtMost(k, limit, window) => {
-                    let extra = if *k == target { count } else { 1 };
+                    let extra = if same(k, target) { count } else { 1 };
                     at_most(inner, states.get(k), *limit, *window, extra, now)?
                 }
                 RuleRef::AtLeast(k, need, window) => {
@@ -583,7 +594,7 @@ impl<'a> Limiter<'a> {
         match worst {
             None => Ok(()),
             Some((i, retry_after)) => {
-                let key: Arc<str> = Arc::from(target);
+                let key = KeyName::from(target);
                 let rule = self
                     .rules
                     .iter()
@@ -654,6 +665,9 @@ fn at_most(
 
 /// A held slot of an `at_most` limit, from [`Limiter::reserve`]. Commit records the event;
 /// cancel, or dropping the reservation, releases the slot.
+///
+/// A reservation keeps its key in memory (`compact` never evicts a key with pending slots).
+/// Commit it before the store is dropped: the store's final persist cannot see a later commit.
 #[must_use = "a reservation is cancelled when dropped"]
 pub struct Reservation {
     inner: SyncArc<Inner>,

@@ -11,59 +11,12 @@ use jiff::Timestamp;
 use super::calendar::{Calendar, Unit};
 use super::clock::{self, Clock};
 use super::error::WindowError;
+use super::key::Key;
 use super::limit::Limiter;
 use super::query::{DeltaQuery, MultiQuery, Query, RatioQuery};
 use super::ring::{KeyState, Layout};
 use super::snapshot::Snapshot;
 use crate::sync::{Arc, Mutex, RwLock};
-
-/// A key's name: short names (most of them) inline, next to the lock and the counts a
-/// record touches, so a lookup compares without another cache miss.
-pub(crate) enum Key {
-    Inline(u8, [u8; INLINE_KEY]),
-    Heap(Box<str>),
-}
-
-const INLINE_KEY: usize = 22;
-
-impl Key {
-    fn new(key: &str) -> Self {
-        if key.len() <= INLINE_KEY {
-            let mut b = [0; INLINE_KEY];
-            b[..key.len()].copy_from_slice(key.as_bytes());
-            Self::Inline(key.len() as u8, b)
-        } else {
-            Self::Heap(key.into())
-        }
-    }
-
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline(n, b) => &b[..usize::from(*n)],
-            Self::Heap(s) => s.as_bytes(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn is(&self, key: &str) -> bool {
-        self.bytes() == key.as_bytes()
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Inline(..) => std::str::from_utf8(self.bytes()).expect("stored from a str"),
-            Self::Heap(s) => s,
-        }
-    }
-
-    fn heap_len(&self) -> usize {
-        match self {
-            Self::Inline(..) => 0,
-            Self::Heap(s) => s.len(),
-        }
-    }
-}
 
 /// One key: its name and its rings behind a reader-writer lock.
 #[repr(C)]
@@ -692,6 +645,7 @@ impl EventStore {
     }
 
     /// Starts a set of rate-limit rules. See [`Limiter`].
+    #[inline]
     pub fn limit(&self) -> Limiter<'_> {
         Limiter::new(self)
     }
