@@ -10,9 +10,9 @@ use jiff::{Timestamp, ZonedDateTime};
 use super::calendar::{Unit, Window};
 use super::clock;
 use super::error::{LimitExceeded, WindowError};
-use super::key::{KeyName, same};
+use super::key::{Key, KeyName, same};
 use super::ring::KeyState;
-use super::store::{Entry, EventStore, Inner, lock_order};
+use super::store::{Dirty, EventStore, Held, Inner, Shard};
 use crate::sync::Arc as SyncArc;
 
 /// A rule of a [`Limiter`], as reported in [`LimitExceeded`].
@@ -227,12 +227,10 @@ impl States for One<'_> {
     }
 }
 
-/// Several keys locked.
-struct Many<'s>(Vec<(&'s str, &'s KeyState)>);
-
-impl States for Many<'_> {
+/// Several keys locked: their shards, in order.
+impl<G: std::ops::Deref<Target = Shard>> States for Held<'_, G> {
     fn get(&self, key: &str) -> Option<&KeyState> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+        Held::get(self, key)
     }
 }
 
@@ -318,7 +316,7 @@ impl<'a> Limiter<'a> {
                 None => self.evaluate(key, 1, &One(key, None), now),
             };
         }
-        self.with_locked(key, false, |states| self.evaluate(key, 1, states, now))
+        self.with_locked(key, |states| self.evaluate(key, 1, states, now))
     }
 
     /// Whether [`check`](Self::check) passes.
@@ -383,16 +381,16 @@ impl<'a> Limiter<'a> {
         let key = key.as_ref();
         let inner = &*self.store.inner;
         let now = inner.now();
-        let act = |e: &SyncArc<Entry>, st: &mut KeyState| {
+        let act = |st: &mut KeyState, d: &mut Dirty<'_>| {
             if count > 0 {
                 st.record_now(&inner.layout, &inner.cal, now, count);
-                inner.mark_dirty(e, st);
+                d.mark(st);
             }
         };
         if self.single_key(key) {
-            return inner.with_key_mut(key, |e, st| {
+            return inner.with_key_mut(key, |st, d| {
                 self.evaluate(key, count, &One(key, Some(st)), now)?;
-                act(e, st);
+                act(st, d);
                 Ok(())
             });
         }
@@ -424,16 +422,14 @@ impl<'a> Limiter<'a> {
         let key = key.as_ref();
         let inner = &*self.store.inner;
         let now = inner.now();
-        let mut held = None;
-        let mut act = |e: &SyncArc<Entry>, st: &mut KeyState| {
+        let act = |st: &mut KeyState, d: &mut Dirty<'_>| {
             st.pending += 1;
-            inner.mark_dirty(e, st);
-            held = Some(e.clone());
+            d.mark(st);
         };
         if self.single_key(key) {
-            inner.with_key_mut(key, |e, st| {
+            inner.with_key_mut(key, |st, d| {
                 self.evaluate(key, 1, &One(key, Some(st)), now)?;
-                act(e, st);
+                act(st, d);
                 Ok::<_, WindowError>(())
             })?;
         } else {
@@ -441,7 +437,7 @@ impl<'a> Limiter<'a> {
         }
         Ok(Reservation {
             inner: self.store.inner.clone(),
-            entry: held.expect("reserved"),
+            key: Key::new(key),
             open: true,
         })
     }
@@ -453,41 +449,37 @@ impl<'a> Limiter<'a> {
             .all(|r| r.key().is_none_or(|k| same(k, key)))
     }
 
-    /// The entries the rules and `key` name: `key`'s created when `create`, the others only
-    /// when they exist. Sorted in the lock order.
-    fn entries(&self, key: &str, create: bool) -> Vec<SyncArc<Entry>> {
+    /// `key` and the other keys the rules name, each once, each loaded into memory if it is
+    /// in storage (`key` created when `create`), with whether it exists.
+    fn keys<'k>(&'k self, key: &'k str, create: bool) -> Vec<(&'k str, bool)> {
         let inner = &*self.store.inner;
-        let mut out: Vec<SyncArc<Entry>> = Vec::with_capacity(self.rules.len() + 1);
-        out.extend(inner.entry(key, create));
-        for r in self.rules.iter() {
-            if let Some(k) = r.key().filter(|k| *k != key) {
-                out.extend(inner.entry(k, false));
+        let mut out: Vec<(&str, bool)> = Vec::with_capacity(self.rules.len() + 1);
+        out.push((key, inner.ensure(key, create)));
+        for k in self.rules.iter().filter_map(RuleRef::key) {
+            if !out.iter().any(|(o, _)| same(o, k)) {
+                out.push((k, inner.ensure(k, false)));
             }
         }
-        lock_order(&mut out);
         out
     }
 
     fn with_locked(
         &self,
         key: &str,
-        _create: bool,
-        f: impl Fn(&Many<'_>) -> Result<(), WindowError>,
+        f: impl Fn(&dyn States) -> Result<(), WindowError>,
     ) -> Result<(), WindowError> {
+        let inner = &*self.store.inner;
         loop {
-            let entries = self.entries(key, false);
-            let guards: Vec<_> = entries.iter().map(|e| e.state.read()).collect();
-            if guards.iter().any(|g| g.evicted) {
-                continue;
+            let keys = self.keys(key, false);
+            let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            let held = inner.lock_read(&names);
+            if keys
+                .iter()
+                .any(|(k, exists)| *exists && held.get(k).is_none())
+            {
+                continue; // compacted away in between: look again
             }
-            let states = Many(
-                entries
-                    .iter()
-                    .zip(&guards)
-                    .map(|(e, g)| (e.key.as_str(), &**g))
-                    .collect(),
-            );
-            return f(&states);
+            return f(&held);
         }
     }
 
@@ -496,29 +488,22 @@ impl<'a> Limiter<'a> {
         key: &str,
         count: u64,
         now: Timestamp,
-        mut act: impl FnMut(&SyncArc<Entry>, &mut KeyState),
+        act: impl FnOnce(&mut KeyState, &mut Dirty<'_>),
     ) -> Result<(), WindowError> {
+        let inner = &*self.store.inner;
         loop {
-            let entries = self.entries(key, true);
-            let mut guards: Vec<_> = entries.iter().map(|e| e.state.write()).collect();
-            if guards.iter().any(|g| g.evicted) {
-                continue;
-            }
-            {
-                let states = Many(
-                    entries
-                        .iter()
-                        .zip(&guards)
-                        .map(|(e, g)| (e.key.as_str(), &**g))
-                        .collect(),
-                );
-                self.evaluate(key, count, &states, now)?;
-            }
-            let i = entries
+            let keys = self.keys(key, true);
+            let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            let mut held = inner.lock_write(&names);
+            if keys
                 .iter()
-                .position(|e| e.key.is(key))
-                .expect("the target key is created");
-            act(&entries[i], &mut guards[i]);
+                .any(|(k, exists)| *exists && held.get(k).is_none())
+            {
+                continue; // compacted away in between: look again
+            }
+            self.evaluate(key, count, &held, now)?;
+            let (st, mut d) = held.get_mut(key).expect("present under the lock");
+            act(st, &mut d);
             return Ok(());
         }
     }
@@ -671,14 +656,14 @@ fn at_most(
 #[must_use = "a reservation is cancelled when dropped"]
 pub struct Reservation {
     inner: SyncArc<Inner>,
-    entry: SyncArc<Entry>,
+    key: Key,
     open: bool,
 }
 
 impl Reservation {
     /// The reserved key.
     pub fn key(&self) -> &str {
-        self.entry.key.as_str()
+        self.key.as_str()
     }
 
     /// Records the event (at the clock's instant now) and releases the slot, atomically.
@@ -686,10 +671,11 @@ impl Reservation {
         self.open = false;
         let inner = &*self.inner;
         let now = inner.now();
-        let mut st = self.entry.state.write();
-        st.pending = st.pending.saturating_sub(1);
-        st.record_now(&inner.layout, &inner.cal, now, 1);
-        inner.mark_dirty(&self.entry, &mut st);
+        inner.with_key_mut(self.key.as_str(), |st, d| {
+            st.pending = st.pending.saturating_sub(1);
+            st.record_now(&inner.layout, &inner.cal, now, 1);
+            d.mark(st);
+        });
     }
 
     /// Releases the slot without recording.
@@ -699,9 +685,10 @@ impl Reservation {
 
     fn release(&mut self) {
         if std::mem::take(&mut self.open) {
-            let mut st = self.entry.state.write();
-            st.pending = st.pending.saturating_sub(1);
-            self.inner.mark_dirty(&self.entry, &mut st);
+            self.inner.with_key_mut(self.key.as_str(), |st, d| {
+                st.pending = st.pending.saturating_sub(1);
+                d.mark(st);
+            });
         }
     }
 }

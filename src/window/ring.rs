@@ -126,8 +126,6 @@ pub(crate) struct KeyState {
     pub(crate) pending: u64,
     /// Changed since the last persist (and listed in the store's dirty set).
     pub(crate) dirty: bool,
-    /// Dropped from the store's map by `compact`: writers that reach it must look again.
-    pub(crate) evicted: bool,
     /// Created while the stored copy could not be read: merge the stored copy in before
     /// persisting, never overwrite it.
     pub(crate) unloaded: bool,
@@ -170,7 +168,6 @@ impl KeyState {
             first_seen: None,
             pending: 0,
             dirty: false,
-            evicted: false,
             unloaded: false,
             newest,
             buckets,
