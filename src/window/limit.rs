@@ -135,8 +135,8 @@ impl RuleRef<'_> {
 ///
 /// Every rule must pass. The terminal methods take `&self`, so a limiter can be built once and
 /// reused. [`check_and_record`](Self::check_and_record) and [`reserve`](Self::reserve) check
-/// and act in one critical section: every key the rules name is locked (in a fixed order, each
-/// once) for the whole step, and pending reservations count against `at_most` limits, so
+/// and act in one critical section: the shards of every key the rules name are locked (in
+/// ascending order, each once) for the whole step, and pending reservations count against `at_most` limits, so
 /// concurrent callers can never get more through than the limit.
 ///
 /// When several rules deny, the error reports the one with the longest wait (an unknown wait
@@ -362,7 +362,8 @@ impl<'a> Limiter<'a> {
     ///
     /// As [`check`](Self::check); nothing is recorded.
     ///
-    /// **Blocking:** holds the locks of every key the rules name for the check and the record.
+    /// **Blocking:** holds the shard locks of every key the rules name for the check and the
+    /// record.
     pub fn check_and_record(&self, key: impl AsRef<str>) -> Result<(), WindowError> {
         self.check_and_record_count(key, 1)
     }

@@ -1,4 +1,4 @@
-//! Read-only queries. None of them changes a key: each reads the rings under the key's shared
+//! Read-only queries. None of them changes a key: each reads the rings under the key's shard's shared
 //! lock, working out which stored buckets a window covers at the clock's instant.
 
 use std::ops::Range;
@@ -423,7 +423,7 @@ impl MultiRangeQuery<'_> {
 
 /// `numerator / denominator`, from [`EventStore::query_ratio`](crate::EventStore::query_ratio).
 ///
-/// Both keys are read under their shared locks, taken in a fixed order, a key named twice
+/// Both keys are read under their shards' shared locks, taken in ascending order, a shard
 /// locked once: `query_ratio("a", "a")` is `Some(1.0)` when `a` has events, and two threads
 /// asking for `(a, b)` and `(b, a)` never deadlock.
 #[derive(Clone, Copy, Debug)]

@@ -4,7 +4,7 @@
 //! lives in slot `i mod len` of its unit's ring, and the ring holds the indexes
 //! `newest - len + 1 ..= newest`. Advancing the ring to a later index zeroes the slots it
 //! reuses; nothing ever moves. Reads never rotate: they compute which stored indexes a window
-//! covers, so queries take the key's lock shared and never block each other.
+//! covers, so queries only need the key's shard locked shared and never block each other.
 //!
 //! The instants at which every ring's newest bucket starts and ends are cached
 //! (`valid_from..valid_until`): while the clock stays inside, a record adds to the newest
@@ -107,7 +107,7 @@ pub(crate) fn indexes_of(layout: &Layout, cal: &Calendar, t: Timestamp) -> Index
     out
 }
 
-/// One key's rings and metadata. Guarded by the key's lock.
+/// One key's rings and metadata. Guarded by its shard's lock.
 ///
 /// The count of each ring's newest bucket lives in `current`, next to the fields a record
 /// reads, and its slot in `buckets` stays zero until the ring advances past it: a record on

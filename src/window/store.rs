@@ -135,9 +135,11 @@ impl<'a> Held<'a, RwLockWriteGuard<'a, Shard>> {
 /// days" is today's bucket plus the N - 1 whole days before it, in the store's time zone; see
 /// [`Unit`] for where each unit's buckets start.
 ///
-/// The store is `Send + Sync`; share it with an `Arc`. Keys live in a sharded map looked up
-/// without allocating; each key has a reader-writer lock, so queries take it shared and never
-/// block each other, and a record holds it exclusively for a few additions.
+/// The store is `Send + Sync`; share it with an `Arc`. Keys live in a sharded map (8 shards
+/// per CPU by default) looked up without allocating; each shard has a reader-writer lock, taken
+/// once per operation: shared by queries, which never block each other, exclusive by a record
+/// for a few additions. Operations on several keys take their shards' locks in ascending
+/// order, each once, so they cannot deadlock.
 ///
 /// # Examples
 ///
@@ -185,8 +187,8 @@ impl Default for EventStore {
     }
 }
 
-/// Stops auto-persist, then persists what is dirty (errors are logged: call
-/// [`close`](EventStore::close) to see them).
+/// Stops auto-persist, then persists what is dirty (errors are logged: call `close` to see
+/// them).
 impl Drop for EventStore {
     fn drop(&mut self) {
         #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
@@ -570,7 +572,7 @@ impl EventStore {
 
     /// Records one event now.
     ///
-    /// **Blocking:** holds the key's lock for a few additions; the first record of a key that
+    /// **Blocking:** holds the key's shard lock for a few additions; the first record of a key that
     /// is in storage but not in memory reads it first.
     pub fn record(&self, key: impl AsRef<str>) {
         self.record_count(key, 1);
@@ -697,7 +699,7 @@ impl EventStore {
     }
 
     /// Records on the smaller side whatever makes `positive - negative` over `ever()` zero,
-    /// atomically (both keys locked in the fixed order).
+    /// atomically (both keys' shards locked in ascending order).
     ///
     /// # Examples
     ///
