@@ -35,13 +35,13 @@ mod event;
 mod json;
 mod metrics;
 mod openapi;
-#[allow(dead_code)] // wired to the metrics store when `Stats` lands
 mod pipeline;
 mod routes;
 mod server;
 mod store;
 mod target;
 mod time_fmt;
+mod values;
 mod writer;
 
 pub use self::config::{AckMode, CollectorBuilder, Synchronous};

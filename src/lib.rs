@@ -94,7 +94,7 @@
 //!
 //! ## Minimum supported Rust version
 //!
-//! Rust 1.85 (edition 2024).
+//! Rust 1.94 (what sqlx, the PostgreSQL/MySQL driver, needs; edition 2024).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -118,18 +118,27 @@ mod window;
 pub use crate::collector::{
     AckMode, Collector, CollectorBuilder, CollectorError, ShutdownHandle, Synchronous,
 };
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use crate::stats::MysqlDriver;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::stats::PostgresDriver;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use crate::stats::SqliteDriver;
 #[cfg(feature = "stats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
 pub use crate::stats::{
-    BatchId, BlockingStats, ConfigError, Driver, DriverError, DriverErrorKind, DriverFuture,
-    FieldOp, FlushOutcome, IdentifierMode, Identity, MAX_KEY_LEN, MemoryDriver, Number, PathCodec,
-    RowId, RowUpdate, SEPARATOR, SYSTEM_KEY, Series, Stats, StatsBuilder, StatsError,
-    UNTRACKED_KEY, UnknownMode, Value, ValueError, Values, WriteBatch, at_text, decode_segment,
-    encode_segment, parse_public_path,
+    BatchId, BlockingStats, ConfigError, DEFAULT_TABLE, Driver, DriverError, DriverErrorKind,
+    DriverFuture, FieldOp, FlushOutcome, IdentifierMode, Identity, MAX_KEY_LEN, MemoryDriver,
+    Number, PathCodec, RowId, RowUpdate, SEPARATOR, SYSTEM_KEY, Series, Stats, StatsBuilder,
+    StatsError, UNTRACKED_KEY, UnknownMode, Value, ValueError, Values, WriteBatch, at_text,
+    connect_driver, decode_segment, encode_segment, parse_public_path,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::stats::{RedisDriver, RedisDriverBuilder};
 pub use crate::{
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,

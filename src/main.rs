@@ -22,7 +22,9 @@ enum Command {
     /// Run the HTTP event collector.
     ///
     /// Routes: POST /events (JSON array), POST /batch ({"events": [...]}), GET /view,
-    /// GET /health, GET /ready, GET /metrics, GET /openapi.json. A 200 means every event of
+    /// GET /v1/values, GET /health, GET /ready, GET /metrics, GET /openapi.json. Every stored
+    /// event is also aggregated per key and time bucket (its count and the sums of the numeric
+    /// fields of its data) into the metrics store. A 200 means every event of
     /// the request is stored (--ack durable) or queued (--ack queued); a 400/413/503 stores
     /// nothing. SIGTERM or SIGINT stop it gracefully: open requests finish and everything
     /// queued is written first.
@@ -125,6 +127,34 @@ struct Serve {
     #[arg(long, env = "ACCRUE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
 
+    /// Granularities events are aggregated in, comma-separated (<n><unit>, units s m h d w mo
+    /// q y).
+    #[arg(
+        long,
+        env = "ACCRUE_GRANULARITIES",
+        default_value = "1m,1h,1d,1w,1mo,1q,1y",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    granularities: Vec<String>,
+
+    /// IANA time zone the metric buckets are computed in (e.g. UTC, Europe/Bratislava).
+    #[arg(
+        long,
+        env = "ACCRUE_TIME_ZONE",
+        default_value = "UTC",
+        value_name = "ZONE"
+    )]
+    time_zone: String,
+
+    /// First day of a week bucket.
+    #[arg(long, env = "ACCRUE_WEEK_START", default_value = "monday", value_parser = parse_weekday, value_name = "DAY")]
+    week_start: jiff::civil::Weekday,
+
+    /// Store events only: no metrics aggregation, no /v1/values.
+    #[arg(long, env = "ACCRUE_NO_METRICS")]
+    no_metrics: bool,
+
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. info, debug, accrue=trace.
     #[arg(
         long,
@@ -144,6 +174,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
         .map_err(|e| format!("{s:?}: {e}"))?;
     Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+fn parse_weekday(s: &str) -> Result<jiff::civil::Weekday, String> {
+    use jiff::civil::Weekday::*;
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "monday" | "mon" => Monday,
+        "tuesday" | "tue" => Tuesday,
+        "wednesday" | "wed" => Wednesday,
+        "thursday" | "thu" => Thursday,
+        "friday" | "fri" => Friday,
+        "saturday" | "sat" => Saturday,
+        "sunday" | "sun" => Sunday,
+        _ => return Err(format!("{s:?} is not a day of the week (monday … sunday)")),
+    })
 }
 
 fn main() -> ExitCode {
@@ -195,7 +239,11 @@ fn serve(args: Serve) -> ExitCode {
             .queue_events(args.queue_events)
             .queue_bytes(args.queue_bytes)
             .commit_window(args.commit_window)
-            .shutdown_timeout(args.shutdown_timeout);
+            .shutdown_timeout(args.shutdown_timeout)
+            .granularities(args.granularities.iter().map(|g| g.trim().to_owned()))
+            .time_zone(args.time_zone.clone())
+            .week_start(args.week_start)
+            .metrics_pipeline(!args.no_metrics);
         if let Some(url) = &args.stats_driver {
             builder = builder.stats_driver(url);
         }

@@ -23,6 +23,18 @@ pub use self::driver::SqliteDriver;
 pub use self::driver::{
     BatchId, Driver, DriverFuture, FieldOp, MemoryDriver, RowUpdate, WriteBatch,
 };
+// Server drivers and the URL constructor (issue 4).
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use self::driver::MysqlDriver;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::driver::PostgresDriver;
+pub use self::driver::{DEFAULT_TABLE, connect_driver};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::driver::{RedisDriver, RedisDriverBuilder};
+
 pub use self::error::{ConfigError, DriverError, DriverErrorKind, StatsError, ValueError};
 pub use self::keys::{
     IdentifierMode, Identity, RowId, SEPARATOR, SYSTEM_KEY, UNTRACKED_KEY, UnknownMode, at_text,

@@ -29,7 +29,7 @@ fn million_adds_thousand_threads_capacity_one_slow_consumer_exact_totals() {
         let mut batches = 0u64;
         for batch in rx.iter() {
             batches += 1;
-            if batches % 8 == 0 {
+            if batches.is_multiple_of(8) {
                 thread::sleep(Duration::from_micros(500)); // slow on purpose
             }
             for (k, v) in batch {

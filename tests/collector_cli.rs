@@ -35,6 +35,10 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--queue-bytes", "ACCRUE_QUEUE_BYTES"),
         ("--commit-window", "ACCRUE_COMMIT_WINDOW"),
         ("--shutdown-timeout", "ACCRUE_SHUTDOWN_TIMEOUT"),
+        ("--granularities", "ACCRUE_GRANULARITIES"),
+        ("--time-zone", "ACCRUE_TIME_ZONE"),
+        ("--week-start", "ACCRUE_WEEK_START"),
+        ("--no-metrics", "ACCRUE_NO_METRICS"),
         ("--log", "ACCRUE_LOG"),
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");

@@ -1,6 +1,7 @@
 //! The crash test: the real `accrue` binary is SIGKILLed at a random moment while clients post
 //! concurrently, then restarted on the same file. Every event that was answered `200` must be
-//! there exactly once (durable acknowledgement, spec `collector.md` §5.2 #9).
+//! there exactly once (durable acknowledgement, spec `collector.md` §5.2 #9), and the metrics
+//! store must count every stored event exactly once (the pipeline's watermark and replay).
 
 #![cfg(all(feature = "server", unix))]
 
@@ -19,7 +20,9 @@ use collector_support::Client;
 /// Starts `accrue serve` on a free port and returns it with the address it logged.
 fn spawn_server(db: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_accrue"))
-        .args(["serve", "--port", "0", "--log", "info", "--db"])
+        .args([
+            "serve", "--port", "0", "--log", "info", "--flush", "200ms", "--db",
+        ])
         .arg(db)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -31,12 +34,10 @@ fn spawn_server(db: &Path) -> (Child, SocketAddr) {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if !sent {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_owned();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
+            if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().to_owned();
+                let _ = tx.send(addr);
+                sent = true;
             }
         }
     });
@@ -136,10 +137,45 @@ async fn sigkill_after_200_loses_nothing() {
             *stored.entry(e["data"]["round"].to_string()).or_default() += 1;
         }
     }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let max_id: i64 = conn
+        .query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))
+        .unwrap();
+    // Metrics: after the replay and one flush, every stored event is counted exactly once.
+    let started = std::time::Instant::now();
+    loop {
+        let m = client.get("/metrics").await.text();
+        let watermark: i64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("accrue_metrics_watermark "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if watermark >= max_id {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "metrics never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = jiff::Timestamp::now();
+    let q = format!(
+        "/v1/values?key=crash&granularity=1y&from={}&to={}",
+        now - jiff::SignedDuration::from_hours(48),
+        now
+    );
+    let v = client.get(&q).await.json();
+    let counted: i64 = v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_i64().unwrap_or(0))
+        .sum();
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let conn = rusqlite::Connection::open(&db).unwrap();
     let ids: Vec<String> = conn
         .prepare("SELECT event_id FROM events")
         .unwrap()
@@ -153,6 +189,11 @@ async fn sigkill_after_200_loses_nothing() {
         stored.values().sum::<usize>(),
         ids.len(),
         "/view and the table disagree"
+    );
+    assert_eq!(
+        counted,
+        ids.len() as i64,
+        "the metrics store miscounts the stored events"
     );
     for id in &ids {
         assert!(sent_ids.contains(id), "stored an event nobody sent: {id}");

@@ -206,7 +206,12 @@ async fn concurrent_posts_have_exact_totals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_events_only() {
-    let s = TestServer::start_with(|b| b.retention(Some(Duration::from_secs(3600)))).await;
+    // Retention keeps events until their metrics are flushed; flush quickly.
+    let s = TestServer::start_with(|b| {
+        b.retention(Some(Duration::from_secs(3600)))
+            .flush_interval(Duration::from_millis(100))
+    })
+    .await;
     s.post(
         "/events",
         r#"[{"key":"old","timestamp":"2020-01-01T00:00:00Z"},

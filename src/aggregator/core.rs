@@ -750,10 +750,10 @@ impl<K, V, S, M> Aggregator<K, V, S, M> {
         {
             let _ = self.shared.wake_tx.try_send(());
             let handle = self.flusher.lock().take();
-            if let Some(handle) = handle {
-                if handle.join().is_err() {
-                    tracing::error!("the flusher thread panicked");
-                }
+            if let Some(handle) = handle
+                && handle.join().is_err()
+            {
+                tracing::error!("the flusher thread panicked");
             }
         }
         self.shared.close(deadline)

@@ -115,6 +115,8 @@ pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) const DEFAULT_MAX_GROUP: usize = 20_000;
 /// How long the HTTP server waits for open requests on shutdown before closing them.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The metrics store's default granularities (Trifle Stats' list).
+pub(crate) const DEFAULT_GRANULARITIES: [&str; 7] = ["1m", "1h", "1d", "1w", "1mo", "1q", "1y"];
 /// Concurrent `/view` readers (each is one SQLite connection).
 pub(crate) const DEFAULT_READERS: usize = 4;
 
@@ -164,6 +166,9 @@ pub struct CollectorBuilder {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) readers: usize,
     pub(crate) metrics: bool,
+    pub(crate) granularities: Vec<String>,
+    pub(crate) time_zone: String,
+    pub(crate) week_start: jiff::civil::Weekday,
 }
 
 impl Default for CollectorBuilder {
@@ -191,6 +196,12 @@ impl Default for CollectorBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             readers: DEFAULT_READERS,
             metrics: true,
+            granularities: DEFAULT_GRANULARITIES
+                .iter()
+                .map(|g| (*g).to_owned())
+                .collect(),
+            time_zone: "UTC".into(),
+            week_start: jiff::civil::Weekday::Monday,
         }
     }
 }
@@ -320,6 +331,30 @@ impl CollectorBuilder {
         self
     }
 
+    /// The granularities events are aggregated in (`<n><unit>`, units `s m h d w mo q y`).
+    /// Default: `1m 1h 1d 1w 1mo 1q 1y`.
+    pub fn granularities<I, S>(mut self, list: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.granularities = list.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The IANA time zone buckets are computed in (`UTC`, `Europe/Bratislava`, …).
+    /// Default: `UTC`.
+    pub fn time_zone(mut self, name: impl Into<String>) -> Self {
+        self.time_zone = name.into();
+        self
+    }
+
+    /// The first day of a `w` bucket. Default: Monday.
+    pub fn week_start(mut self, day: jiff::civil::Weekday) -> Self {
+        self.week_start = day;
+        self
+    }
+
     /// The event store's path.
     pub fn db_path(&self) -> &Path {
         &self.db
@@ -368,6 +403,17 @@ impl CollectorBuilder {
                 "the queue ({} bytes) must hold at least one full body ({} bytes)",
                 self.queue_bytes, self.max_body_bytes
             ));
+        }
+        for g in &self.granularities {
+            if let Err(e) = g.parse::<crate::Granularity>() {
+                return bad(format!("granularity: {e}"));
+            }
+        }
+        if self.metrics && self.granularities.is_empty() {
+            return bad("at least one granularity is needed for the metrics pipeline".into());
+        }
+        if let Err(e) = crate::Calendar::from_name(&self.time_zone) {
+            return bad(format!("time zone: {e}"));
         }
         // tokio's semaphore takes at most u32 permits at once.
         if self.max_body_bytes > u32::MAX as usize || l.max_events > u32::MAX as usize {

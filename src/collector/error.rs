@@ -55,6 +55,13 @@ pub enum CollectorError {
 }
 
 impl CollectorError {
+    pub(crate) fn metrics(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Metrics {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     pub(crate) fn store(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Self::Store {
             context: context.into(),
@@ -166,6 +173,28 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "Invalid event id")
             .at(index)
             .with_detail(format!("the id is {len} bytes; it must be 1 to {max}"))
+    }
+
+    pub(crate) fn invalid_key(index: usize, detail: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid event key")
+            .at(index)
+            .with_detail(detail)
+    }
+
+    pub(crate) fn bad_query(detail: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid query").with_detail(detail)
+    }
+
+    pub(crate) fn values_failed() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Failed to retrieve values",
+        )
+    }
+
+    pub(crate) fn no_metrics() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not found")
+            .with_detail("the metrics pipeline is disabled on this server")
     }
 
     pub(crate) fn too_many_events(max: usize) -> Self {

@@ -18,6 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
+use super::pipeline::sample::Sample;
 use super::time_fmt::{EventTime, parse_rfc3339};
 
 /// Per-request and per-event limits, checked before anything is queued.
@@ -38,6 +39,8 @@ pub(crate) struct Event {
     pub(crate) data: Option<Box<str>>,
     /// The client's idempotency id: a second event with the same id is a duplicate.
     pub(crate) id: Option<Box<str>>,
+    /// Its aggregation bucket and metrics, filled in by the metrics pipeline when it is on.
+    pub(crate) metric: Option<(i64, Sample)>,
 }
 
 impl Event {
@@ -46,6 +49,7 @@ impl Event {
         self.key.len()
             + self.data.as_ref().map_or(0, |d| d.len())
             + self.id.as_ref().map_or(0, |i| i.len())
+            + self.metric.as_ref().map_or(0, |(_, s)| s.heap_bytes())
     }
 }
 
@@ -103,7 +107,7 @@ pub(crate) fn folds_to(name: &str, target: &str) -> bool {
 }
 
 /// A string that borrows from the input when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> de::Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -183,10 +187,10 @@ impl<'de> Visitor<'de> for EventFields {
                 Field::Data => {
                     // ... but sets a map to nil.
                     ev.data = map.next_value::<Option<&'de RawValue>>()?;
-                    if let Some(raw) = ev.data {
-                        if !raw.get().starts_with('{') {
-                            return Err(de::Error::custom("data must be a JSON object or null"));
-                        }
+                    if let Some(raw) = ev.data
+                        && !raw.get().starts_with('{')
+                    {
+                        return Err(de::Error::custom("data must be a JSON object or null"));
                     }
                 }
                 Field::Id => {
@@ -455,6 +459,7 @@ fn validate(
         time: w.time.unwrap_or(now),
         data,
         id,
+        metric: None,
     })
 }
 

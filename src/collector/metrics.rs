@@ -71,6 +71,8 @@ pub(crate) struct Metrics {
     pub(crate) metrics_flush_errors: AtomicU64,
     /// Events whose metrics could not be computed (kept in the event store, not aggregated).
     pub(crate) metrics_skipped: AtomicU64,
+    /// Stored events aggregated again at start-up because the metrics store had not got them.
+    pub(crate) metrics_replayed: AtomicU64,
 }
 
 /// Point-in-time values owned by other parts of the server.
@@ -244,6 +246,12 @@ impl Metrics {
             "accrue_metrics_skipped_events_total",
             "Stored events the metrics store refused (for example a reserved key).",
             load(&self.metrics_skipped),
+        );
+        counter(
+            &mut out,
+            "accrue_metrics_replayed_events_total",
+            "Stored events replayed into the metrics pipeline at start-up (after a crash).",
+            load(&self.metrics_replayed),
         );
         gauge(
             &mut out,

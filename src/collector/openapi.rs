@@ -20,8 +20,9 @@ fn ingest_responses() -> Value {
         "400": error_response(
             "Nothing was stored. `error` is `Invalid JSON format` (the body does not decode), \
              `Invalid event format` (/batch: an element does not decode), `Event key is \
-             required`, `Event key is too long`, `Event data is too large` or `Invalid event id`; \
-             `index` names the event."),
+             required`, `Event key is too long`, `Event data is too large`, `Invalid event id` or \
+             `Invalid event key` (a key the metrics store reserves or refuses); `index` names \
+             the event."),
         "413": error_response(
             "Nothing was stored: `Request body is too large` or `Too many events in one request`."),
         "503": {
@@ -116,6 +117,32 @@ pub(crate) fn document() -> String {
                         }
                     }}}},
                     "500": error_response("`Failed to retrieve events`.")
+                }
+            }},
+            "/v1/values": {"get": {
+                "operationId": "values",
+                "summary": "A timeline of one event key from the metrics store.",
+                "description": "Every stored event is counted per key and bucket, and the numeric \
+                    fields of its data are summed: each bucket is {\"count\": n, \"data\": {...}}, \
+                    or {} when nothing was stored. Bucket starts are in the configured time zone.",
+                "parameters": [
+                    {"name": "key", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "from", "in": "query", "description": "RFC 3339; default: 24 hours before `to`.", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "to", "in": "query", "description": "RFC 3339; default: now.", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "granularity", "in": "query", "description": "e.g. 1h; default: the first configured.", "schema": {"type": "string"}},
+                    {"name": "skip_blanks", "in": "query", "schema": {"type": "boolean", "default": false}}
+                ],
+                "responses": {
+                    "200": {"description": "Parallel lists of bucket starts and values.", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["at", "values"],
+                        "properties": {
+                            "at": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+                            "values": {"type": "array", "items": {"type": "object"}}
+                        }
+                    }}}},
+                    "400": error_response("`Invalid query`: a missing key, a bad instant or granularity, too many buckets."),
+                    "404": error_response("The metrics pipeline is disabled on this server."),
+                    "500": error_response("`Failed to retrieve values`.")
                 }
             }},
             "/metrics": {"get": {

@@ -5,5 +5,9 @@
 //!   bucket, and its merge.
 //! * `bucket` – [`Bucketer`](bucket::Bucketer): one instant per bucket intersection.
 
+//! * `flusher` – [`Pipeline`](flusher::Pipeline): the writer's hook, the periodic exactly-once
+//!   flush into the metrics store, and the replay after a crash.
+
 pub(crate) mod bucket;
+pub(crate) mod flusher;
 pub(crate) mod sample;

@@ -31,6 +31,7 @@ use super::error::ApiError;
 use super::event::{self, Event, Limits};
 use super::json;
 use super::metrics::{Gauges, Metrics};
+use super::pipeline::flusher::Pipeline;
 use super::store::{PageQuery, ReadPool, read_page};
 use super::time_fmt::{EventTime, format_rfc3339};
 use super::writer::{Ingest, WriterShared, now_ns};
@@ -44,6 +45,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/view"),
     ("get", "/ready"),
+    ("get", "/v1/values"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
@@ -65,6 +67,8 @@ pub(crate) struct AppInner {
     pub(crate) writer: Arc<WriterShared>,
     pub(crate) readers: Arc<ReadPool>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The metrics pipeline, when it is on.
+    pub(crate) pipeline: Option<Arc<Pipeline>>,
     pub(crate) limits: Limits,
     pub(crate) max_body: usize,
     /// The port actually bound, reported by `/health`.
@@ -87,6 +91,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/view", get(view))
         .route("/ready", get(ready))
+        .route("/v1/values", get(super::values::values))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .method_not_allowed_fallback(not_found)
@@ -183,13 +188,16 @@ async fn ingest_inner(
         Shape::Array => event::decode_events(body, &limits, now),
         Shape::Envelope => event::decode_batch(body, &limits, now),
     };
-    let events: Vec<Event> = if body.len() <= PARSE_INLINE_MAX {
+    let mut events: Vec<Event> = if body.len() <= PARSE_INLINE_MAX {
         decode(&body)?
     } else {
         tokio::task::spawn_blocking(move || decode(&body))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
     };
+    if let Some(pipeline) = &st.pipeline {
+        pipeline.prepare(&mut events)?;
+    }
     let count = events.len();
     let outcome = st.ingest.submit(events).await?;
     Ok((count, outcome.duplicates))
@@ -331,7 +339,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         stored_events: st.writer.stored.load(Ordering::Acquire),
         store_healthy: st.writer.healthy.load(Ordering::Acquire),
         metrics_watermark: st.writer.watermark.load(Ordering::Acquire),
-        aggregator: None,
+        aggregator: st.pipeline.as_ref().map(|p| p.counters()),
     };
     let mut res = st.metrics.render(&gauges).into_response();
     res.headers_mut().insert(

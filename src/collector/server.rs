@@ -17,9 +17,45 @@ use tokio_util::task::TaskTracker;
 use super::config::CollectorBuilder;
 use super::error::CollectorError;
 use super::metrics::Metrics;
+use super::pipeline::flusher::Pipeline;
 use super::routes::{AppInner, AppState, router};
 use super::store::{EventStore, ReadPool};
 use super::target::StatsTarget;
+use crate::{Driver, IdentifierMode, MemoryDriver, SqliteDriver, Stats};
+
+/// The metrics store's table (Trifle Stats' default name, so its tools can read it).
+const METRICS_TABLE: &str = "trifle_stats";
+
+/// Opens the metrics store `target` and creates its schema.
+async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stats, CollectorError> {
+    let driver: Arc<dyn Driver> = match target {
+        StatsTarget::Sqlite(path) => {
+            let path = path.clone();
+            let driver = tokio::task::spawn_blocking(move || {
+                SqliteDriver::open(path, METRICS_TABLE, IdentifierMode::Full)
+            })
+            .await
+            .map_err(|e| CollectorError::Task(e.to_string()))?
+            .map_err(|e| CollectorError::metrics("open", e))?;
+            Arc::new(driver)
+        }
+        StatsTarget::Memory => Arc::new(MemoryDriver::new(IdentifierMode::Full)),
+    };
+    driver
+        .setup()
+        .await
+        .map_err(|e| CollectorError::metrics("create the schema", e))?;
+    Stats::builder(driver)
+        .time_zone(cfg.time_zone.clone())
+        .week_start(cfg.week_start)
+        .granularities(&cfg.granularities)
+        // The pipeline flushes itself, one batch per flush: no size or timer flushes that could
+        // split a batch from its watermark.
+        .buffer_size(usize::MAX)
+        .buffer_async(false)
+        .build()
+        .map_err(|e| CollectorError::Config(format!("metrics store: {e}")))
+}
 use super::writer::{self, WriterConfig, WriterShared};
 
 /// A running collector: the HTTP server, the writer thread and the metrics pipeline.
@@ -177,8 +213,21 @@ impl CollectorBuilder {
             max_group: cfg.max_group_events,
             window: cfg.commit_window,
             retention: cfg.retention,
-            pipeline: false,
+            pipeline: cfg.metrics,
         };
+        let (store, pipeline) = if cfg.metrics {
+            let stats = open_stats(&target, &cfg).await?;
+            let store_id = store.store_id()?;
+            let pipeline = Pipeline::new(stats, store_id, Arc::clone(&metrics)).await?;
+            let p = Arc::clone(&pipeline);
+            let store = tokio::task::spawn_blocking(move || p.replay(&store).map(|_| store))
+                .await
+                .map_err(|e| CollectorError::Task(e.to_string()))??;
+            (store, Some(pipeline))
+        } else {
+            (store, None)
+        };
+        let observers = pipeline.iter().map(|p| p.observer()).collect();
         let addr = cfg.addr();
         let listener = TcpListener::bind(addr)
             .await
@@ -196,12 +245,16 @@ impl CollectorBuilder {
             ingest,
             shared,
             thread: writer,
-        } = writer::spawn(store, writer_cfg, Arc::clone(&metrics), Vec::new())?;
+        } = writer::spawn(store, writer_cfg, Arc::clone(&metrics), observers)?;
+        if let Some(p) = &pipeline {
+            p.attach(Arc::clone(&shared));
+        }
         let state = AppState(Arc::new(AppInner {
             ingest: Arc::clone(&ingest),
             writer: Arc::clone(&shared),
             readers: Arc::new(ReadPool::new(cfg.db.clone(), cfg.readers)),
             metrics,
+            pipeline: pipeline.clone(),
             limits: cfg.limits,
             max_body: cfg.max_body_bytes,
             port: local.port(),
@@ -217,6 +270,10 @@ impl CollectorBuilder {
                     .await
             }
         });
+        let pipeline_stop = CancellationToken::new();
+        if let Some(p) = &pipeline {
+            tracker.spawn(Arc::clone(p).run(cfg.flush, pipeline_stop.clone()));
+        }
         tracker.close();
         tracing::info!(
             addr = %local,
@@ -248,10 +305,15 @@ impl CollectorBuilder {
                         server.abort();
                     }
                 }
-                tracker.wait().await;
                 ingest.close();
                 tracing::info!(queued = ingest.queued_events(), "writing the queued events");
                 let unwritten = join_writer(writer, &shared, timeout).await?;
+                pipeline_stop.cancel();
+                tracker.wait().await;
+                if let Some(p) = pipeline {
+                    tracing::info!("flushing aggregated metrics");
+                    p.finish(timeout).await?;
+                }
                 tracing::info!("collector stopped");
                 if unwritten > 0 {
                     return Err(CollectorError::Unwritten { events: unwritten });

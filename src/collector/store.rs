@@ -10,7 +10,7 @@
 //!        received_ns INTEGER NOT NULL,  -- server arrival time
 //!        event_id TEXT)             -- the client's idempotency id, unique when present
 //! events_ts(ts_ns) · events_key_ts(key, ts_ns) · events_event_id(event_id) UNIQUE, partial
-//! collector_state(name PRIMARY KEY, value)  -- next_id, event_count, metrics_watermark
+//! collector_state(name PRIMARY KEY, value)  -- next_id, event_count, store_id
 //! ```
 //!
 //! SQLite appends the rowid to every index entry, so `events_ts` orders by `(ts_ns, id)` and
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS collector_state (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO collector_state (name, value) VALUES
-    ('next_id', 1), ('event_count', 0), ('metrics_watermark', 0);
+    ('next_id', 1), ('event_count', 0), ('store_id', abs(random() % 1000000000000));
 ";
 
 /// Rows per multi-row `INSERT` (largest first; a run is cut into these sizes).
@@ -120,13 +120,13 @@ pub(crate) struct Committed {
 impl EventStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub(crate) fn open(path: &Path, sync: Synchronous) -> Result<Self, CollectorError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                return Err(CollectorError::Config(format!(
-                    "the directory of the database {} does not exist",
-                    path.display()
-                )));
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            return Err(CollectorError::Config(format!(
+                "the directory of the database {} does not exist",
+                path.display()
+            )));
         }
         let conn = Connection::open(path).map_err(store_err("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
@@ -189,17 +189,10 @@ impl EventStore {
         self.count
     }
 
-    /// The id up to which every event has been aggregated into the metrics store.
-    pub(crate) fn metrics_watermark(&self) -> Result<i64, CollectorError> {
-        self.state("metrics_watermark")
-    }
-
-    /// Records that every event up to `id` is in the metrics store.
-    pub(crate) fn set_metrics_watermark(&mut self, id: i64) -> Result<(), rusqlite::Error> {
-        self.conn
-            .prepare_cached(SET_STATE)?
-            .execute(params!["metrics_watermark", id])?;
-        Ok(())
+    /// A random number chosen when the database was created: the metrics store records its
+    /// watermark per event store, so a replaced event database is never mistaken for the old one.
+    pub(crate) fn store_id(&self) -> Result<i64, CollectorError> {
+        self.state("store_id")
     }
 
     /// Inserts `events` in one transaction: all of them or none. An event whose `id` is
@@ -283,6 +276,45 @@ impl EventStore {
         self.count += added;
         self.next_id = next;
         Ok(Committed { ids })
+    }
+
+    /// Calls `each` with the stored events whose id is above `after`, in id order, `limit` at
+    /// most; returns how many it read. Used to replay events into the metrics pipeline after a
+    /// crash.
+    pub(crate) fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+        mut each: impl FnMut(i64, &str, EventTime, Option<&str>),
+    ) -> Result<usize, CollectorError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, key, ts_ns, ts_offset_s, data FROM events
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(store_err("replay"))?;
+        let mut rows = stmt
+            .query(params![after, limit as i64])
+            .map_err(store_err("replay"))?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(store_err("replay"))? {
+            let read = || -> rusqlite::Result<_> {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get_ref(1)?.as_str()?.to_owned(),
+                    EventTime {
+                        unix_ns: row.get(2)?,
+                        offset_s: row.get(3)?,
+                    },
+                    row.get::<_, Option<String>>(4)?,
+                ))
+            };
+            let (id, key, time, data) = read().map_err(store_err("replay"))?;
+            each(id, &key, time, data.as_deref());
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Deletes up to `limit` events older than `cutoff_ns` whose id is at most `max_id` (events
@@ -447,6 +479,7 @@ mod tests {
             },
             data: Some(r#"{"n":1}"#.into()),
             id: id.map(Into::into),
+            metric: None,
         }
     }
 

@@ -74,9 +74,11 @@ pub(crate) enum Msg {
 }
 
 /// Something that sees every event once it is committed, with its row id, on the writer
-/// thread (the metrics pipeline; later, live feeds). It must be quick: the writer waits.
+/// thread (the metrics pipeline; later, live feeds). It must be quick: the writer waits. It
+/// may take what it owns out of an event (the pipeline takes `metric`); the events are dropped
+/// after the observers ran.
 pub(crate) trait CommitObserver: Send {
-    fn committed(&mut self, events: &[(i64, &Event)]);
+    fn committed(&mut self, events: &mut [(i64, &mut Event)]);
 }
 
 /// State the writer shares with the rest of the server.
@@ -86,6 +88,8 @@ pub(crate) struct WriterShared {
     /// Set by shutdown when its deadline passed: stop retrying a failing store.
     pub(crate) give_up: AtomicBool,
     pub(crate) stored: AtomicI64,
+    /// Highest event id whose metrics are in the metrics store (set by the pipeline);
+    /// retention keeps everything above it.
     pub(crate) watermark: AtomicI64,
 }
 
@@ -192,7 +196,6 @@ pub(crate) struct Writer {
     shared: Arc<WriterShared>,
     observers: Vec<Box<dyn CommitObserver>>,
     cfg: WriterConfig,
-    pending_watermark: Option<i64>,
     next_maintenance: Instant,
     unwritten: u64,
 }
@@ -217,7 +220,7 @@ pub(crate) fn spawn(
         healthy: AtomicBool::new(true),
         give_up: AtomicBool::new(false),
         stored: AtomicI64::new(store.count()),
-        watermark: AtomicI64::new(store.metrics_watermark()?),
+        watermark: AtomicI64::new(0),
     });
     let ingest = Arc::new(Ingest {
         tx,
@@ -235,7 +238,6 @@ pub(crate) fn spawn(
         shared: Arc::clone(&shared),
         observers,
         cfg,
-        pending_watermark: None,
         next_maintenance: Instant::now() + Duration::from_secs(1),
         unwritten: 0,
     };
@@ -285,7 +287,6 @@ impl Writer {
             if !group.is_empty() {
                 self.commit(&mut group);
             }
-            self.persist_watermark();
             if Instant::now() >= self.next_maintenance {
                 self.maintenance();
             }
@@ -306,7 +307,6 @@ impl Writer {
             }
             self.commit(&mut group);
         }
-        self.persist_watermark();
         if self.unwritten > 0 {
             tracing::error!(
                 events = self.unwritten,
@@ -378,14 +378,14 @@ impl Writer {
         m.events_duplicate
             .fetch_add((committed.ids.len() - stored) as u64, Ordering::Relaxed);
         if !self.observers.is_empty() && stored > 0 {
-            let new: Vec<(i64, &Event)> = committed
+            let mut new: Vec<(i64, &mut Event)> = committed
                 .ids
                 .iter()
-                .zip(group.iter().flat_map(|j| j.events.iter()))
+                .zip(group.iter_mut().flat_map(|j| j.events.iter_mut()))
                 .filter_map(|(id, e)| id.map(|id| (id, e)))
                 .collect();
             for o in &mut self.observers {
-                o.committed(&new);
+                o.committed(&mut new);
             }
         }
         let mut ids = committed.ids.iter();
@@ -408,26 +408,9 @@ impl Writer {
         }
     }
 
-    fn persist_watermark(&mut self) {
-        let Some(id) = self.pending_watermark else {
-            return;
-        };
-        match self.store.set_metrics_watermark(id) {
-            Ok(()) => {
-                self.pending_watermark = None;
-                self.shared.watermark.store(id, Ordering::Release);
-            }
-            Err(e) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "could not save the metrics watermark; will retry");
-            }
-        }
-    }
-
-    /// Periodic work: retention, and a retry of a watermark that failed to save.
+    /// Periodic work: retention.
     fn maintenance(&mut self) {
         self.next_maintenance = Instant::now() + RETENTION_EVERY;
-        self.persist_watermark();
         let Some(keep) = self.cfg.retention else {
             return;
         };

@@ -2,8 +2,17 @@
 //!
 //! * `memory` – [`MemoryDriver`], in-process (the reference driver).
 //! * `sqlite` – [`SqliteDriver`] on embedded SQLite (feature `sqlite`).
+//! * `postgres`, `mysql`, `redis`, `mongodb` – the server drivers (features of the same names).
+//! * `connect` – [`connect_driver`]: any driver from a URL; helpers the server drivers share.
 
+mod connect;
 mod memory;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -11,7 +20,14 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use self::connect::{DEFAULT_TABLE, connect_driver};
 pub use self::memory::MemoryDriver;
+#[cfg(feature = "mysql")]
+pub use self::mysql::MysqlDriver;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresDriver;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisDriver, RedisDriverBuilder};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
 

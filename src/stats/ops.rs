@@ -486,11 +486,9 @@ impl Stats {
                     }
                     buffer.add(&key, &buckets, fields, self.untracked)
                 };
-                if full {
-                    if let Err(e) = self.flush().await {
-                        self.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("size-triggered flush failed, data kept for retry: {e}");
-                    }
+                if full && let Err(e) = self.flush().await {
+                    self.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("size-triggered flush failed, data kept for retry: {e}");
                 }
                 Ok(())
             }

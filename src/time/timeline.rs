@@ -56,10 +56,11 @@ impl Calendar {
         let n = i64::from(g.count());
         let mut best: Option<i64> = None;
         let consider = |best: &mut Option<i64>, c: Result<i64, TimeError>| {
-            if let Ok(c) = c {
-                if c > b && best.is_none_or(|x| c < x) {
-                    *best = Some(c);
-                }
+            if let Ok(c) = c
+                && c > b
+                && best.is_none_or(|x| c < x)
+            {
+                *best = Some(c);
             }
         };
         // 1. One step of `add`; for calendar units also the earlier occurrence of a repeated

@@ -194,10 +194,11 @@ impl Drop for EventStore {
         #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
         drop(self.auto_persist.take());
         #[cfg(feature = "window-persist")]
-        if self.inner.persistence.is_some() && self.inner.is_dirty() {
-            if let Err(e) = self.inner.persist_batch(false) {
-                tracing::error!(error = %e, "window: final persist on drop failed; changes since the last persist are lost");
-            }
+        if self.inner.persistence.is_some()
+            && self.inner.is_dirty()
+            && let Err(e) = self.inner.persist_batch(false)
+        {
+            tracing::error!(error = %e, "window: final persist on drop failed; changes since the last persist are lost");
         }
     }
 }

@@ -688,9 +688,105 @@ pub async fn concurrent_writers_exact_totals(driver: Arc<dyn Driver>) {
     assert_eq!(day.values[0]["count"], Value::Int(2 * 4 * (500 + 10)));
 }
 
+/// Two nodes: two stores over two *separate* driver instances (own connections) on the same
+/// database, writing the same buckets concurrently; totals must be exact.
+pub async fn two_nodes_exact_totals(a: Arc<dyn Driver>, b: Arc<dyn Driver>) {
+    let node = |driver: Arc<dyn Driver>, size| {
+        stats(driver, &["1m", "1h", "1d"])
+            .buffer(true)
+            .buffer_size(size)
+            .buffer_async(false)
+            .build()
+            .unwrap()
+    };
+    let nodes = [node(a, 50), node(b, 73)];
+    let mut tasks = Vec::new();
+    for (n, s) in nodes.iter().enumerate() {
+        for w in 0..3u32 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..400u32 {
+                    let at = t("2025-02-01T11:00:00Z")
+                        + jiff::SignedDuration::from_secs(i64::from(i % 5) * 60);
+                    let key = format!("node{}", (i + w + n as u32) % 3);
+                    let ms = f64::from(i % 4) * 0.25;
+                    s.track(&key, at, json!({"count": 1, "sum": i, "ms": ms}))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for s in &nodes {
+        s.shutdown().await.unwrap();
+    }
+    let (mut count, mut sum, mut ms) = (0i64, 0i64, 0f64);
+    for k in 0..3 {
+        let v = nodes[1]
+            .values(
+                &format!("node{k}"),
+                t("2025-02-01T00:00:00Z"),
+                t("2025-02-01T00:00:00Z"),
+                "1d",
+                false,
+            )
+            .await
+            .unwrap();
+        count += v.values[0]["count"].as_number().unwrap().as_f64() as i64;
+        sum += v.values[0]["sum"].as_number().unwrap().as_f64() as i64;
+        ms += v.values[0]["ms"].as_number().unwrap().as_f64();
+    }
+    assert_eq!(count, 2 * 3 * 400);
+    assert_eq!(sum, 2 * 3 * (0..400).sum::<i64>());
+    assert!((ms - 2.0 * 3.0 * 150.0).abs() < 1e-6, "{ms}");
+    let day = nodes[0]
+        .values(
+            accrue::SYSTEM_KEY,
+            t("2025-02-01T00:00:00Z"),
+            t("2025-02-01T00:00:00Z"),
+            "1d",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(day.values[0]["count"], Value::Int(2 * 3 * 400));
+}
+
 /// Expands one `#[tokio::test]` per case and identifier mode for a driver factory.
+///
+/// `conformance_tests!(optional: factory)` takes a factory returning
+/// `Option<Arc<dyn Driver>>`: `None` (a server that is not available, reported loudly by the
+/// factory) ends the case without running it.
 #[macro_export]
 macro_rules! conformance_tests {
+    (optional: $factory:expr) => {
+        $crate::conformance_tests!(@optional $factory;
+            driver_set_inc_get driver_dotted_names_stay_flat driver_increments driver_set_types
+            driver_missing_rows driver_inc_over_non_number driver_batches_are_idempotent
+            driver_exact_integers ops_track_then_assert ops_configured_granularities
+            ops_system_rows ops_track_and_assert_merge ops_values_skip_blanks
+            ops_input_offset_irrelevant ops_codec_round_trip ops_bad_input_changes_nothing
+            buffer_size_trigger buffer_aggregation concurrent_writers_exact_totals);
+    };
+    (@optional $factory:expr; $($case:ident)*) => {
+        mod conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    for mode in accrue::IdentifierMode::ALL {
+                        let driver: Option<std::sync::Arc<dyn accrue::Driver>> =
+                            ($factory)(mode).await;
+                        let Some(driver) = driver else { return };
+                        stats_conformance::$case(driver).await;
+                    }
+                }
+            )*
+        }
+    };
     ($factory:expr) => {
         $crate::conformance_tests!(@cases $factory;
             driver_set_inc_get driver_dotted_names_stay_flat driver_increments driver_set_types

@@ -38,10 +38,11 @@ impl Bucketer {
     ///
     /// [`TimeError`] when a bucket boundary falls outside the supported years.
     pub(crate) fn bucket(&self, unix_ns: i64, cache: &mut BucketCache) -> Result<i64, TimeError> {
-        if let Some((start, end)) = cache.0 {
-            if start <= unix_ns && unix_ns < end {
-                return Ok(start);
-            }
+        if let Some((start, end)) = cache.0
+            && start <= unix_ns
+            && unix_ns < end
+        {
+            return Ok(start);
         }
         let t = Timestamp::from_nanosecond(i128::from(unix_ns))
             .expect("i64 nanoseconds are within jiff's range");

@@ -1,9 +1,12 @@
 //! [`Sample`]: what the aggregator keeps per (event key, bucket) — the number of events and the
 //! sums of the numeric leaves of their `data`.
 
-use serde_json::Value as Json;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::Merge;
+use crate::collector::event::CowStr;
 
 /// A numeric leaf: integers stay exact until a sum overflows `i64` or meets a float.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,8 +33,46 @@ impl Num {
     }
 }
 
-/// The path from the top of `data` down to a numeric leaf.
-pub(crate) type Path = Box<[Box<str>]>;
+/// The path from the top of `data` down to a numeric leaf, encoded in one allocation: each
+/// key as its LEB128 byte length followed by its UTF-8 bytes. Any total order serves the
+/// merge, so paths compare as bytes.
+pub(crate) type Path = Box<[u8]>;
+
+fn push_segment(path: &mut Vec<u8>, segment: &str) {
+    let mut n = segment.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            path.push(byte);
+            break;
+        }
+        path.push(byte | 0x80);
+    }
+    path.extend_from_slice(segment.as_bytes());
+}
+
+/// The keys of an encoded path.
+pub(crate) fn segments(mut path: &[u8]) -> impl Iterator<Item = &str> {
+    std::iter::from_fn(move || {
+        if path.is_empty() {
+            return None;
+        }
+        let (mut n, mut shift, mut i) = (0usize, 0, 0);
+        loop {
+            let b = path[i];
+            n |= usize::from(b & 0x7f) << shift;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let (seg, rest) = path[i..].split_at(n);
+        path = rest;
+        Some(std::str::from_utf8(seg).expect("paths are built from str"))
+    })
+}
 
 /// Events counted and numeric `data` leaves summed, for one (key, bucket).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -42,44 +83,116 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
+    /// Bytes on the heap, for the ingest queue's memory bound.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.fields.iter().map(|(p, _)| 32 + p.len()).sum()
+    }
+
     /// One event with `data` (the stored JSON object text, or `None`).
     ///
     /// Numbers anywhere in the object tree are kept; strings, booleans, `null` and arrays are
-    /// not metrics and are skipped. Integers beyond `i64` become floats.
+    /// not metrics and are skipped. Integers beyond `i64` become floats. The text is scanned
+    /// once, without building a tree.
     pub(crate) fn of_event(data: Option<&str>) -> Self {
         let mut fields = Vec::new();
         if let Some(text) = data {
+            let mut path = Vec::new();
+            let mut de = serde_json::Deserializer::from_str(text);
             // The text was validated as a JSON object when the event was accepted.
-            if let Ok(Json::Object(map)) = serde_json::from_str::<Json>(text) {
-                let mut path = Vec::new();
-                collect(&map, &mut path, &mut fields);
+            let _ = Collect {
+                path: &mut path,
+                out: &mut fields,
+            }
+            .deserialize(&mut de);
+        }
+        // A key repeated in `data` counts once, with its last value (as JSON readers decode it).
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Path, Num)> = Vec::with_capacity(fields.len());
+        for f in fields {
+            match out.last_mut() {
+                Some(last) if last.0 == f.0 => *last = f,
+                _ => out.push(f),
             }
         }
-        // Paths are unique: a repeated key in `data` decodes to its last value.
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        Sample { count: 1, fields }
+        Sample {
+            count: 1,
+            fields: out,
+        }
     }
 }
 
-fn collect(
-    map: &serde_json::Map<String, Json>,
-    path: &mut Vec<Box<str>>,
-    out: &mut Vec<(Path, Num)>,
-) {
-    for (k, v) in map {
-        path.push(k.as_str().into());
-        match v {
-            Json::Number(n) => {
-                let num = match n.as_i64() {
-                    Some(i) => Num::Int(i),
-                    None => Num::Float(n.as_f64().unwrap_or(0.0)),
-                };
-                out.push((path.clone().into_boxed_slice(), num));
-            }
-            Json::Object(inner) => collect(inner, path, out),
-            _ => {}
+/// Walks a JSON value, recording every number with its path.
+struct Collect<'a> {
+    path: &'a mut Vec<u8>,
+    out: &'a mut Vec<(Path, Num)>,
+}
+
+impl<'de> DeserializeSeed<'de> for Collect<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Collect<'_> {
+    fn leaf(self, n: Num) {
+        if !self.path.is_empty() {
+            self.out.push((self.path.as_slice().into(), n));
         }
-        path.pop();
+    }
+}
+
+impl<'de> Visitor<'de> for Collect<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.leaf(Num::Int(v));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.leaf(i64::try_from(v).map_or(Num::Float(v as f64), Num::Int));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.leaf(Num::Float(v));
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(CowStr(key)) = map.next_key()? {
+            let len = self.path.len();
+            push_segment(self.path, &key);
+            map.next_value_seed(Collect {
+                path: self.path,
+                out: self.out,
+            })?;
+            self.path.truncate(len);
+        }
+        Ok(())
     }
 }
 
@@ -132,7 +245,37 @@ mod tests {
     use super::*;
 
     fn path(p: &[&str]) -> Path {
-        p.iter().map(|s| Box::<str>::from(*s)).collect()
+        let mut out = Vec::new();
+        for s in p {
+            push_segment(&mut out, s);
+        }
+        out.into()
+    }
+
+    fn sorted(mut v: Vec<(Path, Num)>) -> Vec<(Path, Num)> {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn paths_round_trip_through_their_encoding() {
+        let long = "x".repeat(300);
+        for p in [&["a"][..], &["a.b", "", "c"], &[long.as_str(), "é"]] {
+            let enc = path(p);
+            assert_eq!(segments(&enc).collect::<Vec<_>>(), p);
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_counts_once_with_its_last_value() {
+        let s = Sample::of_event(Some(r#"{"a":1,"b":2,"a":5}"#));
+        assert_eq!(
+            s.fields,
+            sorted(vec![
+                (path(&["a"]), Num::Int(5)),
+                (path(&["b"]), Num::Int(2))
+            ])
+        );
     }
 
     #[test]
@@ -144,13 +287,13 @@ mod tests {
         assert_eq!(s.count, 1);
         assert_eq!(
             s.fields,
-            vec![
+            sorted(vec![
                 (path(&["a.b"]), Num::Int(1)),
                 (path(&["big"]), Num::Float(18_446_744_073_709_551_615.0)),
                 (path(&["db", "rows"]), Num::Int(3)),
                 (path(&["db", "time"]), Num::Float(1.5)),
                 (path(&["ms"]), Num::Int(12)),
-            ]
+            ])
         );
         assert_eq!(
             Sample::of_event(None),
@@ -176,11 +319,11 @@ mod tests {
         assert_eq!(acc.count, 5);
         assert_eq!(
             acc.fields,
-            vec![
+            sorted(vec![
                 (path(&["a"]), Num::Float(9_223_372_036_854_775_808.0)),
                 (path(&["b"]), Num::Int(5)),
                 (path(&["c"]), Num::Float(5.5)),
-            ]
+            ])
         );
         let mut empty = Sample::default();
         m.merge(&mut empty, Sample::of_event(Some(r#"{"x":1}"#)));

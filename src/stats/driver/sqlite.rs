@@ -346,10 +346,10 @@ impl Driver for SqliteDriver {
                     let variants = if mode == IdentifierMode::Full { 1 } else { 2 };
                     for v in 0..variants {
                         let mut ids = ids.clone();
-                        if v == 1 {
-                            if let Some(Sql::Text(at)) = ids.last_mut() {
-                                *at = at.replace('Z', ".000000Z");
-                            }
+                        if v == 1
+                            && let Some(Sql::Text(at)) = ids.last_mut()
+                        {
+                            *at = at.replace('Z', ".000000Z");
                         }
                         let start = params.len();
                         params.extend(ids);

@@ -1,0 +1,431 @@
+//! [`Pipeline`]: committed events → aggregator → metrics store, exactly once.
+//!
+//! The writer thread adds each committed event to the aggregator under `upto`'s lock and
+//! records the highest id added. A flush takes that lock, notes the id `w`, and swaps the
+//! aggregator's tables out, so the flushed samples are exactly the events up to `w` not flushed
+//! before. They are tracked into the metrics store together with an assert of the watermark
+//! `w` (on a per-event-store key), and the store's buffer writes all of it as **one batch**: one
+//! transaction on SQLite. On start the watermark is read back and the events after it are
+//! replayed from the event store, so a crash at any moment loses no metric and counts none
+//! twice. A failed batch stays in the store's buffer and is retried unchanged (the driver
+//! applies a batch id at most once); no new samples are tracked until it went through.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use parking_lot::Mutex;
+
+use super::bucket::{BucketCache, Bucketer};
+use super::sample::{Num, Sample, SampleMerge, segments};
+use crate::collector::error::{ApiError, CollectorError};
+use crate::collector::event::Event;
+use crate::collector::metrics::Metrics;
+use crate::collector::store::EventStore;
+use crate::collector::writer::{CommitObserver, WriterShared};
+use crate::{
+    Aggregator, BatchReceiver, Counters, MAX_KEY_LEN, SYSTEM_KEY, Stats, StatsError, Value, Values,
+};
+
+type Key = (Box<str>, i64);
+type Agg = Aggregator<Key, Sample, ahash::RandomState, SampleMerge>;
+
+/// Prefix of the metric key that holds an event store's watermark.
+const WATERMARK_PREFIX: &str = "__accrue_watermark__";
+/// Events read per replay query at start-up.
+const REPLAY_CHUNK: usize = 10_000;
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The instant the watermark is asserted at: a fixed bucket far from real data.
+fn watermark_at() -> Timestamp {
+    Timestamp::UNIX_EPOCH
+}
+
+/// The metrics pipeline of one collector.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    agg: Agg,
+    rx: BatchReceiver<Key, Sample>,
+    /// Highest event id added to the aggregator; its lock orders adds against flushes.
+    upto: Mutex<i64>,
+    bucketer: Bucketer,
+    cache: Mutex<BucketCache>,
+    stats: Stats,
+    watermark_key: String,
+    store_id: i64,
+    /// Highest id whose metrics are in the metrics store.
+    flushed: AtomicI64,
+    /// A flush batch failed and sits in the store's buffer: retry it before anything else.
+    stalled: Mutex<Option<i64>>,
+    metrics: Arc<Metrics>,
+    writer: Mutex<Option<Arc<WriterShared>>>,
+    finished: AtomicBool,
+}
+
+impl Pipeline {
+    /// Builds the pipeline on an opened metrics store and reads the watermark of the event
+    /// store `store_id` back from it.
+    pub(crate) async fn new(
+        stats: Stats,
+        store_id: i64,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, CollectorError> {
+        let shards = 64;
+        let (agg, rx) = Aggregator::<Key, Sample>::builder()
+            .merge(SampleMerge)
+            .shards(shards)
+            // A flush sends at most one batch per shard and is drained at once, so it is never
+            // cut short by a full channel (which would break the watermark's exactness).
+            .channel_capacity(shards)
+            .build()
+            .map_err(|e| CollectorError::Config(format!("metrics aggregator: {e}")))?;
+        let bucketer = Bucketer::new(stats.calendar().clone(), stats.granularities().to_vec());
+        let pipeline = Arc::new(Self {
+            agg,
+            rx,
+            upto: Mutex::new(0),
+            bucketer,
+            cache: Mutex::new(BucketCache::default()),
+            stats,
+            watermark_key: format!("{WATERMARK_PREFIX}{store_id}"),
+            store_id,
+            flushed: AtomicI64::new(0),
+            stalled: Mutex::new(None),
+            metrics,
+            writer: Mutex::new(None),
+            finished: AtomicBool::new(false),
+        });
+        let w = pipeline.read_watermark().await?;
+        pipeline.flushed.store(w, Ordering::Release);
+        *pipeline.upto.lock() = w;
+        Ok(pipeline)
+    }
+
+    /// Adds the stored events after the watermark to the aggregator (blocking: run it before
+    /// the writer starts, off the async workers). Returns how many it replayed.
+    pub(crate) fn replay(&self, store: &EventStore) -> Result<usize, CollectorError> {
+        let w = self.flushed();
+        let mut after = w;
+        let mut replayed = 0usize;
+        let mut cache = BucketCache::default();
+        loop {
+            let mut last = after;
+            let n = store.events_after(after, REPLAY_CHUNK, |id, key, time, data| {
+                last = id;
+                match self.bucketer.bucket(time.unix_ns, &mut cache) {
+                    Ok(bucket) if key_ok(key).is_ok() => {
+                        let _ = self.agg.add((key.into(), bucket), Sample::of_event(data));
+                    }
+                    _ => {
+                        self.metrics.metrics_skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })?;
+            *self.upto.lock() = last;
+            after = last;
+            replayed += n;
+            if n < REPLAY_CHUNK {
+                break;
+            }
+        }
+        self.metrics
+            .metrics_replayed
+            .fetch_add(replayed as u64, Ordering::Relaxed);
+        if replayed > 0 {
+            tracing::info!(
+                events = replayed,
+                after_id = w,
+                "replayed events not yet in the metrics store"
+            );
+        }
+        Ok(replayed)
+    }
+
+    /// Lets retention know how far the metrics store is.
+    pub(crate) fn attach(&self, writer: Arc<WriterShared>) {
+        writer
+            .watermark
+            .store(self.flushed.load(Ordering::Acquire), Ordering::Release);
+        *self.writer.lock() = Some(writer);
+    }
+
+    async fn read_watermark(&self) -> Result<i64, CollectorError> {
+        let Some(g) = self.stats.granularities().first() else {
+            return Ok(i64::MAX);
+        };
+        let at = watermark_at();
+        let series = self
+            .stats
+            .values(&self.watermark_key, at, at, &g.to_string(), false)
+            .await
+            .map_err(|e| CollectorError::metrics("read the metrics watermark", e))?;
+        let id = series
+            .values
+            .first()
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_number)
+            .map_or(0, |n| match n {
+                crate::Number::Int(i) => i,
+                crate::Number::Float(f) => f as i64,
+            });
+        Ok(id)
+    }
+
+    /// Checks the events of a request against the metrics store's key rules and computes
+    /// their buckets and samples (on the request's thread, not the writer's).
+    ///
+    /// # Errors
+    ///
+    /// `400 Invalid event key` naming the rule, before anything is queued.
+    pub(crate) fn prepare(&self, events: &mut [Event]) -> Result<(), ApiError> {
+        let mut cache = *self.cache.lock();
+        for (i, e) in events.iter_mut().enumerate() {
+            key_ok(&e.key).map_err(|why| ApiError::invalid_key(i, why))?;
+            let bucket = self
+                .bucketer
+                .bucket(e.time.unix_ns, &mut cache)
+                .map_err(|err| {
+                    ApiError::invalid_key(i, format!("the event time has no bucket: {err}"))
+                })?;
+            e.metric = Some((bucket, Sample::of_event(e.data.as_deref())));
+        }
+        *self.cache.lock() = cache;
+        Ok(())
+    }
+
+    /// The store, for `/v1/values`.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        self.agg.counters()
+    }
+
+    /// Highest id whose metrics are in the metrics store.
+    pub(crate) fn flushed(&self) -> i64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// The observer the writer calls after each commit.
+    pub(crate) fn observer(self: &Arc<Self>) -> Box<dyn CommitObserver> {
+        Box::new(Feed(Arc::clone(self)))
+    }
+
+    /// Writes what the aggregator holds into the metrics store (one batch, with the watermark).
+    ///
+    /// # Errors
+    ///
+    /// The store's error; the batch is kept and retried by the next call.
+    pub(crate) async fn flush(&self) -> Result<(), StatsError> {
+        let started = std::time::Instant::now();
+        let stalled = *self.stalled.lock();
+        if let Some(w) = stalled {
+            self.stats.flush().await.inspect_err(|_| {
+                self.metrics
+                    .metrics_flush_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            })?;
+            *self.stalled.lock() = None;
+            self.advance(w);
+        }
+        let (w, items) = {
+            let upto = self.upto.lock();
+            let report = self.agg.flush_once();
+            debug_assert!(
+                !report.deferred,
+                "the drained channel has room for every shard"
+            );
+            let items: Vec<(Key, Sample)> = self.rx.try_iter().flatten().collect();
+            (*upto, items)
+        };
+        if items.is_empty() && w <= self.flushed() {
+            return Ok(());
+        }
+        for ((key, bucket), sample) in items {
+            let at = Timestamp::from_nanosecond(i128::from(bucket))
+                .expect("i64 nanoseconds are within jiff's range");
+            match self.stats.track(&key, at, sample_values(sample)).await {
+                Ok(()) => {}
+                Err(StatsError::Closed) => return Err(StatsError::Closed),
+                Err(e) => {
+                    // Checked at ingest, so only a rule this build does not know gets here.
+                    self.metrics.metrics_skipped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(key = %key, error = %e, "metrics store refused a sample");
+                }
+            }
+        }
+        let mut mark = Values::new();
+        mark.insert("store".into(), Value::Int(self.store_id));
+        mark.insert("id".into(), Value::Int(w));
+        self.stats
+            .untracked()
+            .assert(&self.watermark_key, watermark_at(), mark)
+            .await?;
+        match self.stats.flush().await {
+            Ok(_) => {
+                self.advance(w);
+                self.metrics.metrics_flushes.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .metrics_flush_latency
+                    .observe(started.elapsed());
+                Ok(())
+            }
+            Err(e) => {
+                *self.stalled.lock() = Some(w);
+                self.metrics
+                    .metrics_flush_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn advance(&self, w: i64) {
+        self.flushed.fetch_max(w, Ordering::AcqRel);
+        if let Some(writer) = &*self.writer.lock() {
+            writer.watermark.fetch_max(w, Ordering::AcqRel);
+        }
+    }
+
+    /// Flushes every `every` until `stop`, retrying failures with backoff.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut delay = RETRY_MIN;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            loop {
+                match self.flush().await {
+                    Ok(()) => {
+                        delay = RETRY_MIN;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = ?delay,
+                            "metrics flush failed; the batch is kept and retried");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = stop.cancelled() => return,
+                        }
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The final flush after the writer stopped, retried until `deadline`; then closes the
+    /// store. What cannot be written is rebuilt from the event store on the next start.
+    pub(crate) async fn finish(&self, timeout: Duration) -> Result<(), CollectorError> {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delay = RETRY_MIN;
+        let result = loop {
+            match self.flush().await {
+                Ok(()) => break Ok(()),
+                Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(error = %e, "final metrics flush failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let closed = self.stats.shutdown().await;
+        if let Err(e) = result.and(closed) {
+            tracing::error!(
+                error = %e,
+                watermark = self.flushed(),
+                "the metrics store did not take the last flush; the events after the watermark \
+                 are replayed into it on the next start"
+            );
+            return Err(CollectorError::metrics("final flush", e));
+        }
+        Ok(())
+    }
+}
+
+/// The metrics store's key rules (`Stats` checks the same before any write), plus the
+/// pipeline's own reserved prefix.
+fn key_ok(key: &str) -> Result<(), String> {
+    if key.len() > MAX_KEY_LEN {
+        Err(format!(
+            "the key is {} bytes; metrics keys are at most {MAX_KEY_LEN}",
+            key.len()
+        ))
+    } else if key.chars().any(char::is_control) {
+        Err("the key contains a control character".into())
+    } else if key == SYSTEM_KEY || key.starts_with(WATERMARK_PREFIX) {
+        Err(format!("{key:?} is reserved"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `{"count": n, "data": {...numeric leaves...}}`.
+fn sample_values(sample: Sample) -> Values {
+    let mut out = Values::new();
+    out.insert(
+        "count".into(),
+        Value::Int(i64::try_from(sample.count).unwrap_or(i64::MAX)),
+    );
+    if !sample.fields.is_empty() {
+        let mut data = Values::new();
+        for (path, num) in sample.fields {
+            let segments: Vec<&str> = segments(&path).collect();
+            insert_path(&mut data, &segments, num);
+        }
+        out.insert("data".into(), Value::Map(data));
+    }
+    out
+}
+
+fn insert_path(map: &mut Values, path: &[&str], num: Num) {
+    let (first, rest) = path.split_first().expect("paths are never empty");
+    if rest.is_empty() {
+        map.insert(
+            first.to_string(),
+            match num {
+                Num::Int(i) => Value::Int(i),
+                Num::Float(f) => Value::Float(f),
+            },
+        );
+        return;
+    }
+    let child = map
+        .entry(first.to_string())
+        .or_insert_with(|| Value::Map(Values::new()));
+    if let Value::Map(inner) = child {
+        insert_path(inner, rest, num);
+    }
+}
+
+/// The writer's hook: adds committed events to the aggregator.
+struct Feed(Arc<Pipeline>);
+
+impl CommitObserver for Feed {
+    fn committed(&mut self, events: &mut [(i64, &mut Event)]) {
+        let p = &self.0;
+        let mut upto = p.upto.lock();
+        for (id, e) in events.iter_mut() {
+            if let Some((bucket, sample)) = e.metric.take() {
+                // The aggregator is caller-flushed and only shut down after the writer.
+                let _ = p.agg.add((e.key.clone(), bucket), sample);
+            }
+            *upto = (*upto).max(*id);
+        }
+    }
+}

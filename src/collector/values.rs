@@ -1,0 +1,118 @@
+//! `GET /v1/values?key=&from=&to=&granularity=&skip_blanks=`: a timeline from the metrics
+//! store, the same shape as [`Stats::values`](crate::Stats::values):
+//! `{"at": [bucket starts], "values": [one object per bucket]}`.
+//!
+//! * `key` (required) — the event key;
+//! * `from`, `to` — RFC 3339 instants (default: the last 24 hours up to now); both bucket ends
+//!   are included;
+//! * `granularity` — e.g. `1h` (default: the first configured one);
+//! * `skip_blanks` — `true` leaves out buckets with nothing stored.
+//!
+//! Each bucket holds `count` (events) and `data` (the sums of the events' numeric `data`
+//! fields), or `{}` when nothing was stored. Bucket starts are printed in the configured time
+//! zone's offset.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+
+use super::error::ApiError;
+use super::json;
+use super::routes::AppState;
+use super::time_fmt::{EventTime, format_rfc3339};
+use crate::StatsError;
+
+fn parse_time(name: &str, v: &str) -> Result<Timestamp, ApiError> {
+    v.parse::<Timestamp>().map_err(|e| {
+        ApiError::bad_query(format!(
+            "{name} must be an RFC 3339 instant like 2025-08-25T10:00:00Z: {e}"
+        ))
+    })
+}
+
+pub(crate) async fn values(
+    State(st): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    match values_inner(&st, &pairs).await {
+        Ok(body) => json::response(StatusCode::OK, body),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u8>, ApiError> {
+    let Some(pipeline) = &st.pipeline else {
+        return Err(ApiError::no_metrics());
+    };
+    let stats = pipeline.stats();
+    let first = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let key = first("key")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::bad_query("key is required".into()))?;
+    let to = match first("to") {
+        Some(v) => parse_time("to", v)?,
+        None => Timestamp::now(),
+    };
+    let from = match first("from") {
+        Some(v) => parse_time("from", v)?,
+        None => to - SignedDuration::from_hours(24),
+    };
+    if from > to {
+        return Err(ApiError::bad_query("from is after to".into()));
+    }
+    let granularity = match first("granularity") {
+        Some(g) => g.to_owned(),
+        None => stats
+            .granularities()
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "1h".into()),
+    };
+    let skip_blanks = matches!(first("skip_blanks"), Some("true" | "1"));
+    let series = stats
+        .values(key, from, to, &granularity, skip_blanks)
+        .await
+        .map_err(|e| match e {
+            StatsError::Granularity(_)
+            | StatsError::TooManyBuckets { .. }
+            | StatsError::Time(_) => ApiError::bad_query(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "reading /v1/values failed");
+                ApiError::values_failed()
+            }
+        })?;
+    let tz = stats.calendar().time_zone().clone();
+    let mut out = Vec::with_capacity(64 + series.at.len() * 48);
+    out.extend_from_slice(b"{\"at\":[");
+    for (i, at) in series.at.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let offset_s = tz.to_offset(*at).seconds();
+        out.push(b'"');
+        format_rfc3339(
+            EventTime {
+                unix_ns: i64::try_from(at.as_nanosecond()).unwrap_or(i64::MAX),
+                offset_s,
+            },
+            &mut out,
+        );
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"],\"values\":[");
+    for (i, v) in series.values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let json = crate::Value::Map(v.clone()).to_json();
+        serde_json::to_writer(&mut out, &json).expect("writing to a Vec cannot fail");
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
