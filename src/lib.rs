@@ -136,6 +136,9 @@ pub use crate::stats::{
     StatsError, UNTRACKED_KEY, UnknownMode, Value, ValueError, Values, WriteBatch, at_text,
     connect_driver, decode_segment, encode_segment, parse_public_path,
 };
+#[cfg(feature = "mongodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
+pub use crate::stats::{MongoDriver, MongoDriverBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::stats::{RedisDriver, RedisDriverBuilder};

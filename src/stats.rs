@@ -31,6 +31,9 @@ pub use self::driver::MysqlDriver;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::driver::PostgresDriver;
 pub use self::driver::{DEFAULT_TABLE, connect_driver};
+#[cfg(feature = "mongodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
+pub use self::driver::{MongoDriver, MongoDriverBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::driver::{RedisDriver, RedisDriverBuilder};

@@ -7,6 +7,8 @@
 
 mod connect;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongodb;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
@@ -22,6 +24,8 @@ use std::pin::Pin;
 
 pub use self::connect::{DEFAULT_TABLE, connect_driver};
 pub use self::memory::MemoryDriver;
+#[cfg(feature = "mongodb")]
+pub use self::mongodb::{MongoDriver, MongoDriverBuilder};
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlDriver;
 #[cfg(feature = "postgres")]

@@ -268,7 +268,7 @@ impl DriverUrl {
         Err(self.not_built("Redis", "redis"))
     }
 
-    #[cfg(all(feature = "mongodb", any()))]
+    #[cfg(feature = "mongodb")]
     async fn open_mongo(&self) -> Result<Arc<dyn Driver>, DriverError> {
         let mut builder = super::MongoDriver::builder()
             .collection(self.table())
@@ -279,7 +279,7 @@ impl DriverUrl {
         Ok(Arc::new(builder.connect(&self.base).await?))
     }
 
-    #[cfg(not(all(feature = "mongodb", any())))]
+    #[cfg(not(feature = "mongodb"))]
     async fn open_mongo(&self) -> Result<Arc<dyn Driver>, DriverError> {
         Err(self.not_built("MongoDB", "mongodb"))
     }
