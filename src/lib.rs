@@ -86,7 +86,10 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | *(none)* | the aggregator; no async runtime |
+//! | *(none)* | the aggregator, time buckets, windowed counters and rate limits ([`EventStore`]); no async runtime |
+//! | `window-persist` | windowed-counter persistence: `FileStorage`, `BinaryFormat`, `JsonFormat` |
+//! | `window-tokio` | windowed-counter auto-persist on a tokio runtime |
+//! | `sqlite` | the metrics store's SQLite driver and `SqliteStorage` for windowed counters |
 //! | `server` (default) | `accrue serve`, the HTTP collector, on embedded SQLite |
 //!
 //! ## Minimum supported Rust version
@@ -150,9 +153,9 @@ pub use crate::{
         Timeline, Unit,
     },
     window::{
-        Clock, DeltaQuery, DeltaRangeQuery, EventStore, EventStoreBuilder, LimitExceeded, Limiter,
-        MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery, Reservation, Rule, Schedule,
-        Snapshot, StorageError, SystemClock, TestClock, Usage, Window, WindowError,
+        Clock, DeltaQuery, DeltaRangeQuery, EventStore, EventStoreBuilder, KeyName, LimitExceeded,
+        Limiter, MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery, Reservation, Rule,
+        Schedule, Snapshot, StorageError, SystemClock, TestClock, Usage, Window, WindowError,
     },
 };
 

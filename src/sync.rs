@@ -252,14 +252,14 @@ pub(crate) use imp::*;
 // ---------------------------------------------------------------------------------------------
 
 #[cfg(not(accrue_loom))]
-pub(crate) use parking_lot::{RwLock, RwLockWriteGuard};
+pub(crate) use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[cfg(accrue_loom)]
-pub(crate) use loom_rwlock::{RwLock, RwLockWriteGuard};
+pub(crate) use loom_rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[cfg(accrue_loom)]
 mod loom_rwlock {
-    use loom::sync::RwLockReadGuard;
+    pub(crate) type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
     pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
 
     /// loom's reader-writer lock with parking_lot's API (guards directly, no poisoning).

@@ -7,6 +7,7 @@
 //! * `builder` – [`EventStoreBuilder`].
 //! * `query` – read-only queries.
 //! * `limit` – [`Limiter`], [`Schedule`], [`Reservation`].
+//! * `key` – key names, short ones inline ([`KeyName`]).
 //! * `snapshot` – [`Snapshot`] and conversion between configurations.
 //! * `clock` – [`Clock`], [`SystemClock`], [`TestClock`].
 //! * `persist` – storage backends and formats (feature `window-persist`).
@@ -15,6 +16,7 @@ mod builder;
 mod calendar;
 mod clock;
 mod error;
+mod key;
 mod limit;
 #[cfg(feature = "window-persist")]
 mod persist;
@@ -32,6 +34,7 @@ pub use self::builder::EventStoreBuilder;
 pub use self::calendar::Window;
 pub use self::clock::{Clock, SystemClock, TestClock};
 pub use self::error::{LimitExceeded, StorageError, WindowError};
+pub use self::key::KeyName;
 pub use self::limit::{Limiter, Reservation, Rule, Schedule, Usage};
 #[cfg(feature = "sqlite")]
 pub use self::persist::SqliteStorage;

@@ -323,6 +323,10 @@ fn a_failed_persist_loses_nothing_and_unreadable_keys_are_never_overwritten() {
     let s = builder(&clock).with_storage(flaky.clone()).build().unwrap();
     s.record_count("a", 2);
     s.record_count("b", 1);
+    // Many keys, so the unreadable one is met before and after others in any shard order.
+    for i in 0..50 {
+        s.record(format!("other{i}"));
+    }
     // Persisting would overwrite a's stored 5 with 2: refused while unreadable.
     assert!(s.persist().is_err());
     assert!(s.is_dirty());
@@ -345,6 +349,13 @@ fn a_failed_persist_loses_nothing_and_unreadable_keys_are_never_overwritten() {
         "stored 5 merged with the 2 recorded blind"
     );
     assert_eq!(s.query("b").ever().sum(), Some(1));
+    for i in 0..50 {
+        assert_eq!(
+            s.query(&format!("other{i}")).ever().sum(),
+            Some(1),
+            "other{i}"
+        );
+    }
 }
 
 #[test]

@@ -40,6 +40,10 @@ async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stat
             Arc::new(driver)
         }
         StatsTarget::Memory => Arc::new(MemoryDriver::new(IdentifierMode::Full)),
+        // Server drivers (issue 4); `table` defaults to `trifle_stats` like METRICS_TABLE.
+        StatsTarget::Remote { url, .. } => crate::connect_driver(url)
+            .await
+            .map_err(|e| CollectorError::metrics("open", e))?,
     };
     driver
         .setup()

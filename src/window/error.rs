@@ -164,7 +164,7 @@ impl From<StorageError> for WindowError {
 #[non_exhaustive]
 pub struct LimitExceeded {
     /// The key that was checked, recorded or reserved.
-    pub key: std::sync::Arc<str>,
+    pub key: super::key::KeyName,
     /// The rule that denied it (the one with the longest wait when several did).
     pub rule: Rule,
     /// How long until the rule could admit the event: the time until enough counted events

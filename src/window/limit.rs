@@ -10,10 +10,9 @@ use jiff::{Timestamp, ZonedDateTime};
 use super::calendar::{Unit, Window};
 use super::clock;
 use super::error::{LimitExceeded, WindowError};
+use super::key::{Key, KeyName, same};
 use super::ring::KeyState;
-use super::store::{Entry, EventStore, Inner, lock_order};
-use std::sync::Arc;
-
+use super::store::{Dirty, EventStore, Held, Inner, Shard};
 use crate::sync::Arc as SyncArc;
 
 /// A rule of a [`Limiter`], as reported in [`LimitExceeded`].
@@ -23,7 +22,7 @@ pub enum Rule {
     /// At most `limit` events of `key` (counting pending reservations) in `window`.
     AtMost {
         /// The key counted.
-        key: Arc<str>,
+        key: KeyName,
         /// The most events admitted.
         limit: u64,
         /// The window.
@@ -32,7 +31,7 @@ pub enum Rule {
     /// At least `count` events of `key` in `window` (a prerequisite).
     AtLeast {
         /// The key counted.
-        key: Arc<str>,
+        key: KeyName,
         /// The fewest events required.
         count: u64,
         /// The window.
@@ -41,14 +40,14 @@ pub enum Rule {
     /// No event of `key` in the last `duration` (exact, from the latest event's instant).
     Cooldown {
         /// The key.
-        key: Arc<str>,
+        key: KeyName,
         /// The quiet time required.
         duration: Duration,
     },
     /// An event of `key` within the last `duration`.
     Within {
         /// The prerequisite key.
-        key: Arc<str>,
+        key: KeyName,
         /// How recent it must be.
         duration: Duration,
     },
@@ -87,6 +86,7 @@ enum RuleRef<'a> {
 }
 
 impl RuleRef<'_> {
+    #[inline]
     fn key(&self) -> Option<&str> {
         match self {
             Self::AtMost(k, ..)
@@ -98,12 +98,12 @@ impl RuleRef<'_> {
     }
 
     /// The owned rule; `target` is the checked key, shared when the rule names it.
-    fn to_rule(&self, target: &Arc<str>) -> Rule {
+    fn to_rule(&self, target: &KeyName) -> Rule {
         let own = |k: &str| {
-            if k == &**target {
+            if *target == k {
                 target.clone()
             } else {
-                Arc::from(k)
+                KeyName::from(k)
             }
         };
         match self {
@@ -135,8 +135,8 @@ impl RuleRef<'_> {
 ///
 /// Every rule must pass. The terminal methods take `&self`, so a limiter can be built once and
 /// reused. [`check_and_record`](Self::check_and_record) and [`reserve`](Self::reserve) check
-/// and act in one critical section: every key the rules name is locked (in a fixed order, each
-/// once) for the whole step, and pending reservations count against `at_most` limits, so
+/// and act in one critical section: the shards of every key the rules name are locked (in
+/// ascending order, each once) for the whole step, and pending reservations count against `at_most` limits, so
 /// concurrent callers can never get more through than the limit.
 ///
 /// When several rules deny, the error reports the one with the longest wait (an unknown wait
@@ -174,6 +174,7 @@ struct Rules<'a> {
 }
 
 impl<'a> Rules<'a> {
+    #[inline]
     fn push(&mut self, rule: RuleRef<'a>) {
         match self.inline.iter_mut().find(|r| r.is_none()) {
             Some(slot) => *slot = Some(rule),
@@ -181,6 +182,7 @@ impl<'a> Rules<'a> {
         }
     }
 
+    #[inline]
     fn iter(&self) -> impl Iterator<Item = &RuleRef<'a>> + '_ {
         self.inline.iter().flatten().chain(&self.more)
     }
@@ -225,16 +227,15 @@ impl States for One<'_> {
     }
 }
 
-/// Several keys locked.
-struct Many<'s>(Vec<(&'s str, &'s KeyState)>);
-
-impl States for Many<'_> {
+/// Several keys locked: their shards, in order.
+impl<G: std::ops::Deref<Target = Shard>> States for Held<'_, G> {
     fn get(&self, key: &str) -> Option<&KeyState> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+        Held::get(self, key)
     }
 }
 
 impl<'a> Limiter<'a> {
+    #[inline]
     pub(crate) fn new(store: &'a EventStore) -> Self {
         Self {
             store,
@@ -245,6 +246,7 @@ impl<'a> Limiter<'a> {
     /// At most `limit` events of `key` in `window`, counting pending reservations: the event
     /// being checked is admitted while `count + pending + 1 <= limit` (for a rule on another
     /// key, while that key's `count + pending < limit`).
+    #[inline]
     pub fn at_most<K: AsRef<str> + ?Sized>(
         mut self,
         key: &'a K,
@@ -257,6 +259,7 @@ impl<'a> Limiter<'a> {
     }
 
     /// At least `count` events of `key` in `window` (reservations do not count).
+    #[inline]
     pub fn at_least<K: AsRef<str> + ?Sized>(
         mut self,
         key: &'a K,
@@ -270,24 +273,28 @@ impl<'a> Limiter<'a> {
 
     /// No event of `key` in the last `duration`, measured exactly from its latest event. A key
     /// never seen passes.
+    #[inline]
     pub fn cooldown<K: AsRef<str> + ?Sized>(mut self, key: &'a K, duration: Duration) -> Self {
         self.rules.push(RuleRef::Cooldown(key.as_ref(), duration));
         self
     }
 
     /// An event of `key` no longer than `duration` ago. A key never seen fails.
+    #[inline]
     pub fn within<K: AsRef<str> + ?Sized>(mut self, key: &'a K, duration: Duration) -> Self {
         self.rules.push(RuleRef::Within(key.as_ref(), duration));
         self
     }
 
     /// Only while `schedule` allows, in the store's time zone (or the schedule's own).
+    #[inline]
     pub fn during(mut self, schedule: Schedule) -> Self {
         self.rules.push(RuleRef::During(schedule));
         self
     }
 
     /// Only while `schedule` does not allow.
+    #[inline]
     pub fn outside_of(mut self, schedule: Schedule) -> Self {
         self.rules.push(RuleRef::OutsideOf(schedule));
         self
@@ -309,7 +316,7 @@ impl<'a> Limiter<'a> {
                 None => self.evaluate(key, 1, &One(key, None), now),
             };
         }
-        self.with_locked(key, false, |states| self.evaluate(key, 1, states, now))
+        self.with_locked(key, |states| self.evaluate(key, 1, states, now))
     }
 
     /// Whether [`check`](Self::check) passes.
@@ -355,7 +362,8 @@ impl<'a> Limiter<'a> {
     ///
     /// As [`check`](Self::check); nothing is recorded.
     ///
-    /// **Blocking:** holds the locks of every key the rules name for the check and the record.
+    /// **Blocking:** holds the shard locks of every key the rules name for the check and the
+    /// record.
     pub fn check_and_record(&self, key: impl AsRef<str>) -> Result<(), WindowError> {
         self.check_and_record_count(key, 1)
     }
@@ -374,16 +382,16 @@ impl<'a> Limiter<'a> {
         let key = key.as_ref();
         let inner = &*self.store.inner;
         let now = inner.now();
-        let act = |e: &SyncArc<Entry>, st: &mut KeyState| {
+        let act = |st: &mut KeyState, d: &mut Dirty<'_>| {
             if count > 0 {
                 st.record_now(&inner.layout, &inner.cal, now, count);
-                inner.mark_dirty(e, st);
+                d.mark(st);
             }
         };
         if self.single_key(key) {
-            return inner.with_key_mut(key, |e, st| {
+            return inner.with_key_mut(key, |st, d| {
                 self.evaluate(key, count, &One(key, Some(st)), now)?;
-                act(e, st);
+                act(st, d);
                 Ok(())
             });
         }
@@ -415,16 +423,14 @@ impl<'a> Limiter<'a> {
         let key = key.as_ref();
         let inner = &*self.store.inner;
         let now = inner.now();
-        let mut held = None;
-        let mut act = |e: &SyncArc<Entry>, st: &mut KeyState| {
+        let act = |st: &mut KeyState, d: &mut Dirty<'_>| {
             st.pending += 1;
-            inner.mark_dirty(e, st);
-            held = Some(e.clone());
+            d.mark(st);
         };
         if self.single_key(key) {
-            inner.with_key_mut(key, |e, st| {
+            inner.with_key_mut(key, |st, d| {
                 self.evaluate(key, 1, &One(key, Some(st)), now)?;
-                act(e, st);
+                act(st, d);
                 Ok::<_, WindowError>(())
             })?;
         } else {
@@ -432,51 +438,49 @@ impl<'a> Limiter<'a> {
         }
         Ok(Reservation {
             inner: self.store.inner.clone(),
-            entry: held.expect("reserved"),
+            key: Key::new(key),
             open: true,
         })
     }
 
     /// Whether every rule names `key` or no key (the one-lock fast path).
     fn single_key(&self, key: &str) -> bool {
-        self.rules.iter().all(|r| r.key().is_none_or(|k| k == key))
+        self.rules
+            .iter()
+            .all(|r| r.key().is_none_or(|k| same(k, key)))
     }
 
-    /// The entries the rules and `key` name: `key`'s created when `create`, the others only
-    /// when they exist. Sorted in the lock order.
-    fn entries(&self, key: &str, create: bool) -> Vec<SyncArc<Entry>> {
+    /// `key` and the other keys the rules name, each once, each loaded into memory if it is
+    /// in storage (`key` created when `create`), with whether it exists.
+    fn keys<'k>(&'k self, key: &'k str, create: bool) -> Vec<(&'k str, bool)> {
         let inner = &*self.store.inner;
-        let mut out: Vec<SyncArc<Entry>> = Vec::with_capacity(self.rules.len() + 1);
-        out.extend(inner.entry(key, create));
-        for r in self.rules.iter() {
-            if let Some(k) = r.key().filter(|k| *k != key) {
-                out.extend(inner.entry(k, false));
+        let mut out: Vec<(&str, bool)> = Vec::with_capacity(self.rules.len() + 1);
+        out.push((key, inner.ensure(key, create)));
+        for k in self.rules.iter().filter_map(RuleRef::key) {
+            if !out.iter().any(|(o, _)| same(o, k)) {
+                out.push((k, inner.ensure(k, false)));
             }
         }
-        lock_order(&mut out);
         out
     }
 
     fn with_locked(
         &self,
         key: &str,
-        _create: bool,
-        f: impl Fn(&Many<'_>) -> Result<(), WindowError>,
+        f: impl Fn(&dyn States) -> Result<(), WindowError>,
     ) -> Result<(), WindowError> {
+        let inner = &*self.store.inner;
         loop {
-            let entries = self.entries(key, false);
-            let guards: Vec<_> = entries.iter().map(|e| e.state.read()).collect();
-            if guards.iter().any(|g| g.evicted) {
-                continue;
+            let keys = self.keys(key, false);
+            let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            let held = inner.lock_read(&names);
+            if keys
+                .iter()
+                .any(|(k, exists)| *exists && held.get(k).is_none())
+            {
+                continue; // compacted away in between: look again
             }
-            let states = Many(
-                entries
-                    .iter()
-                    .zip(&guards)
-                    .map(|(e, g)| (e.key.as_str(), &**g))
-                    .collect(),
-            );
-            return f(&states);
+            return f(&held);
         }
     }
 
@@ -485,29 +489,22 @@ impl<'a> Limiter<'a> {
         key: &str,
         count: u64,
         now: Timestamp,
-        mut act: impl FnMut(&SyncArc<Entry>, &mut KeyState),
+        act: impl FnOnce(&mut KeyState, &mut Dirty<'_>),
     ) -> Result<(), WindowError> {
+        let inner = &*self.store.inner;
         loop {
-            let entries = self.entries(key, true);
-            let mut guards: Vec<_> = entries.iter().map(|e| e.state.write()).collect();
-            if guards.iter().any(|g| g.evicted) {
-                continue;
-            }
-            {
-                let states = Many(
-                    entries
-                        .iter()
-                        .zip(&guards)
-                        .map(|(e, g)| (e.key.as_str(), &**g))
-                        .collect(),
-                );
-                self.evaluate(key, count, &states, now)?;
-            }
-            let i = entries
+            let keys = self.keys(key, true);
+            let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            let mut held = inner.lock_write(&names);
+            if keys
                 .iter()
-                .position(|e| e.key.is(key))
-                .expect("the target key is created");
-            act(&entries[i], &mut guards[i]);
+                .any(|(k, exists)| *exists && held.get(k).is_none())
+            {
+                continue; // compacted away in between: look again
+            }
+            self.evaluate(key, count, &held, now)?;
+            let (st, mut d) = held.get_mut(key).expect("present under the lock");
+            act(st, &mut d);
             return Ok(());
         }
     }
@@ -525,7 +522,7 @@ impl<'a> Limiter<'a> {
         for (i, rule) in self.rules.iter().enumerate() {
             let verdict = match rule {
                 RuleRef::AtMost(k, limit, window) => {
-                    let extra = if *k == target { count } else { 1 };
+                    let extra = if same(k, target) { count } else { 1 };
                     at_most(inner, states.get(k), *limit, *window, extra, now)?
                 }
                 RuleRef::AtLeast(k, need, window) => {
@@ -583,7 +580,7 @@ impl<'a> Limiter<'a> {
         match worst {
             None => Ok(()),
             Some((i, retry_after)) => {
-                let key: Arc<str> = Arc::from(target);
+                let key = KeyName::from(target);
                 let rule = self
                     .rules
                     .iter()
@@ -654,17 +651,20 @@ fn at_most(
 
 /// A held slot of an `at_most` limit, from [`Limiter::reserve`]. Commit records the event;
 /// cancel, or dropping the reservation, releases the slot.
+///
+/// A reservation keeps its key in memory (`compact` never evicts a key with pending slots).
+/// Commit it before the store is dropped: the store's final persist cannot see a later commit.
 #[must_use = "a reservation is cancelled when dropped"]
 pub struct Reservation {
     inner: SyncArc<Inner>,
-    entry: SyncArc<Entry>,
+    key: Key,
     open: bool,
 }
 
 impl Reservation {
     /// The reserved key.
     pub fn key(&self) -> &str {
-        self.entry.key.as_str()
+        self.key.as_str()
     }
 
     /// Records the event (at the clock's instant now) and releases the slot, atomically.
@@ -672,10 +672,11 @@ impl Reservation {
         self.open = false;
         let inner = &*self.inner;
         let now = inner.now();
-        let mut st = self.entry.state.write();
-        st.pending = st.pending.saturating_sub(1);
-        st.record_now(&inner.layout, &inner.cal, now, 1);
-        inner.mark_dirty(&self.entry, &mut st);
+        inner.with_key_mut(self.key.as_str(), |st, d| {
+            st.pending = st.pending.saturating_sub(1);
+            st.record_now(&inner.layout, &inner.cal, now, 1);
+            d.mark(st);
+        });
     }
 
     /// Releases the slot without recording.
@@ -685,9 +686,10 @@ impl Reservation {
 
     fn release(&mut self) {
         if std::mem::take(&mut self.open) {
-            let mut st = self.entry.state.write();
-            st.pending = st.pending.saturating_sub(1);
-            self.inner.mark_dirty(&self.entry, &mut st);
+            self.inner.with_key_mut(self.key.as_str(), |st, d| {
+                st.pending = st.pending.saturating_sub(1);
+                d.mark(st);
+            });
         }
     }
 }

@@ -101,6 +101,52 @@ fn loom_cancelled_reservation_releases_its_slot() {
 }
 
 #[test]
+fn loom_rules_on_two_keys_are_checked_and_recorded_atomically() {
+    loom::model(|| {
+        let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
+        let s = Arc::new(
+            EventStore::builder()
+                .with_clock(clock)
+                .track_minutes(2)
+                .shards(2)
+                .build()
+                .unwrap(),
+        );
+        // Two keys in different shards, so two shard locks are taken in order.
+        let shard = |k: &str| s.inner.shard_index(s.inner.hash_of(k));
+        let b = ["b", "c", "d", "e", "f", "g"]
+            .into_iter()
+            .find(|k| shard(k) != shard("a"))
+            .expect("two shards");
+        // Each admits only while neither key has been recorded: exactly one can win.
+        let threads: Vec<_> = ["a", b]
+            .into_iter()
+            .map(|key| {
+                let s = s.clone();
+                thread::spawn(move || {
+                    s.limit()
+                        .at_most("a", 1, Unit::Minute)
+                        .at_most(b, 1, Unit::Minute)
+                        .check_and_record(key)
+                        .is_ok()
+                })
+            })
+            .collect();
+        let admitted = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|&ok| ok)
+            .count();
+        assert_eq!(admitted, 1);
+        let total = ["a", b]
+            .iter()
+            .map(|k| s.query(k).last_minutes(1).sum().unwrap_or(0))
+            .sum::<u64>();
+        assert_eq!(total, 1);
+    });
+}
+
+#[test]
 fn loom_sanity_a_split_check_then_record_is_caught() {
     let r = std::panic::catch_unwind(|| {
         loom::model(|| {

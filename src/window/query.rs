@@ -1,4 +1,4 @@
-//! Read-only queries. None of them changes a key: each reads the rings under the key's shared
+//! Read-only queries. None of them changes a key: each reads the rings under the key's shard's shared
 //! lock, working out which stored buckets a window covers at the clock's instant.
 
 use std::ops::Range;
@@ -9,8 +9,7 @@ use jiff::Timestamp;
 use super::calendar::Unit;
 use super::clock;
 use super::ring::KeyState;
-use super::store::{Entry, Inner, lock_order};
-use crate::sync::Arc;
+use super::store::Inner;
 
 /// Which ring a range reads: one unit, or the coarsest tracked (`ever`).
 #[derive(Clone, Copy, Debug)]
@@ -62,25 +61,22 @@ fn covered(inner: &Inner, sel: Sel, range: &Range<usize>) -> Option<usize> {
     Some(range.end.min(len) - range.start.min(len))
 }
 
-/// Reads several keys under their shared locks, taken in the fixed order, each once.
+/// Reads several keys under their shards' shared locks, taken in ascending order, each
+/// shard once (a key named twice is locked once).
 fn with_keys<R>(inner: &Inner, keys: &[&str], f: impl FnOnce(&[Option<&KeyState>]) -> R) -> R {
-    let found: Vec<Option<Arc<Entry>>> = keys.iter().map(|k| inner.entry(k, false)).collect();
-    let mut order: Vec<Arc<Entry>> = found.iter().flatten().cloned().collect();
-    lock_order(&mut order);
-    let guards: Vec<_> = order.iter().map(|e| e.state.read()).collect();
-    let states: Vec<Option<&KeyState>> = found
-        .iter()
-        .map(|e| {
-            e.as_ref().map(|e| {
-                let i = order
-                    .iter()
-                    .position(|o| o.addr() == e.addr())
-                    .expect("locked");
-                &*guards[i]
-            })
-        })
-        .collect();
-    f(&states)
+    loop {
+        let exists: Vec<bool> = keys.iter().map(|k| inner.ensure(k, false)).collect();
+        let held = inner.lock_read(keys);
+        if keys
+            .iter()
+            .zip(&exists)
+            .any(|(k, e)| *e && held.get(k).is_none())
+        {
+            continue; // compacted away in between: look again
+        }
+        let states: Vec<Option<&KeyState>> = keys.iter().map(|k| held.get(k)).collect();
+        return f(&states);
+    }
 }
 
 /// A query on one key, from [`EventStore::query`](crate::EventStore::query).
@@ -427,7 +423,7 @@ impl MultiRangeQuery<'_> {
 
 /// `numerator / denominator`, from [`EventStore::query_ratio`](crate::EventStore::query_ratio).
 ///
-/// Both keys are read under their shared locks, taken in a fixed order, a key named twice
+/// Both keys are read under their shards' shared locks, taken in ascending order, a shard
 /// locked once: `query_ratio("a", "a")` is `Some(1.0)` when `a` has events, and two threads
 /// asking for `(a, b)` and `(b, a)` never deadlock.
 #[derive(Clone, Copy, Debug)]

@@ -4,7 +4,7 @@
 //! lives in slot `i mod len` of its unit's ring, and the ring holds the indexes
 //! `newest - len + 1 ..= newest`. Advancing the ring to a later index zeroes the slots it
 //! reuses; nothing ever moves. Reads never rotate: they compute which stored indexes a window
-//! covers, so queries take the key's lock shared and never block each other.
+//! covers, so queries only need the key's shard locked shared and never block each other.
 //!
 //! The instants at which every ring's newest bucket starts and ends are cached
 //! (`valid_from..valid_until`): while the clock stays inside, a record adds to the newest
@@ -107,7 +107,7 @@ pub(crate) fn indexes_of(layout: &Layout, cal: &Calendar, t: Timestamp) -> Index
     out
 }
 
-/// One key's rings and metadata. Guarded by the key's lock.
+/// One key's rings and metadata. Guarded by its shard's lock.
 ///
 /// The count of each ring's newest bucket lives in `current`, next to the fields a record
 /// reads, and its slot in `buckets` stays zero until the ring advances past it: a record on
@@ -126,8 +126,6 @@ pub(crate) struct KeyState {
     pub(crate) pending: u64,
     /// Changed since the last persist (and listed in the store's dirty set).
     pub(crate) dirty: bool,
-    /// Dropped from the store's map by `compact`: writers that reach it must look again.
-    pub(crate) evicted: bool,
     /// Created while the stored copy could not be read: merge the stored copy in before
     /// persisting, never overwrite it.
     pub(crate) unloaded: bool,
@@ -170,7 +168,6 @@ impl KeyState {
             first_seen: None,
             pending: 0,
             dirty: false,
-            evicted: false,
             unloaded: false,
             newest,
             buckets,

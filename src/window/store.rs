@@ -11,86 +11,76 @@ use jiff::Timestamp;
 use super::calendar::{Calendar, Unit};
 use super::clock::{self, Clock};
 use super::error::WindowError;
+use super::key::Key;
 use super::limit::Limiter;
 use super::query::{DeltaQuery, MultiQuery, Query, RatioQuery};
 use super::ring::{KeyState, Layout};
 use super::snapshot::Snapshot;
-use crate::sync::{Arc, Mutex, RwLock};
+use crate::sync::{Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// A key's name: short names (most of them) inline, next to the lock and the counts a
-/// record touches, so a lookup compares without another cache miss.
-pub(crate) enum Key {
-    Inline(u8, [u8; INLINE_KEY]),
-    Heap(Box<str>),
-}
-
-const INLINE_KEY: usize = 22;
-
-impl Key {
-    fn new(key: &str) -> Self {
-        if key.len() <= INLINE_KEY {
-            let mut b = [0; INLINE_KEY];
-            b[..key.len()].copy_from_slice(key.as_bytes());
-            Self::Inline(key.len() as u8, b)
-        } else {
-            Self::Heap(key.into())
-        }
-    }
-
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline(n, b) => &b[..usize::from(*n)],
-            Self::Heap(s) => s.as_bytes(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn is(&self, key: &str) -> bool {
-        self.bytes() == key.as_bytes()
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Self::Inline(..) => std::str::from_utf8(self.bytes()).expect("stored from a str"),
-            Self::Heap(s) => s,
-        }
-    }
-
-    fn heap_len(&self) -> usize {
-        match self {
-            Self::Inline(..) => 0,
-            Self::Heap(s) => s.len(),
-        }
-    }
-}
-
-/// One key: its name and its rings behind a reader-writer lock.
-#[repr(C)]
+/// One key: its name and its rings. Lives in its shard's table and is guarded by the shard's
+/// lock.
 pub(crate) struct Entry {
     pub(crate) key: Key,
-    pub(crate) state: RwLock<KeyState>,
+    pub(crate) state: KeyState,
 }
 
-impl Entry {
-    fn new(key: &str, state: KeyState) -> Arc<Self> {
-        Arc::new(Self {
-            key: Key::new(key),
-            state: RwLock::new(state),
-        })
-    }
-
-    /// The address the fixed lock order sorts by.
-    pub(crate) fn addr(&self) -> usize {
-        self as *const Self as usize
-    }
-}
-
+/// One shard of the key map, behind a reader-writer lock: queries take it shared, writes
+/// exclusively (one lock per operation on one key).
 #[derive(Default)]
-struct Shard {
-    table: HashTable<Arc<Entry>>,
+pub(crate) struct Shard {
+    table: HashTable<Box<Entry>>,
     /// Keys known to be in neither memory nor storage (only kept when there is storage).
     misses: HashTable<Box<str>>,
+    /// This shard's part of the dirty set: every key changed since it was last persisted, once.
+    dirty: Vec<Key>,
+}
+
+impl Shard {
+    #[inline]
+    fn find(&self, hash: u64, key: &str) -> Option<&Entry> {
+        self.table.find(hash, |e| e.key.is(key)).map(|e| &**e)
+    }
+
+    /// The key's state and what marks it dirty.
+    #[inline]
+    fn find_mut<'s>(
+        &'s mut self,
+        hash: u64,
+        key: &str,
+        count: &'s AtomicUsize,
+    ) -> Option<(&'s mut KeyState, Dirty<'s>)> {
+        let Shard { table, dirty, .. } = self;
+        let e = table.find_mut(hash, |e| e.key.is(key))?;
+        let Entry { key, state } = &mut **e;
+        Some((
+            state,
+            Dirty {
+                list: dirty,
+                count,
+                key,
+            },
+        ))
+    }
+}
+
+/// Puts one key in the dirty set.
+pub(crate) struct Dirty<'s> {
+    list: &'s mut Vec<Key>,
+    count: &'s AtomicUsize,
+    key: &'s Key,
+}
+
+impl Dirty<'_> {
+    /// Marks the key changed, once until it is persisted.
+    #[inline]
+    pub(crate) fn mark(&mut self, st: &mut KeyState) {
+        if !st.dirty {
+            st.dirty = true;
+            self.list.push(self.key.clone());
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Bound on remembered misses per shard; past it the set starts over.
@@ -104,10 +94,37 @@ pub(crate) struct Inner {
     pub(crate) layout: Layout,
     pub(crate) cal: Calendar,
     pub(crate) clock: std::sync::Arc<dyn Clock>,
-    /// The dirty set: every key changed since it was last persisted, once.
-    dirty: Mutex<Vec<Arc<Entry>>>,
+    /// Keys in the dirty set, over all shards.
+    dirty_count: AtomicUsize,
     #[cfg(feature = "window-persist")]
     pub(crate) persistence: Option<super::persist::Persistence>,
+}
+
+/// Shard guards held together, in ascending shard order, each shard once.
+pub(crate) struct Held<'a, G> {
+    inner: &'a Inner,
+    guards: Vec<(usize, G)>,
+}
+
+impl<'a, G: std::ops::Deref<Target = Shard>> Held<'a, G> {
+    /// The state of `key`, if it is in memory.
+    pub(crate) fn get(&self, key: &str) -> Option<&KeyState> {
+        let hash = self.inner.hash(key);
+        let i = self.inner.shard_index(hash);
+        let (_, g) = self.guards.iter().find(|(j, _)| *j == i)?;
+        g.find(hash, key).map(|e| &e.state)
+    }
+}
+
+impl<'a> Held<'a, RwLockWriteGuard<'a, Shard>> {
+    /// `key`'s state and what marks it dirty.
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<(&mut KeyState, Dirty<'_>)> {
+        let hash = self.inner.hash(key);
+        let i = self.inner.shard_index(hash);
+        let count = &self.inner.dirty_count;
+        let (_, g) = self.guards.iter_mut().find(|(j, _)| *j == i)?;
+        g.find_mut(hash, key, count)
+    }
 }
 
 /// Fixed-memory event counts over clock-aligned time windows, with queries, rate limits,
@@ -118,9 +135,11 @@ pub(crate) struct Inner {
 /// days" is today's bucket plus the N - 1 whole days before it, in the store's time zone; see
 /// [`Unit`] for where each unit's buckets start.
 ///
-/// The store is `Send + Sync`; share it with an `Arc`. Keys live in a sharded map looked up
-/// without allocating; each key has a reader-writer lock, so queries take it shared and never
-/// block each other, and a record holds it exclusively for a few additions.
+/// The store is `Send + Sync`; share it with an `Arc`. Keys live in a sharded map (8 shards
+/// per CPU by default) looked up without allocating; each shard has a reader-writer lock, taken
+/// once per operation: shared by queries, which never block each other, exclusive by a record
+/// for a few additions. Operations on several keys take their shards' locks in ascending
+/// order, each once, so they cannot deadlock.
 ///
 /// # Examples
 ///
@@ -168,8 +187,8 @@ impl Default for EventStore {
     }
 }
 
-/// Stops auto-persist, then persists what is dirty (errors are logged: call
-/// [`close`](EventStore::close) to see them).
+/// Stops auto-persist, then persists what is dirty (errors are logged: call `close` to see
+/// them).
 impl Drop for EventStore {
     fn drop(&mut self) {
         #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
@@ -177,7 +196,7 @@ impl Drop for EventStore {
         #[cfg(feature = "window-persist")]
         if self.inner.persistence.is_some()
             && self.inner.is_dirty()
-            && let Err(e) = self.inner.persist()
+            && let Err(e) = self.inner.persist_batch(false)
         {
             tracing::error!(error = %e, "window: final persist on drop failed; changes since the last persist are lost");
         }
@@ -207,11 +226,15 @@ impl Inner {
                 .map(|_| CachePadded::new(RwLock::new(Shard::default())))
                 .collect(),
             shift: 64 - shards.trailing_zeros(),
+            // Loom replays every interleaving: the shard of a key must not change between runs.
+            #[cfg(not(accrue_loom))]
             hasher: ahash::RandomState::new(),
+            #[cfg(accrue_loom)]
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
             layout,
             cal,
             clock,
-            dirty: Mutex::new(Vec::new()),
+            dirty_count: AtomicUsize::new(0),
             #[cfg(feature = "window-persist")]
             persistence,
         }
@@ -223,103 +246,106 @@ impl Inner {
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+    pub(crate) fn shard_index(&self, hash: u64) -> usize {
         // High bits pick the shard; the table probes with the low ones.
-        let i = if self.shift >= 64 {
+        if self.shift >= 64 {
             0
         } else {
             (hash >> self.shift) as usize
-        };
-        &self.shards[i]
+        }
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[self.shard_index(hash)]
     }
 
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
-    /// Runs `f` on `key`'s state, locked exclusively, creating the key (or loading it from
-    /// storage) when needed. The shard stays read-locked, so `compact` cannot evict it.
+    /// Runs `f` on `key`'s state under its shard's exclusive lock, creating the key (or
+    /// loading it from storage) when needed.
     #[inline]
     pub(crate) fn with_key_mut<R>(
         &self,
         key: &str,
-        f: impl FnOnce(&Arc<Entry>, &mut KeyState) -> R,
+        f: impl FnOnce(&mut KeyState, &mut Dirty<'_>) -> R,
     ) -> R {
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        {
-            let g = shard.read();
-            if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
-                let mut st = e.state.write();
-                return f(e, &mut st);
-            }
-        }
-        let loaded = self.load_for_write(key);
         let mut g = shard.write();
-        let g = &mut *g;
-        let e = match g.table.find(hash, |e| e.key.is(key)) {
-            Some(e) => e,
-            None => {
-                if let Ok(m) = g.misses.find_entry(hash, |m| &**m == key) {
-                    m.remove();
-                }
-                let e = Entry::new(key, loaded);
-                let hasher = &self.hasher;
-                g.table
-                    .insert_unique(hash, e, |e| hasher.hash_one(e.key.as_str()))
-                    .into_mut()
-            }
-        };
-        let mut st = e.state.write();
-        f(e, &mut st)
+        if g.find(hash, key).is_none() {
+            drop(g);
+            let loaded = self.load_for_write(key);
+            g = shard.write();
+            self.insert(&mut g, hash, key, loaded);
+        }
+        let (st, mut d) = g
+            .find_mut(hash, key, &self.dirty_count)
+            .expect("present under the lock");
+        f(st, &mut d)
     }
 
-    /// Runs `f` on `key`'s state, locked shared; `None` when the key is in neither memory
-    /// nor storage.
+    /// Inserts `state` for `key` unless it is present (someone raced us in).
+    fn insert(&self, g: &mut Shard, hash: u64, key: &str, state: KeyState) {
+        if g.find(hash, key).is_some() {
+            return;
+        }
+        if let Ok(m) = g.misses.find_entry(hash, |m| &**m == key) {
+            m.remove();
+        }
+        let hasher = &self.hasher;
+        g.table.insert_unique(
+            hash,
+            Box::new(Entry {
+                key: Key::new(key),
+                state,
+            }),
+            |e| hasher.hash_one(e.key.as_str()),
+        );
+    }
+
+    /// Runs `f` on `key`'s state under its shard's shared lock; `None` when the key is in
+    /// neither memory nor storage.
     #[inline]
     pub(crate) fn with_key<R>(&self, key: &str, f: impl FnOnce(&KeyState) -> R) -> Option<R> {
         let hash = self.hash(key);
         let shard = self.shard(hash);
         {
             let g = shard.read();
-            if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
-                let st = e.state.read();
-                return Some(f(&st));
+            if let Some(e) = g.find(hash, key) {
+                return Some(f(&e.state));
             }
             if !self.has_storage() || g.misses.find(hash, |m| &**m == key).is_some() {
                 return None;
             }
         }
-        let e = self.load_entry(key, hash)?;
-        let st = e.state.read();
-        Some(f(&st))
+        if !self.load(key, hash) {
+            return None;
+        }
+        let g = shard.read();
+        g.find(hash, key).map(|e| f(&e.state))
     }
 
-    /// The entry of `key`, loading it from storage when needed, creating it when `create`.
-    pub(crate) fn entry(&self, key: &str, create: bool) -> Option<Arc<Entry>> {
-        let hash = self.hash(key);
-        {
-            let g = self.shard(hash).read();
-            if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
-                return Some(e.clone());
-            }
-        }
+    /// Makes sure `key` is in memory if it is anywhere: loads it from storage when needed,
+    /// creates it when `create`. Returns whether it exists.
+    pub(crate) fn ensure(&self, key: &str, create: bool) -> bool {
         if create {
-            Some(self.with_key_mut(key, |e, _| e.clone()))
-        } else if self.has_storage() {
-            self.load_entry(key, hash)
-        } else {
-            None
+            self.with_key_mut(key, |_, _| ());
+            return true;
         }
+        self.with_key(key, |_| ()).is_some()
     }
 
-    fn load_entry(&self, key: &str, hash: u64) -> Option<Arc<Entry>> {
+    /// Loads `key` from storage into memory; false (and a remembered miss) when absent.
+    fn load(&self, key: &str, hash: u64) -> bool {
         let loaded = match self.load_state(key) {
             Ok(Some(state)) => state,
             Ok(None) => {
                 let mut g = self.shard(hash).write();
-                if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
-                    return Some(e.clone());
+                if g.find(hash, key).is_some() {
+                    return true;
                 }
                 if g.misses.len() >= MAX_MISSES_PER_SHARD {
                     g.misses.clear();
@@ -329,22 +355,16 @@ impl Inner {
                     g.misses
                         .insert_unique(hash, key.into(), |m| hasher.hash_one(&**m));
                 }
-                return None;
+                return false;
             }
             Err(e) => {
                 tracing::error!(key, error = %e, "window: cannot load key from storage");
-                return None;
+                return false;
             }
         };
         let mut g = self.shard(hash).write();
-        if let Some(e) = g.table.find(hash, |e| e.key.is(key)) {
-            return Some(e.clone());
-        }
-        let e = Entry::new(key, loaded);
-        let hasher = &self.hasher;
-        g.table
-            .insert_unique(hash, e.clone(), |e| hasher.hash_one(e.key.as_str()));
-        Some(e)
+        self.insert(&mut g, hash, key, loaded);
+        true
     }
 
     /// The state a write to a key absent from memory starts from: the stored copy, or an
@@ -354,8 +374,12 @@ impl Inner {
             Ok(Some(state)) => state,
             Ok(None) => KeyState::new(&self.layout, &self.cal, self.now()),
             Err(e) => {
-                tracing::error!(key, error = %e, "window: cannot load key from storage; \
-                    recording into a new copy that will be merged with it before persisting");
+                tracing::error!(
+                    key,
+                    error = %e,
+                    "window: cannot load key from storage; recording into a new copy that \
+                     will be merged with it before persisting"
+                );
                 let mut state = KeyState::new(&self.layout, &self.cal, self.now());
                 state.unloaded = true;
                 state
@@ -387,30 +411,59 @@ impl Inner {
         Ok(None)
     }
 
-    /// Puts `entry` in the dirty set unless it is there already.
-    #[inline]
-    pub(crate) fn mark_dirty(&self, entry: &Arc<Entry>, st: &mut KeyState) {
-        if !st.dirty {
-            st.dirty = true;
-            self.dirty.lock().push(entry.clone());
+    /// Locks the shards of `keys` in ascending order, each once, shared.
+    pub(crate) fn lock_read(&self, keys: &[&str]) -> Held<'_, RwLockReadGuard<'_, Shard>> {
+        Held {
+            inner: self,
+            guards: self
+                .shard_order(keys)
+                .into_iter()
+                .map(|i| (i, self.shards[i].read()))
+                .collect(),
         }
     }
 
-    pub(crate) fn take_dirty(&self) -> Vec<Arc<Entry>> {
-        std::mem::take(&mut *self.dirty.lock())
+    /// Locks the shards of `keys` in ascending order, each once, exclusively.
+    pub(crate) fn lock_write(&self, keys: &[&str]) -> Held<'_, RwLockWriteGuard<'_, Shard>> {
+        Held {
+            inner: self,
+            guards: self
+                .shard_order(keys)
+                .into_iter()
+                .map(|i| (i, self.shards[i].write()))
+                .collect(),
+        }
+    }
+
+    fn shard_order(&self, keys: &[&str]) -> Vec<usize> {
+        let mut order: Vec<usize> = keys
+            .iter()
+            .map(|k| self.shard_index(self.hash(k)))
+            .collect();
+        order.sort_unstable();
+        order.dedup();
+        order
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
-        !self.dirty.lock().is_empty()
+        self.dirty_count.load(Ordering::Relaxed) > 0
     }
 
-    /// Every key in memory.
-    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
-        let mut out = Vec::new();
+    /// Calls `f` on every shard, locked exclusively, one at a time, with the dirty count.
+    pub(crate) fn for_each_shard_mut(&self, mut f: impl FnMut(&mut Shard, &AtomicUsize)) {
         for s in self.shards.iter() {
-            out.extend(s.read().table.iter().cloned());
+            f(&mut s.write(), &self.dirty_count);
         }
-        out
+    }
+
+    /// Calls `f(key, state)` for every key in memory, each shard locked shared in turn.
+    pub(crate) fn for_each_key(&self, mut f: impl FnMut(&str, &KeyState)) {
+        for s in self.shards.iter() {
+            let g = s.read();
+            for e in g.table.iter() {
+                f(e.key.as_str(), &e.state);
+            }
+        }
     }
 
     /// Drops clean keys without reservations from memory (their stored copy is current) and
@@ -419,14 +472,7 @@ impl Inner {
     pub(crate) fn evict_clean(&self) {
         for s in self.shards.iter() {
             let mut g = s.write();
-            g.table.retain(|e| {
-                let mut st = e.state.write();
-                if st.dirty || st.pending > 0 {
-                    return true;
-                }
-                st.evicted = true;
-                false
-            });
+            g.table.retain(|e| e.state.dirty || e.state.pending > 0);
             g.misses.clear();
         }
     }
@@ -436,17 +482,16 @@ impl Inner {
             + self.shards.len() * std::mem::size_of::<CachePadded<RwLock<Shard>>>();
         for s in self.shards.iter() {
             let g = s.read();
-            total += g.table.allocation_size() + g.misses.allocation_size();
+            total += g.table.allocation_size()
+                + g.misses.allocation_size()
+                + g.dirty.capacity() * std::mem::size_of::<Key>();
             for e in g.table.iter() {
-                // The Arc allocation (two counters + the entry), the key, the bucket array.
-                total += 2 * std::mem::size_of::<usize>()
-                    + std::mem::size_of::<Entry>()
-                    + e.key.heap_len()
-                    + e.state.read().heap_bytes();
+                total += std::mem::size_of::<Entry>() + e.key.heap_len() + e.state.heap_bytes();
             }
             total += g.misses.iter().map(|m| m.len()).sum::<usize>();
+            total += g.dirty.iter().map(Key::heap_len).sum::<usize>();
         }
-        total + self.dirty.lock().capacity() * std::mem::size_of::<Arc<Entry>>()
+        total
     }
 
     fn len(&self) -> usize {
@@ -454,10 +499,47 @@ impl Inner {
     }
 }
 
-/// Locks several entries in the fixed order (by address), each once.
-pub(crate) fn lock_order(entries: &mut Vec<Arc<Entry>>) {
-    entries.sort_unstable_by_key(|e| e.addr());
-    entries.dedup_by_key(|e| e.addr());
+impl Shard {
+    /// Takes this shard's dirty list (the keys stay marked until cleared by the caller).
+    pub(crate) fn take_dirty(&mut self, count: &AtomicUsize) -> Vec<Key> {
+        let keys = std::mem::take(&mut self.dirty);
+        count.fetch_sub(keys.len(), Ordering::Relaxed);
+        keys
+    }
+
+    /// Every entry, for persist_all.
+    #[cfg(feature = "window-persist")]
+    pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> + '_ {
+        self.table.iter_mut().map(|e| &mut **e)
+    }
+
+    /// `key`'s entry.
+    pub(crate) fn entry_mut(&mut self, hasher_key: (u64, &str)) -> Option<&mut Entry> {
+        let (hash, key) = hasher_key;
+        self.table
+            .find_mut(hash, |e| e.key.is(key))
+            .map(|e| &mut **e)
+    }
+}
+
+impl Inner {
+    pub(crate) fn hash_of(&self, key: &str) -> u64 {
+        self.hash(key)
+    }
+
+    /// Puts `key` back in the dirty set (after a failed persist).
+    #[cfg(feature = "window-persist")]
+    pub(crate) fn remark(&self, key: &str) {
+        let hash = self.hash(key);
+        let mut g = self.shard(hash).write();
+        if let Some((st, mut d)) = g.find_mut(hash, key, &self.dirty_count) {
+            // It may still be flagged (taken out of the list but never reached): flag it anew
+            // so it goes back in the list. A key re-marked meanwhile is listed twice, which
+            // only writes it twice.
+            st.dirty = false;
+            d.mark(st);
+        }
+    }
 }
 
 impl EventStore {
@@ -491,7 +573,7 @@ impl EventStore {
 
     /// Records one event now.
     ///
-    /// **Blocking:** holds the key's lock for a few additions; the first record of a key that
+    /// **Blocking:** holds the key's shard lock for a few additions; the first record of a key that
     /// is in storage but not in memory reads it first.
     pub fn record(&self, key: impl AsRef<str>) {
         self.record_count(key, 1);
@@ -513,9 +595,9 @@ impl EventStore {
         }
         let inner = &*self.inner;
         let now = inner.now();
-        inner.with_key_mut(key.as_ref(), |e, st| {
+        inner.with_key_mut(key.as_ref(), |st, d| {
             st.record_now(&inner.layout, &inner.cal, now, count);
-            inner.mark_dirty(e, st);
+            d.mark(st);
         });
     }
 
@@ -563,9 +645,9 @@ impl EventStore {
         if count == 0 {
             return Ok(());
         }
-        inner.with_key_mut(key.as_ref(), |e, st| {
+        inner.with_key_mut(key.as_ref(), |st, d| {
             st.record_at(&inner.layout, &inner.cal, now, at, count);
-            inner.mark_dirty(e, st);
+            d.mark(st);
         });
         Ok(())
     }
@@ -583,9 +665,9 @@ impl EventStore {
         let inner = &*self.inner;
         let now = inner.now();
         let at = clock::before(now, ago);
-        inner.with_key_mut(key.as_ref(), |e, st| {
+        inner.with_key_mut(key.as_ref(), |st, d| {
             st.record_at(&inner.layout, &inner.cal, now, at, count);
-            inner.mark_dirty(e, st);
+            d.mark(st);
         });
     }
 
@@ -618,7 +700,7 @@ impl EventStore {
     }
 
     /// Records on the smaller side whatever makes `positive - negative` over `ever()` zero,
-    /// atomically (both keys locked in the fixed order).
+    /// atomically (both keys' shards locked in ascending order).
     ///
     /// # Examples
     ///
@@ -646,53 +728,40 @@ impl EventStore {
         }
         let inner = &*self.inner;
         let longest = inner.layout.longest();
-        let mut create: [bool; 2] = [false, false];
+        let keys = [pos, neg];
+        let mut create = [false, false];
         loop {
             let now = inner.now();
-            let a = inner.entry(pos, create[0]);
-            let b = inner.entry(neg, create[1]);
-            let mut entries: Vec<Arc<Entry>> = a.iter().chain(b.iter()).cloned().collect();
-            lock_order(&mut entries);
-            let mut guards: Vec<_> = entries.iter().map(|e| e.state.write()).collect();
-            if guards.iter().any(|g| g.evicted) {
-                continue;
+            let exists = [inner.ensure(pos, create[0]), inner.ensure(neg, create[1])];
+            let mut held = inner.lock_write(&keys);
+            if (0..2).any(|i| exists[i] && held.get(keys[i]).is_none()) {
+                continue; // compacted away in between: look again
             }
-            let ever =
-                |e: &Option<Arc<Entry>>,
-                 guards: &Vec<crate::sync::RwLockWriteGuard<'_, KeyState>>| {
-                    e.as_ref().map_or(0u64, |e| {
-                        let i = entries
-                            .iter()
-                            .position(|x| x.addr() == e.addr())
-                            .expect("locked");
-                        let st = &guards[i];
-                        let cur = st.index_in(&inner.layout, &inner.cal, longest, now);
-                        let head = st.head_index(longest, cur);
-                        st.sum(&inner.layout, longest, head, 0..usize::MAX)
-                    })
-                };
-            let (sa, sb) = (ever(&a, &guards), ever(&b, &guards));
-            let (target, side, amount) = match sa.cmp(&sb) {
-                std::cmp::Ordering::Equal => return Ok(()),
-                std::cmp::Ordering::Greater => (&b, 1, sa - sb),
-                std::cmp::Ordering::Less => (&a, 0, sb - sa),
+            let ever = |st: Option<&KeyState>| {
+                st.map_or(0u64, |st| {
+                    let cur = st.index_in(&inner.layout, &inner.cal, longest, now);
+                    let head = st.head_index(longest, cur);
+                    st.sum(&inner.layout, longest, head, 0..usize::MAX)
+                })
             };
-            let Some(t) = target else {
+            let (sa, sb) = (ever(held.get(pos)), ever(held.get(neg)));
+            let (side, amount) = match sa.cmp(&sb) {
+                std::cmp::Ordering::Equal => return Ok(()),
+                std::cmp::Ordering::Greater => (1, sa - sb),
+                std::cmp::Ordering::Less => (0, sb - sa),
+            };
+            let Some((st, mut d)) = held.get_mut(keys[side]) else {
                 create[side] = true;
                 continue;
             };
-            let i = entries
-                .iter()
-                .position(|x| x.addr() == t.addr())
-                .expect("locked");
-            let st = &mut guards[i];
             st.record_now(&inner.layout, &inner.cal, now, amount);
-            inner.mark_dirty(&entries[i], st);
+            d.mark(st);
             return Ok(());
         }
     }
 
     /// Starts a set of rate-limit rules. See [`Limiter`].
+    #[inline]
     pub fn limit(&self) -> Limiter<'_> {
         Limiter::new(self)
     }
@@ -708,9 +777,15 @@ impl EventStore {
     ///
     /// [`export_dirty`]: Self::export_dirty
     pub fn reset_dirty(&self) {
-        for e in self.inner.take_dirty() {
-            e.state.write().dirty = false;
-        }
+        let inner = &*self.inner;
+        inner.for_each_shard_mut(|g, count| {
+            for k in g.take_dirty(count) {
+                let hash = inner.hash_of(k.as_str());
+                if let Some(e) = g.entry_mut((hash, k.as_str())) {
+                    e.state.dirty = false;
+                }
+            }
+        });
     }
 
     /// Snapshots of every key, in memory or in storage, in this store's configuration.
@@ -721,22 +796,19 @@ impl EventStore {
     pub fn export_all(&self) -> Result<HashMap<String, Snapshot>, WindowError> {
         let inner = &*self.inner;
         let mut out = HashMap::new();
-        for e in inner.entries() {
-            let st = e.state.read();
-            out.insert(
-                e.key.as_str().to_owned(),
-                Snapshot::of(&st, &inner.layout, &inner.cal),
-            );
-        }
+        inner.for_each_key(|key, st| {
+            out.insert(key.to_owned(), Snapshot::of(st, &inner.layout, &inner.cal));
+        });
         #[cfg(feature = "window-persist")]
         if let Some(p) = &inner.persistence {
             for key in p.keys()? {
                 if out.contains_key(&key) {
                     continue;
                 }
-                if let Some(e) = inner.entry(&key, false) {
-                    let st = e.state.read();
-                    out.insert(key, Snapshot::of(&st, &inner.layout, &inner.cal));
+                if let Some(snap) =
+                    inner.with_key(&key, |st| Snapshot::of(st, &inner.layout, &inner.cal))
+                {
+                    out.insert(key, snap);
                 }
             }
         }
@@ -751,17 +823,13 @@ impl EventStore {
     /// None today; the `Result` keeps the signature of [`export_all`](Self::export_all).
     pub fn export_dirty(&self) -> Result<HashMap<String, Snapshot>, WindowError> {
         let inner = &*self.inner;
-        let entries = inner.dirty.lock().clone();
-        Ok(entries
-            .iter()
-            .map(|e| {
-                let st = e.state.read();
-                (
-                    e.key.as_str().to_owned(),
-                    Snapshot::of(&st, &inner.layout, &inner.cal),
-                )
-            })
-            .collect())
+        let mut out = HashMap::new();
+        inner.for_each_key(|key, st| {
+            if st.dirty {
+                out.insert(key.to_owned(), Snapshot::of(st, &inner.layout, &inner.cal));
+            }
+        });
+        Ok(out)
     }
 
     /// Replaces `key`'s counts with `snapshot`'s, converted to this store's configuration.
@@ -778,10 +846,10 @@ impl EventStore {
         let inner = &*self.inner;
         snapshot.validate()?;
         let state = snapshot.restore(&inner.layout, &inner.cal, inner.now())?;
-        inner.with_key_mut(key.as_ref(), |e, st| {
+        inner.with_key_mut(key.as_ref(), |st, d| {
             st.replace_data(state);
             st.unloaded = false;
-            inner.mark_dirty(e, st);
+            d.mark(st);
         });
         Ok(())
     }
@@ -803,10 +871,10 @@ impl EventStore {
             })
             .collect::<Result<Vec<_>, WindowError>>()?;
         for (key, state) in states {
-            inner.with_key_mut(&key, |e, st| {
+            inner.with_key_mut(&key, |st, d| {
                 st.replace_data(state);
                 st.unloaded = false;
-                inner.mark_dirty(e, st);
+                d.mark(st);
             });
         }
         Ok(())
@@ -824,9 +892,9 @@ impl EventStore {
         snapshot.validate()?;
         let now = inner.now();
         let state = snapshot.restore(&inner.layout, &inner.cal, now)?;
-        inner.with_key_mut(key.as_ref(), |e, st| {
+        inner.with_key_mut(key.as_ref(), |st, d| {
             st.merge_from(&inner.layout, &inner.cal, now, &state);
-            inner.mark_dirty(e, st);
+            d.mark(st);
         });
         Ok(())
     }
@@ -847,9 +915,9 @@ impl EventStore {
             })
             .collect::<Result<Vec<_>, WindowError>>()?;
         for (key, state) in states {
-            inner.with_key_mut(&key, |e, st| {
+            inner.with_key_mut(&key, |st, d| {
                 st.merge_from(&inner.layout, &inner.cal, now, &state);
-                inner.mark_dirty(e, st);
+                d.mark(st);
             });
         }
         Ok(())
@@ -928,12 +996,12 @@ mod tests {
         }
         s.record("b");
         assert_eq!(s.len(), 2);
-        assert_eq!(s.inner.dirty.lock().len(), 2);
+        assert_eq!(s.inner.dirty_count.load(Ordering::Relaxed), 2);
         assert_eq!(s.query("a").ever().sum(), Some(3));
         s.reset_dirty();
         assert!(!s.is_dirty());
         s.record("a");
-        assert_eq!(s.inner.dirty.lock().len(), 1);
+        assert_eq!(s.inner.dirty_count.load(Ordering::Relaxed), 1);
     }
 
     #[test]

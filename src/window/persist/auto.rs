@@ -25,7 +25,7 @@ impl AutoPersist {
                 if !inner.is_dirty() {
                     continue;
                 }
-                match tokio::task::spawn_blocking(move || inner.persist()).await {
+                match tokio::task::spawn_blocking(move || inner.persist_batch(false)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "window: auto-persist failed; will retry")

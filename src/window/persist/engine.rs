@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use super::format::{BinaryFormat, Format};
 use super::storage::{Storage, StorageWrite};
-use crate::sync::{Arc, Mutex};
+use crate::sync::Mutex;
 use crate::window::builder::EventStoreBuilder;
 use crate::window::error::WindowError;
+use crate::window::key::Key;
+use crate::window::ring::KeyState;
 use crate::window::snapshot::Snapshot;
-use crate::window::store::{Entry, EventStore, Inner};
+use crate::window::store::{EventStore, Inner};
 
 /// A store's storage and format.
 pub(crate) struct Persistence {
@@ -93,101 +95,110 @@ impl EventStoreBuilder {
 }
 
 impl Inner {
-    /// Writes `entries` (each clean from here on unless written again meanwhile) in one
-    /// atomic batch; on failure they go back into the dirty set.
-    fn persist_entries(
-        &self,
-        p: &Persistence,
-        mut entries: Vec<Arc<Entry>>,
-    ) -> Result<(), WindowError> {
-        crate::window::store::lock_order(&mut entries);
+    /// Writes the dirty keys (every key in memory when `all`) in one atomic batch; each is
+    /// clean from then on unless written again meanwhile. On failure they are all dirty again.
+    pub(crate) fn persist_batch(&self, all: bool) -> Result<(), WindowError> {
+        let p = self.persistence.as_ref().ok_or(WindowError::NoStorage)?;
+        // The storage lock also keeps persists in order: two never interleave one key's writes.
         let mut storage = p.storage.lock();
         let now = self.now();
-        let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(entries.len());
-        let mut result = Ok(());
-        for e in &entries {
-            let mut st = e.state.write();
-            if st.evicted {
-                values.push(None);
-                continue;
-            }
-            if st.unloaded {
-                // Never overwrite a stored copy we could not read: merge it in first.
-                match storage
-                    .load(e.key.as_str())
-                    .map_err(WindowError::from)
-                    .and_then(|b| {
-                        b.map(|b| p.format.decode(&b)?.restore(&self.layout, &self.cal, now))
-                            .transpose()
-                    }) {
-                    Ok(stored) => {
-                        if let Some(stored) = stored {
-                            st.merge_from(&self.layout, &self.cal, now, &stored);
-                        }
-                        st.unloaded = false;
+        let mut keys: Vec<Key> = Vec::new();
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        let mut failed: Option<WindowError> = None;
+        // Every key taken out of the dirty set, to put back if anything fails.
+        let mut taken: Vec<Key> = Vec::new();
+        self.for_each_shard_mut(|g, count| {
+            let dirty = g.take_dirty(count);
+            taken.extend(dirty.iter().cloned());
+            let mut write = |key: &Key, st: &mut KeyState| {
+                if failed.is_some() {
+                    return;
+                }
+                match self.encode(p, &mut **storage, key.as_str(), st, now) {
+                    Ok(v) => {
+                        keys.push(key.clone());
+                        values.push(v);
                     }
-                    Err(err) => {
-                        result = Err(err);
-                        values.push(None);
-                        continue;
+                    Err(e) => failed = Some(e),
+                }
+            };
+            if all {
+                for e in g.entries_mut() {
+                    if !e.state.dirty {
+                        taken.push(e.key.clone());
+                    }
+                    write(&e.key, &mut e.state);
+                }
+            } else {
+                for k in &dirty {
+                    let hash = self.hash_of(k.as_str());
+                    if let Some(e) = g.entry_mut((hash, k.as_str())) {
+                        write(&e.key, &mut e.state);
                     }
                 }
             }
-            st.dirty = false;
-            st.advance(&self.layout, &self.cal, now);
-            if st.is_empty() {
-                values.push(Some(Vec::new()));
-            } else {
-                let mut buf = Vec::with_capacity(64);
-                p.format
-                    .encode(&Snapshot::of(&st, &self.layout, &self.cal), &mut buf);
-                values.push(Some(buf));
-            }
-        }
-        if result.is_ok() {
-            let batch: Vec<StorageWrite<'_>> = entries
-                .iter()
-                .zip(&values)
-                .filter_map(|(e, v)| {
-                    v.as_ref().map(|v| {
+        });
+        let result = match failed {
+            Some(e) => Err(e),
+            None => {
+                let batch: Vec<StorageWrite<'_>> = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|(k, v)| {
                         if v.is_empty() {
-                            StorageWrite::Delete {
-                                key: e.key.as_str(),
-                            }
+                            StorageWrite::Delete { key: k.as_str() }
                         } else {
                             StorageWrite::Put {
-                                key: e.key.as_str(),
+                                key: k.as_str(),
                                 value: v,
                             }
                         }
                     })
-                })
-                .collect();
-            result = storage.write(&batch).map_err(WindowError::from);
-        }
+                    .collect();
+                storage.write(&batch).map_err(WindowError::from)
+            }
+        };
         drop(storage);
         if result.is_err() {
-            for e in &entries {
-                let mut st = e.state.write();
-                if !st.evicted {
-                    st.dirty = false;
-                    self.mark_dirty(e, &mut st);
-                }
+            // Written or not, these keys are not durable: back into the dirty set. (Keys that
+            // were clean before a failed persist_all go back too; rewriting them is harmless.)
+            for k in &taken {
+                self.remark(k.as_str());
             }
         }
         result
     }
 
-    pub(crate) fn persist(&self) -> Result<(), WindowError> {
-        let p = self.persistence.as_ref().ok_or(WindowError::NoStorage)?;
-        // Taking the dirty set under the storage lock keeps persists in order.
-        let guard = p.storage.lock();
-        let entries = self.take_dirty();
-        drop(guard);
-        if entries.is_empty() {
-            return Ok(());
+    /// `key`'s bytes for storage (empty: delete, its windows are all empty), marking it clean.
+    /// A key whose stored copy could not be read before is merged with it first.
+    fn encode(
+        &self,
+        p: &Persistence,
+        storage: &mut dyn Storage,
+        key: &str,
+        st: &mut KeyState,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<u8>, WindowError> {
+        st.dirty = false;
+        if st.unloaded {
+            // Never overwrite a stored copy we could not read: merge it in first.
+            if let Some(bytes) = storage.load(key)? {
+                let stored = p
+                    .format
+                    .decode(&bytes)?
+                    .restore(&self.layout, &self.cal, now)?;
+                st.merge_from(&self.layout, &self.cal, now, &stored);
+            }
+            st.unloaded = false;
         }
-        self.persist_entries(p, entries)
+        st.advance(&self.layout, &self.cal, now);
+        let mut buf = Vec::new();
+        if !st.is_empty() {
+            buf.reserve(64);
+            p.format
+                .encode(&Snapshot::of(st, &self.layout, &self.cal), &mut buf);
+        }
+        Ok(buf)
     }
 }
 
@@ -206,7 +217,7 @@ impl EventStore {
     ///
     /// **Blocking:** does I/O (one sync); readers of keys not yet in memory wait for it.
     pub fn persist(&self) -> Result<(), WindowError> {
-        self.inner.persist()
+        self.inner.persist_batch(false)
     }
 
     /// Writes every key in memory, dirty or not.
@@ -215,17 +226,7 @@ impl EventStore {
     ///
     /// As [`persist`](Self::persist).
     pub fn persist_all(&self) -> Result<(), WindowError> {
-        let p = self
-            .inner
-            .persistence
-            .as_ref()
-            .ok_or(WindowError::NoStorage)?;
-        let guard = p.storage.lock();
-        for e in self.inner.take_dirty() {
-            e.state.write().dirty = false;
-        }
-        drop(guard);
-        self.inner.persist_entries(p, self.inner.entries())
+        self.inner.persist_batch(true)
     }
 
     /// Loads every stored key, advances it to now, writes it back (deleting keys whose windows
@@ -241,7 +242,7 @@ impl EventStore {
             .as_ref()
             .ok_or(WindowError::NoStorage)?;
         for key in p.keys()? {
-            self.inner.entry(&key, false);
+            self.inner.ensure(&key, false);
         }
         self.persist_all()?;
         self.inner.evict_clean();
