@@ -18,12 +18,14 @@ type BoxError = Box<dyn Error + Send + Sync + 'static>;
 /// # async fn main() {
 /// use accrue::{Collector, CollectorError};
 ///
+/// // Settings are checked before anything is opened or bound.
 /// let err = Collector::builder()
-///     .stats_driver("postgres://127.0.0.1/metrics")
+///     .stats_driver("ftp://example/metrics")
 ///     .start()
 ///     .await
 ///     .unwrap_err();
-/// assert!(matches!(err, CollectorError::DriverNotBuilt { .. }));
+/// assert!(matches!(err, CollectorError::Config(_)));
+/// assert!(err.to_string().contains("ftp"));
 /// # }
 /// ```
 #[derive(Debug)]
