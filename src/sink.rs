@@ -1,0 +1,1 @@
+//! Sinks (placeholder while the client is built).
