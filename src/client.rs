@@ -32,6 +32,8 @@ mod gate;
 mod http;
 #[cfg(feature = "client")]
 mod middleware;
+#[cfg(feature = "metrics")]
+mod recorder;
 #[cfg(feature = "client")]
 mod stats;
 
@@ -46,6 +48,10 @@ pub use self::event::{Event, InvalidEvent};
 #[cfg(feature = "client")]
 pub use self::middleware::{
     AccrueLayer, AccrueService, CountedBody, EventFields, ResponseBody, ResponseFuture,
+};
+#[cfg(feature = "metrics")]
+pub use self::recorder::{
+    MetricAggregator, MetricKey, MetricKind, MetricMerge, MetricValue, Recorder, RecorderBuilder,
 };
 #[cfg(feature = "client")]
 pub use self::stats::{ClientStats, CloseReport};

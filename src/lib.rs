@@ -109,8 +109,11 @@ pub mod client;
 mod collector;
 mod constants;
 mod error;
-#[cfg(any(feature = "client", feature = "stats"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "stats"))))]
+#[cfg(any(feature = "client", feature = "stats", feature = "metrics"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "client", feature = "stats", feature = "metrics")))
+)]
 pub mod sink;
 #[cfg(feature = "stats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]

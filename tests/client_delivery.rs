@@ -88,7 +88,11 @@ async fn close_delivers_everything_queued_and_is_idempotent() {
     for i in 0..2_500 {
         client.emit(Event::new("c").with("seq", i)).unwrap();
     }
-    assert_eq!(server.total().await, 0, "nothing is sent before the period or a flush");
+    assert_eq!(
+        server.total().await,
+        0,
+        "nothing is sent before the period or a flush"
+    );
     let other = client.clone();
     let (a, b) = tokio::join!(client.close(), other.close());
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -127,7 +131,10 @@ async fn queue_overflow_drops_newest_and_counts_exactly() {
     }
     assert_eq!(refused, (100..250).collect::<Vec<_>>());
     let stats = client.stats();
-    assert_eq!((stats.dropped, stats.queued, stats.emitted), (150, 100, 100));
+    assert_eq!(
+        (stats.dropped, stats.queued, stats.emitted),
+        (150, 100, 100)
+    );
     let report = client.close().await.unwrap();
     assert_eq!((report.delivered, report.dropped), (100, 150));
     let events = server.all_events().await;
@@ -153,7 +160,10 @@ async fn queue_overflow_can_drop_oldest_instead() {
         client.emit(Event::new("o").with("seq", i)).unwrap();
     }
     let stats = client.stats();
-    assert_eq!((stats.dropped, stats.queued, stats.emitted), (150, 100, 250));
+    assert_eq!(
+        (stats.dropped, stats.queued, stats.emitted),
+        (150, 100, 250)
+    );
     client.close().await.unwrap();
     let mut seqs: Vec<u64> = server
         .all_events()
@@ -239,7 +249,10 @@ async fn the_bearer_token_is_sent_in_a_header_and_never_logged() {
     let text = logs.text();
     assert!(text.contains("retrying"), "failures were logged: {text}");
     assert!(text.contains("refused"), "{text}");
-    assert!(!text.contains("tok-8f3a9c"), "the token leaked into the logs: {text}");
+    assert!(
+        !text.contains("tok-8f3a9c"),
+        "the token leaked into the logs: {text}"
+    );
     assert!(!format!("{client:?}").contains("tok-8f3a9c"));
 }
 
@@ -277,4 +290,27 @@ async fn a_permanent_refusal_drops_the_batch_and_one_bad_event_only_itself() {
     assert_eq!(stored.len(), 2);
     assert!(stored.contains(&5) && stored.contains(&7), "{stored:?}");
     client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn close_towards_an_unreachable_server_keeps_its_deadline() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = Client::builder(format!("http://127.0.0.1:{port}"))
+        .close_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    client.emit(Event::new("lost")).unwrap();
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), client.close())
+        .await
+        .expect("close keeps its deadline")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(err.report().undelivered, 1);
+    assert_eq!(err.events()[0].key(), "lost");
 }

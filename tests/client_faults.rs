@@ -98,7 +98,10 @@ async fn a_lost_answer_is_retried_and_the_server_drops_the_duplicates() {
     assert!(missing.is_empty() && dup.is_empty(), "{missing:?} {dup:?}");
     let stats = client.stats();
     assert_eq!(stats.delivered + stats.duplicates, 1_000, "{stats:?}");
-    assert!(stats.duplicates >= 500, "the retried batches were seen twice: {stats:?}");
+    assert!(
+        stats.duplicates >= 500,
+        "the retried batches were seen twice: {stats:?}"
+    );
     client.close().await.unwrap();
 }
 
@@ -137,7 +140,14 @@ async fn no_loss_across_a_graceful_server_restart_mid_stream() {
 /// Starts `accrue serve` on `port` over `db`; waits until it listens.
 fn spawn_server(db: &Path, port: u16) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_accrue"))
-        .args(["serve", "--log", "info", "--port", &port.to_string(), "--db"])
+        .args([
+            "serve",
+            "--log",
+            "info",
+            "--port",
+            &port.to_string(),
+            "--db",
+        ])
         .arg(db)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -238,7 +248,10 @@ async fn close_reports_and_hands_back_what_it_could_not_deliver() {
     }
     let started = Instant::now();
     let err = client.close().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "the deadline holds");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline holds"
+    );
     assert_eq!(err.report().undelivered, 35);
     let mut seqs: Vec<u64> = err
         .events()

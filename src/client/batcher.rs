@@ -287,6 +287,8 @@ struct Run {
     closing: bool,
     /// A flush period passed: send a partial batch.
     due: bool,
+    /// The close deadline passed (seen by the loop).
+    deadline_passed: bool,
     undelivered: Vec<Event>,
     undelivered_count: u64,
 }
@@ -303,6 +305,7 @@ impl Batcher {
             closers: Vec::new(),
             closing: false,
             due: false,
+            deadline_passed: false,
             undelivered: Vec::new(),
             undelivered_count: 0,
         };
@@ -334,13 +337,20 @@ impl Batcher {
                         }
                     }
                 },
-                () = self.give_up.cancelled(), if st.closing => {}
+                // Once: an always-ready branch would starve the delivery tasks on a
+                // current-thread runtime.
+                () = self.give_up.cancelled(), if st.closing && !st.deadline_passed => {
+                    st.deadline_passed = true;
+                }
                 () = self.wake.notified(), if room => {}
                 _ = tick.tick() => st.due = true,
             }
             self.dispatch(&mut st);
             self.answer_waiters(&mut st);
-            if st.closing && st.inflight.is_empty() && (self.rx.is_empty() || self.give_up.is_cancelled()) {
+            if st.closing
+                && st.inflight.is_empty()
+                && (self.rx.is_empty() || self.give_up.is_cancelled())
+            {
                 self.finish(st);
                 return;
             }

@@ -282,6 +282,7 @@ impl ClientBuilder {
 
     /// Checks the settings against each other.
     pub(crate) fn validate(&self) -> Result<(), ClientError> {
+        super::http::parse_base(&self.url)?;
         let bad = |m: String| Err(ClientError::Config(m));
         for (name, v) in [
             ("queue capacity", self.queue),

@@ -166,8 +166,7 @@ impl Client {
         let now = s.born.elapsed().as_millis() as u64 + 1_000;
         let last = s.last_warning.load(Relaxed);
         if now.saturating_sub(last) >= 1_000
-            && s
-                .last_warning
+            && s.last_warning
                 .compare_exchange(last, now, Relaxed, Relaxed)
                 .is_ok()
         {
@@ -322,9 +321,7 @@ impl Client {
 
     /// The counters (exact, read one by one).
     pub fn stats(&self) -> ClientStats {
-        self.shared
-            .counters
-            .snapshot(self.shared.rx.len() as u64)
+        self.shared.counters.snapshot(self.shared.rx.len() as u64)
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -414,4 +411,3 @@ impl ClientBuilder {
         })
     }
 }
-

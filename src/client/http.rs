@@ -177,9 +177,8 @@ pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
 /// The base URL: `http` or `https`, no credentials, no query or fragment; a trailing `/` is
 /// added so paths join below it.
 pub(crate) fn parse_base(url: &str) -> Result<Url, ClientError> {
-    let mut u = Url::parse(url).map_err(|e| {
-        ClientError::Config(format!("the server URL is not a valid URL ({e})"))
-    })?;
+    let mut u = Url::parse(url)
+        .map_err(|e| ClientError::Config(format!("the server URL is not a valid URL ({e})")))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(ClientError::Config(format!(
             "the server URL must be http:// or https://, not {}://",
@@ -194,8 +193,7 @@ pub(crate) fn parse_base(url: &str) -> Result<Url, ClientError> {
     }
     if u.query().is_some() || u.fragment().is_some() {
         return Err(ClientError::Config(
-            "the server URL must not have a query or fragment (tokens go in bearer_token())"
-                .into(),
+            "the server URL must not have a query or fragment (tokens go in bearer_token())".into(),
         ));
     }
     if u.host_str().is_none() {
@@ -385,7 +383,10 @@ mod tests {
             .timestamp_to_rfc9110_string(&later)
             .unwrap();
         let d = parse_retry_after(&text).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 

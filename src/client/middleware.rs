@@ -30,12 +30,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath};
+use axum::http::header::{CONTENT_LENGTH, HeaderName, USER_AGENT};
 use bytes::Buf;
 use futures_util::FutureExt as _;
 use futures_util::future::CatchUnwind;
 use http_body::{Body, Frame, SizeHint};
 use jiff::Timestamp;
-use axum::http::header::{CONTENT_LENGTH, HeaderName, USER_AGENT};
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 

@@ -185,7 +185,6 @@ impl std::io::Write for LogCapture {
     }
 }
 
-
 fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
