@@ -114,6 +114,9 @@ impl Client {
     /// **Blocking:** never. Two atomic operations and a lock-free queue push (plus, under
     /// `DropOldest` with a full queue, a pop).
     #[inline]
+    // The error hands the event back by value, like crossbeam's `TrySendError<T>`: boxing it
+    // would allocate on the overflow path, exactly when the process is under pressure.
+    #[allow(clippy::result_large_err)]
     pub fn emit(&self, mut event: Event) -> Result<(), EmitError> {
         let s = &*self.shared;
         if let Err(reason) = event.validate(s.max_key) {
@@ -138,6 +141,7 @@ impl Client {
     }
 
     #[cold]
+    #[allow(clippy::result_large_err)]
     fn overflow(&self, mut event: Event) -> Result<(), EmitError> {
         let s = &*self.shared;
         match s.overflow {

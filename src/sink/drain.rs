@@ -187,42 +187,44 @@ where
         }
     });
     let give_up = CancellationToken::new();
-    let mut shutting_down: Option<JoinHandle<Vec<Batch<K, V>>>> = None;
-    let mut report = SinkReport::default();
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            biased;
-            next = batches.recv() => match next {
-                Some(batch) => match writer.write(&batch, Timestamp::now(), &give_up).await {
-                    Outcome::Written { items, rejected } => {
-                        report.batches += 1;
-                        report.items += items;
-                        report.rejected += rejected;
-                    }
-                    Outcome::GaveUp => {
-                        report.unsent.push(batch);
-                        break;
-                    }
-                },
-                // The aggregator shut down and every batch was received.
-                None => break,
-            },
-            () = stop.cancelled(), if !stopping => {
-                stopping = true;
-                tracing::debug!("sink stopping: writing what the aggregator hands over");
-                if let Some(f) = shutdown.take() {
-                    shutting_down = Some(tokio::task::spawn_blocking(f));
-                }
-                let g = give_up.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = tokio::time::sleep(stop_timeout) => g.cancel(),
-                        () = g.cancelled() => {}
-                    }
-                });
+    // The stop is watched by its own task: the loop below may be inside a write (retrying)
+    // when it comes, and the deadline must reach that write.
+    let watcher = tokio::spawn({
+        let (stop, give_up) = (stop.clone(), give_up.clone());
+        let shutdown = shutdown.take();
+        async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = give_up.cancelled() => return None,
             }
-            () = give_up.cancelled() => break,
+            tracing::debug!("sink stopping: writing what the aggregator hands over");
+            let shutting_down = shutdown.map(tokio::task::spawn_blocking);
+            tokio::select! {
+                () = tokio::time::sleep(stop_timeout) => give_up.cancel(),
+                () = give_up.cancelled() => {}
+            }
+            shutting_down
+        }
+    });
+    let mut report = SinkReport::default();
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = batches.recv() => next,
+            () = give_up.cancelled() => None,
+        };
+        // `None`: the aggregator shut down and every batch was received, or the deadline.
+        let Some(batch) = next else { break };
+        match writer.write(&batch, Timestamp::now(), &give_up).await {
+            Outcome::Written { items, rejected } => {
+                report.batches += 1;
+                report.items += items;
+                report.rejected += rejected;
+            }
+            Outcome::GaveUp => {
+                report.unsent.push(batch);
+                break;
+            }
         }
     }
     writer.finish(&give_up).await;
@@ -240,13 +242,15 @@ where
         }
         Err(e) => tracing::error!(error = %e, "the sink's receiving thread failed"),
     }
-    if let Some(h) = shutting_down {
+    // Ends the watcher if no stop came; then collect what the shutdown could not deliver
+    // (the channel is gone now, so it returns at once).
+    give_up.cancel();
+    if let Ok(Some(h)) = watcher.await {
         match h.await {
             Ok(rest) => report.unsent.extend(rest),
             Err(e) => tracing::error!(error = %e, "the aggregator's shutdown failed"),
         }
     }
-    give_up.cancel();
     if !report.unsent.is_empty() {
         tracing::error!(
             batches = report.unsent.len(),
