@@ -65,7 +65,9 @@ use super::writer::{self, WriterConfig, WriterShared};
 /// A running collector: the HTTP server, the writer thread and the metrics pipeline.
 ///
 /// Start one with [`Collector::builder`]; stop it with [`stop`](Self::stop), a
-/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)).
+/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)). Dropping this
+/// handle does not stop the server (as with a task's `JoinHandle`); without a graceful stop,
+/// what is committed is safe, and the metrics not yet flushed are replayed on the next start.
 ///
 /// # Examples
 ///
@@ -92,6 +94,19 @@ pub struct Collector {
 }
 
 /// Stops a [`Collector`] from anywhere (cheap to clone).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let server = accrue::Collector::builder().db(dir.path().join("e.db")).port(0).start().await?;
+/// let handle = server.shutdown_handle();
+/// tokio::spawn(async move { handle.shutdown() }); // e.g. from an admin task
+/// server.wait().await?; // returns once everything is written
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(CancellationToken);
 
@@ -204,6 +219,25 @@ impl CollectorBuilder {
         self.validate()?;
         let cfg = self;
         let target = StatsTarget::parse(cfg.stats_driver.as_deref(), &cfg.db)?;
+        // Bind first: a taken port is reported before any file is created.
+        let addr = cfg.addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| CollectorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| CollectorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let stats = if cfg.metrics {
+            Some(open_stats(&target, &cfg).await?)
+        } else {
+            None
+        };
         let path = cfg.db.clone();
         let sync = cfg.synchronous;
         let store = tokio::task::spawn_blocking(move || EventStore::open(&path, sync))
@@ -219,32 +253,19 @@ impl CollectorBuilder {
             retention: cfg.retention,
             pipeline: cfg.metrics,
         };
-        let (store, pipeline) = if cfg.metrics {
-            let stats = open_stats(&target, &cfg).await?;
-            let store_id = store.store_id()?;
-            let pipeline = Pipeline::new(stats, store_id, Arc::clone(&metrics)).await?;
-            let p = Arc::clone(&pipeline);
-            let store = tokio::task::spawn_blocking(move || p.replay(&store).map(|_| store))
-                .await
-                .map_err(|e| CollectorError::Task(e.to_string()))??;
-            (store, Some(pipeline))
-        } else {
-            (store, None)
+        let (store, pipeline) = match stats {
+            Some(stats) => {
+                let store_id = store.store_id()?;
+                let pipeline = Pipeline::new(stats, store_id, Arc::clone(&metrics)).await?;
+                let p = Arc::clone(&pipeline);
+                let store = tokio::task::spawn_blocking(move || p.replay(&store).map(|_| store))
+                    .await
+                    .map_err(|e| CollectorError::Task(e.to_string()))??;
+                (store, Some(pipeline))
+            }
+            None => (store, None),
         };
         let observers = pipeline.iter().map(|p| p.observer()).collect();
-        let addr = cfg.addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| CollectorError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| CollectorError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
         let writer::Spawned {
             ingest,
             shared,
