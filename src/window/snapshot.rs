@@ -111,8 +111,8 @@ impl Snapshot {
             .collect();
         Self {
             calendar: cal.id().clone(),
-            first_seen: state.first_seen,
-            last_seen: state.last_seen,
+            first_seen: state.first_seen(),
+            last_seen: state.last_seen(),
             rings,
         }
     }
@@ -171,8 +171,7 @@ impl Snapshot {
             }
         }
         let mut state = KeyState::from_parts(layout, cal, buckets, newest);
-        state.first_seen = self.first_seen;
-        state.last_seen = self.last_seen;
+        state.set_seen(self.first_seen, self.last_seen);
         if !replay_slots.is_empty() {
             let events = self.replay_points(src, now);
             for &slot in &replay_slots {
