@@ -326,19 +326,20 @@ impl KeyState {
         self.saw(now);
     }
 
-    /// Records `count` events at `at <= now`: each ring that still holds `at`'s bucket counts
-    /// them; rings too short for it drop them.
+    /// Records `count` events at `at <= now`, whose indexes are `at_idx` (worked out before
+    /// taking the lock): each ring that still holds `at`'s bucket counts them; rings too short
+    /// for it drop them.
     pub(crate) fn record_at(
         &mut self,
         layout: &Layout,
         cal: &Calendar,
         now: Timestamp,
         at: Timestamp,
+        at_idx: &Indexes,
         count: u64,
     ) {
         self.advance(layout, cal, now);
-        let idx = indexes_of(layout, cal, at);
-        self.add(layout, &idx, count);
+        self.add(layout, at_idx, count);
         self.saw(at);
     }
 

@@ -14,7 +14,7 @@ use super::error::WindowError;
 use super::key::Key;
 use super::limit::Limiter;
 use super::query::{DeltaQuery, MultiQuery, Query, RatioQuery};
-use super::ring::{KeyState, Layout};
+use super::ring::{KeyState, Layout, indexes_of};
 use super::snapshot::Snapshot;
 use crate::sync::{Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -646,8 +646,9 @@ impl EventStore {
         if count == 0 {
             return Ok(());
         }
+        let at_idx = indexes_of(&inner.layout, &inner.cal, at);
         inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_at(&inner.layout, &inner.cal, now, at, count);
+            st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, count);
             d.mark(st);
         });
         Ok(())
@@ -666,8 +667,9 @@ impl EventStore {
         let inner = &*self.inner;
         let now = inner.now();
         let at = clock::before(now, ago);
+        let at_idx = indexes_of(&inner.layout, &inner.cal, at);
         inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_at(&inner.layout, &inner.cal, now, at, count);
+            st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, count);
             d.mark(st);
         });
     }
