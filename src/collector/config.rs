@@ -8,6 +8,16 @@ use super::error::CollectorError;
 use super::event::Limits;
 
 /// When a `200` is sent for a `POST /events` or `POST /batch`.
+///
+/// # Examples
+///
+/// ```
+/// use accrue::AckMode;
+///
+/// assert_eq!("queued".parse::<AckMode>().unwrap(), AckMode::Queued);
+/// assert_eq!(AckMode::default().as_str(), "durable");
+/// assert!("sometimes".parse::<AckMode>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AckMode {
@@ -47,6 +57,16 @@ impl std::str::FromStr for AckMode {
 }
 
 /// SQLite's `PRAGMA synchronous` for the event store (WAL mode).
+///
+/// # Examples
+///
+/// ```
+/// use accrue::{Collector, Synchronous};
+///
+/// // Survive power cuts too: one fsync per group commit.
+/// let builder = Collector::builder().synchronous("full".parse::<Synchronous>().unwrap());
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Synchronous {

@@ -10,6 +10,24 @@ use axum::response::{IntoResponse, Response};
 type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// Why a [`Collector`](crate::Collector) could not start, or did not stop cleanly.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use accrue::{Collector, CollectorError};
+///
+/// // Settings are checked before anything is opened or bound.
+/// let err = Collector::builder()
+///     .stats_driver("ftp://example/metrics")
+///     .start()
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(err, CollectorError::Config(_)));
+/// assert!(err.to_string().contains("ftp"));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CollectorError {

@@ -40,6 +40,10 @@ async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stat
             Arc::new(driver)
         }
         StatsTarget::Memory => Arc::new(MemoryDriver::new(IdentifierMode::Full)),
+        // Server drivers (issue 4); `table` defaults to `trifle_stats` like METRICS_TABLE.
+        StatsTarget::Remote { url, .. } => crate::connect_driver(url)
+            .await
+            .map_err(|e| CollectorError::metrics("open", e))?,
     };
     driver
         .setup()
@@ -61,7 +65,9 @@ use super::writer::{self, WriterConfig, WriterShared};
 /// A running collector: the HTTP server, the writer thread and the metrics pipeline.
 ///
 /// Start one with [`Collector::builder`]; stop it with [`stop`](Self::stop), a
-/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)).
+/// [`ShutdownHandle`], or a signal ([`run_until_signal`](Self::run_until_signal)). Dropping this
+/// handle does not stop the server (as with a task's `JoinHandle`); without a graceful stop,
+/// what is committed is safe, and the metrics not yet flushed are replayed on the next start.
 ///
 /// # Examples
 ///
@@ -88,6 +94,19 @@ pub struct Collector {
 }
 
 /// Stops a [`Collector`] from anywhere (cheap to clone).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let server = accrue::Collector::builder().db(dir.path().join("e.db")).port(0).start().await?;
+/// let handle = server.shutdown_handle();
+/// tokio::spawn(async move { handle.shutdown() }); // e.g. from an admin task
+/// server.wait().await?; // returns once everything is written
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle(CancellationToken);
 

@@ -11,6 +11,14 @@ pub(crate) enum StatsTarget {
     Sqlite(PathBuf),
     /// The in-memory driver: metrics live as long as the process (for tests and trials).
     Memory,
+    /// A database server driver (issue 4), opened with [`crate::connect_driver`]: the URL
+    /// with its options (`table`, `mode`, `prefix`, `ttl`, `collection`).
+    Remote {
+        /// The full URL (may carry a password: never printed).
+        url: String,
+        /// `scheme://host[:port]`, for the logs.
+        shown: String,
+    },
 }
 
 impl StatsTarget {
@@ -56,6 +64,11 @@ impl StatsTarget {
                 Ok(Self::Sqlite(PathBuf::from(path)))
             }
             "memory" if rest.is_empty() || rest == "//" => Ok(Self::Memory),
+            // Server drivers (issue 4): built ones open through `connect_driver`.
+            "postgres" | "postgresql" if cfg!(feature = "postgres") => Ok(Self::remote(url)),
+            "mysql" | "mariadb" if cfg!(feature = "mysql") => Ok(Self::remote(url)),
+            "redis" | "rediss" if cfg!(feature = "redis") => Ok(Self::remote(url)),
+            "mongodb" | "mongodb+srv" if cfg!(feature = "mongodb") => Ok(Self::remote(url)),
             "postgres" | "postgresql" => Err(not_built("PostgreSQL", "postgres")),
             "mysql" | "mariadb" => Err(not_built("MySQL/MariaDB", "mysql")),
             "redis" | "rediss" => Err(not_built("Redis", "redis")),
@@ -73,6 +86,18 @@ impl StatsTarget {
         match self {
             Self::Sqlite(p) => format!("sqlite {}", p.display()),
             Self::Memory => "memory".into(),
+            Self::Remote { shown, .. } => shown.clone(),
+        }
+    }
+
+    /// A server URL, with what the logs may show of it: `scheme://host[:port]`.
+    fn remote(url: &str) -> Self {
+        let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        Self::Remote {
+            url: url.to_owned(),
+            shown: format!("{scheme}://{host}"),
         }
     }
 }
@@ -109,7 +134,13 @@ mod tests {
     }
 
     #[test]
-    fn drivers_not_built_are_named() {
+    fn drivers_not_built_are_named_and_built_ones_open() {
+        let built = |s: &str| match s {
+            "postgres" | "postgresql" => cfg!(feature = "postgres"),
+            "mysql" => cfg!(feature = "mysql"),
+            "redis" => cfg!(feature = "redis"),
+            _ => cfg!(feature = "mongodb"),
+        };
         for (url, scheme) in [
             ("postgres://u:secret@db/x", "postgres"),
             ("postgresql://db/x", "postgresql"),
@@ -118,7 +149,14 @@ mod tests {
             ("mongodb://127.0.0.1:27017/", "mongodb"),
         ] {
             match parse(url) {
-                Err(CollectorError::DriverNotBuilt { scheme: s, hint }) => {
+                Ok(StatsTarget::Remote { url: u, shown }) if built(scheme) => {
+                    assert_eq!(u, url);
+                    assert!(
+                        !shown.contains("secret") && shown.starts_with(scheme),
+                        "{shown}"
+                    );
+                }
+                Err(CollectorError::DriverNotBuilt { scheme: s, hint }) if !built(scheme) => {
                     assert_eq!(s, scheme);
                     assert!(!hint.contains("secret"), "{hint}");
                 }

@@ -86,6 +86,8 @@ struct ProxyInner {
     /// Cut the next connection whose server answers after at least this many request bytes
     /// (0 = disarmed).
     armed: AtomicUsize,
+    /// How many more cuts before disarming.
+    shots: AtomicUsize,
     cuts: AtomicUsize,
     generation: AtomicU64,
     upstream_ports: Mutex<Vec<u16>>,
@@ -99,6 +101,7 @@ impl Proxy {
         let inner = Arc::new(ProxyInner {
             target,
             armed: AtomicUsize::new(0),
+            shots: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             upstream_ports: Mutex::new(Vec::new()),
@@ -124,6 +127,12 @@ impl Proxy {
     /// Cut the next connection that gets an answer to a request of at least `min_bytes`
     /// (sent after this call).
     pub fn arm(&self, min_bytes: usize) {
+        self.arm_times(min_bytes, 1);
+    }
+
+    /// Like [`arm`](Self::arm), for the next `shots` such answers.
+    pub fn arm_times(&self, min_bytes: usize, shots: usize) {
+        self.inner.shots.store(shots, Ordering::SeqCst);
         self.inner.armed.store(min_bytes.max(1), Ordering::SeqCst);
     }
 
@@ -179,9 +188,14 @@ async fn pump(inner: Arc<ProxyInner>, client: TcpStream, server: TcpStream) {
             if armed > 0
                 && sent >= armed
                 && down_inner
-                    .armed
-                    .compare_exchange(armed, 0, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
+                    .shots
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| s.checked_sub(1))
+                    .is_ok_and(|left| {
+                        if left == 1 {
+                            down_inner.armed.store(0, Ordering::SeqCst);
+                        }
+                        true
+                    })
             {
                 down_inner.cuts.fetch_add(1, Ordering::SeqCst);
                 return;
