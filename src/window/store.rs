@@ -79,7 +79,7 @@ impl Dirty<'_> {
         if !st.dirty {
             st.dirty = true;
             self.list.push(self.key.clone());
-            self.count.fetch_add(1, Ordering::Relaxed);
+            self.count.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -447,7 +447,7 @@ impl Inner {
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty_count.load(Ordering::Relaxed) > 0
+        self.dirty_count.load(Ordering::Acquire) > 0
     }
 
     /// Calls `f` on every shard, locked exclusively, one at a time, with the dirty count.
@@ -504,7 +504,7 @@ impl Shard {
     /// Takes this shard's dirty list (the keys stay marked until cleared by the caller).
     pub(crate) fn take_dirty(&mut self, count: &AtomicUsize) -> Vec<Key> {
         let keys = std::mem::take(&mut self.dirty);
-        count.fetch_sub(keys.len(), Ordering::Relaxed);
+        count.fetch_sub(keys.len(), Ordering::Release);
         keys
     }
 
