@@ -219,6 +219,25 @@ impl CollectorBuilder {
         self.validate()?;
         let cfg = self;
         let target = StatsTarget::parse(cfg.stats_driver.as_deref(), &cfg.db)?;
+        // Bind first: a taken port is reported before any file is created.
+        let addr = cfg.addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| CollectorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| CollectorError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let stats = if cfg.metrics {
+            Some(open_stats(&target, &cfg).await?)
+        } else {
+            None
+        };
         let path = cfg.db.clone();
         let sync = cfg.synchronous;
         let store = tokio::task::spawn_blocking(move || EventStore::open(&path, sync))
@@ -234,32 +253,19 @@ impl CollectorBuilder {
             retention: cfg.retention,
             pipeline: cfg.metrics,
         };
-        let (store, pipeline) = if cfg.metrics {
-            let stats = open_stats(&target, &cfg).await?;
-            let store_id = store.store_id()?;
-            let pipeline = Pipeline::new(stats, store_id, Arc::clone(&metrics)).await?;
-            let p = Arc::clone(&pipeline);
-            let store = tokio::task::spawn_blocking(move || p.replay(&store).map(|_| store))
-                .await
-                .map_err(|e| CollectorError::Task(e.to_string()))??;
-            (store, Some(pipeline))
-        } else {
-            (store, None)
+        let (store, pipeline) = match stats {
+            Some(stats) => {
+                let store_id = store.store_id()?;
+                let pipeline = Pipeline::new(stats, store_id, Arc::clone(&metrics)).await?;
+                let p = Arc::clone(&pipeline);
+                let store = tokio::task::spawn_blocking(move || p.replay(&store).map(|_| store))
+                    .await
+                    .map_err(|e| CollectorError::Task(e.to_string()))??;
+                (store, Some(pipeline))
+            }
+            None => (store, None),
         };
         let observers = pipeline.iter().map(|p| p.observer()).collect();
-        let addr = cfg.addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| CollectorError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| CollectorError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
         let writer::Spawned {
             ingest,
             shared,
