@@ -111,8 +111,8 @@ impl Snapshot {
             .collect();
         Self {
             calendar: cal.id().clone(),
-            first_seen: state.first_seen,
-            last_seen: state.last_seen,
+            first_seen: state.first_seen(),
+            last_seen: state.last_seen(),
             rings,
         }
     }
@@ -171,8 +171,7 @@ impl Snapshot {
             }
         }
         let mut state = KeyState::from_parts(layout, cal, buckets, newest);
-        state.first_seen = self.first_seen;
-        state.last_seen = self.last_seen;
+        state.set_seen(self.first_seen, self.last_seen);
         if !replay_slots.is_empty() {
             let events = self.replay_points(src, now);
             for &slot in &replay_slots {
@@ -261,6 +260,7 @@ impl RingSnapshot {
 #[cfg(all(test, not(accrue_loom)))]
 mod tests {
     use super::*;
+    use crate::window::ring::indexes_of;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -273,7 +273,8 @@ mod tests {
         let now = ts("2025-03-05T12:00:00Z");
         let mut k = KeyState::new(&l, &cal, now);
         k.record_now(&l, &cal, now, 3);
-        k.record_at(&l, &cal, now, ts("2025-03-04T10:00:00Z"), 2);
+        let at = ts("2025-03-04T10:00:00Z");
+        k.record_at(&l, &cal, now, at, &indexes_of(&l, &cal, at), 2);
         let snap = Snapshot::of(&k, &l, &cal);
         assert_eq!(snap.counts(Unit::Day), Some(&[3, 2, 0][..]));
         let back = snap.restore(&l, &cal, ts("2025-03-06T00:00:00Z")).unwrap();
@@ -287,7 +288,8 @@ mod tests {
         let now = ts("2025-03-05T12:30:00Z");
         let mut k = KeyState::new(&src, &cal, now);
         // 09:00 is older than the 2-hour ring: only the day ring has it.
-        k.record_at(&src, &cal, now, ts("2025-03-05T09:00:00Z"), 4);
+        let at = ts("2025-03-05T09:00:00Z");
+        k.record_at(&src, &cal, now, at, &indexes_of(&src, &cal, at), 4);
         k.record_now(&src, &cal, now, 1);
         let dst = Layout::new(&[(Unit::Minute, 300)]).unwrap();
         let snap = Snapshot::of(&k, &src, &cal);

@@ -79,7 +79,8 @@ impl EventStoreBuilder {
 
     /// Persists the dirty keys every `interval` on the current tokio runtime (the writes run
     /// on its blocking pool). The task stops when the store is dropped, which persists a last
-    /// time.
+    /// time — synchronously, so drop the store outside async code (or call
+    /// [`close`](EventStore::close) from `spawn_blocking`).
     ///
     /// # Errors (from `build`)
     ///
