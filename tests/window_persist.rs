@@ -414,6 +414,14 @@ fn m03_a_sender_clock_ahead_never_pushes_the_receiver_into_its_future() {
     ca.advance(DAY);
     assert_eq!(a.query("e").last_days(3).buckets(), vec![0, 9, 0]);
     assert!(a.query("e").last_seen_at().unwrap() <= at("2025-03-05T12:00:00Z"));
+    // Import (replace) follows the receiver's clock too.
+    let c = builder(&cb).build().unwrap();
+    c.record_count("f", 4);
+    let snap = c.export_all().unwrap().remove("f").unwrap();
+    a.import_event("f", snap).unwrap();
+    assert_eq!(a.query("f").last_days(2).buckets(), vec![4, 0]);
+    a.record("f");
+    assert_eq!(a.query("f").last_days(2).buckets(), vec![5, 0]);
 }
 
 #[test]
