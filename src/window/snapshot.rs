@@ -12,7 +12,9 @@ use super::ring::{Indexes, KeyState, Layout};
 ///
 /// Each tracked unit keeps its ring of counts, newest first, together with the integer index of
 /// its newest bucket under the calendar (time zone and first weekday) the snapshot was taken
-/// in. Importing or merging a snapshot into a store with another configuration converts it:
+/// in. Importing, merging or loading a snapshot happens on the receiving store's clock: counts
+/// in buckets after its current one (a sender whose clock runs ahead) land in its current
+/// bucket. A snapshot for a store with another configuration is converted:
 /// a unit both have is copied bucket by bucket (by index, so two stores whose clocks differ
 /// line up by calendar bucket); a ring that is longer keeps only its newest buckets, a shorter
 /// one pads with zeros; a unit the snapshot does not have, or a snapshot from another calendar,
@@ -158,10 +160,16 @@ impl Snapshot {
             let ring = &mut buckets[s.offset..s.offset + s.len];
             match self.ring(s.unit).filter(|_| same_calendar) {
                 Some(r) => {
-                    newest[i] = r.newest;
-                    for (k, &c) in r.counts.iter().enumerate().take(s.len) {
-                        let idx = r.newest - k as i64;
-                        ring[idx.rem_euclid(s.len as i64) as usize] = c;
+                    // On the receiver's clock: buckets newer than now (a sender clock ahead of
+                    // ours) land in the current bucket.
+                    let head = r.newest.min(cal.index(now, s.unit));
+                    newest[i] = head;
+                    for (k, &c) in r.counts.iter().enumerate() {
+                        let idx = r.newest.saturating_sub(k as i64).min(head);
+                        if head.abs_diff(idx) < s.len as u64 {
+                            let slot = &mut ring[idx.rem_euclid(s.len as i64) as usize];
+                            *slot = slot.saturating_add(c);
+                        }
                     }
                 }
                 None => {
