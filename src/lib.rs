@@ -90,6 +90,12 @@
 //! | `window-persist` | windowed-counter persistence: `FileStorage`, `BinaryFormat`, `JsonFormat` |
 //! | `window-tokio` | windowed-counter auto-persist on a tokio runtime |
 //! | `sqlite` | the metrics store's SQLite driver and `SqliteStorage` for windowed counters |
+//! | `stats` | the metrics store (`Stats`, the `Driver` trait, `MemoryDriver`, `connect_driver`) |
+//! | `postgres` | `PostgresDriver` (sqlx) |
+//! | `mysql` | `MysqlDriver` for MySQL 8 / MariaDB 10.6+ (sqlx) |
+//! | `redis` | `RedisDriver` (redis, tokio) |
+//! | `mongodb` | `MongoDriver` (MongoDB 8.0+ or a compatible server) |
+//! | `full` | everything |
 //! | `server` (default) | `accrue serve`, the HTTP collector, on embedded SQLite |
 //!
 //! ## Minimum supported Rust version

@@ -115,4 +115,8 @@ fn a_taken_port_is_reported() {
         err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
         "{err}"
     );
+    assert!(
+        !db.exists(),
+        "the database was created although the port was taken"
+    );
 }

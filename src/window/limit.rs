@@ -536,7 +536,7 @@ impl<'a> Limiter<'a> {
                         Verdict::Pass
                     }
                 }
-                RuleRef::Cooldown(k, d) => match states.get(k).and_then(|st| st.last_seen) {
+                RuleRef::Cooldown(k, d) => match states.get(k).and_then(|st| st.last_seen()) {
                     Some(last) => {
                         let since = clock::elapsed(last, now);
                         if since < *d {
@@ -547,7 +547,7 @@ impl<'a> Limiter<'a> {
                     }
                     None => Verdict::Pass,
                 },
-                RuleRef::Within(k, d) => match states.get(k).and_then(|st| st.last_seen) {
+                RuleRef::Within(k, d) => match states.get(k).and_then(|st| st.last_seen()) {
                     Some(last) if clock::elapsed(last, now) <= *d => Verdict::Pass,
                     _ => Verdict::Deny(None),
                 },

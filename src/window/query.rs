@@ -192,12 +192,14 @@ impl<'a> Query<'a> {
 
     /// The exact instant of the latest recorded event.
     pub fn last_seen_at(self) -> Option<Timestamp> {
-        self.inner.with_key(self.key, |st| st.last_seen).flatten()
+        self.inner.with_key(self.key, |st| st.last_seen()).flatten()
     }
 
     /// The exact instant of the earliest recorded event.
     pub fn first_seen_at(self) -> Option<Timestamp> {
-        self.inner.with_key(self.key, |st| st.first_seen).flatten()
+        self.inner
+            .with_key(self.key, |st| st.first_seen())
+            .flatten()
     }
 
     /// Time since the latest recorded event (exact; zero if the clock went back before it).

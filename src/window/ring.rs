@@ -115,24 +115,67 @@ pub(crate) fn indexes_of(layout: &Layout, cal: &Calendar, t: Timestamp) -> Index
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct KeyState {
-    valid_from: Timestamp,
-    valid_until: Timestamp,
-    /// Count of the newest bucket of each ring.
-    current: [u64; 8],
-    /// Exact instants of the latest and earliest event ever recorded for this key.
-    pub(crate) last_seen: Option<Timestamp>,
-    pub(crate) first_seen: Option<Timestamp>,
-    /// Reserved slots not yet committed or cancelled.
-    pub(crate) pending: u64,
+    // What a record on the fast path reads and writes, in the entry's first two cache lines
+    // (after the 16-byte key): flags, the cached bucket span, last seen, the current counts.
     /// Changed since the last persist (and listed in the store's dirty set).
     pub(crate) dirty: bool,
     /// Created while the stored copy could not be read: merge the stored copy in before
     /// persisting, never overwrite it.
     pub(crate) unloaded: bool,
+    /// The instants (Unix nanoseconds) at which every ring's newest bucket has started and
+    /// the first ring's newest bucket ends: inside, a record needs no calendar arithmetic.
+    /// Empty (`MAX..MIN`) when not representable.
+    valid_from: i64,
+    valid_until: i64,
+    /// Exact instant of the latest event ever recorded for this key.
+    last_seen: Seen,
+    /// Count of the newest bucket of each ring.
+    current: [u64; 8],
+    /// Exact instant of the earliest event ever recorded for this key.
+    first_seen: Seen,
+    /// Reserved slots not yet committed or cancelled.
+    pub(crate) pending: u64,
     /// Index of the newest bucket each ring holds.
     newest: Indexes,
     /// Every ring, one after the other; the newest bucket's slot is kept at zero.
     buckets: Box<[u64]>,
+}
+
+/// An optional exact instant in 16 bytes (`Option<Timestamp>` takes 24).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    /// Unix seconds; `i64::MIN` for none (jiff's range ends far above it).
+    secs: i64,
+    nanos: i32,
+}
+
+impl Seen {
+    const NONE: Self = Self {
+        secs: i64::MIN,
+        nanos: 0,
+    };
+
+    fn of(t: Option<Timestamp>) -> Self {
+        t.map_or(Self::NONE, |t| Self {
+            secs: t.as_second(),
+            nanos: t.subsec_nanosecond(),
+        })
+    }
+
+    #[inline]
+    fn get(self) -> Option<Timestamp> {
+        if self.secs == i64::MIN {
+            None
+        } else {
+            Timestamp::new(self.secs, self.nanos).ok()
+        }
+    }
+}
+
+/// `t` in Unix nanoseconds, when that fits an `i64` (years 1677 to 2262).
+#[inline]
+fn nanos(t: Timestamp) -> Option<i64> {
+    i64::try_from(t.as_nanosecond()).ok()
 }
 
 impl KeyState {
@@ -161,11 +204,11 @@ impl KeyState {
             current[i] = std::mem::take(&mut buckets[p]);
         }
         let mut s = Self {
-            valid_from: Timestamp::MAX,
-            valid_until: Timestamp::MIN,
+            valid_from: i64::MAX,
+            valid_until: i64::MIN,
             current,
-            last_seen: None,
-            first_seen: None,
+            last_seen: Seen::NONE,
+            first_seen: Seen::NONE,
             pending: 0,
             dirty: false,
             unloaded: false,
@@ -183,14 +226,25 @@ impl KeyState {
             from = from.max(cal.start_of(self.newest[i], s.unit));
             until = until.min(cal.start_of(self.newest[i].saturating_add(1), s.unit));
         }
-        self.valid_from = from;
-        self.valid_until = until;
+        match (nanos(from), nanos(until)) {
+            (Some(from), Some(until)) => {
+                self.valid_from = from;
+                self.valid_until = until;
+            }
+            _ => {
+                self.valid_from = i64::MAX;
+                self.valid_until = i64::MIN;
+            }
+        }
     }
 
     /// Whether `t` falls in every ring's newest bucket.
     #[inline]
     fn is_current(&self, t: Timestamp) -> bool {
-        self.valid_from <= t && t < self.valid_until
+        match nanos(t) {
+            Some(t) => self.valid_from <= t && t < self.valid_until,
+            None => false,
+        }
     }
 
     /// The index of `t` in slot `slot`, from the cache when `t` is current.
@@ -272,19 +326,20 @@ impl KeyState {
         self.saw(now);
     }
 
-    /// Records `count` events at `at <= now`: each ring that still holds `at`'s bucket counts
-    /// them; rings too short for it drop them.
+    /// Records `count` events at `at <= now`, whose indexes are `at_idx` (worked out before
+    /// taking the lock): each ring that still holds `at`'s bucket counts them; rings too short
+    /// for it drop them.
     pub(crate) fn record_at(
         &mut self,
         layout: &Layout,
         cal: &Calendar,
         now: Timestamp,
         at: Timestamp,
+        at_idx: &Indexes,
         count: u64,
     ) {
         self.advance(layout, cal, now);
-        let idx = indexes_of(layout, cal, at);
-        self.add(layout, &idx, count);
+        self.add(layout, at_idx, count);
         self.saw(at);
     }
 
@@ -315,14 +370,36 @@ impl KeyState {
     /// Widens the exact first/last-seen instants to include `t`.
     #[inline]
     pub(crate) fn saw(&mut self, t: Timestamp) {
-        match self.last_seen {
-            Some(l) if l >= t => {}
-            _ => self.last_seen = Some(t),
+        match self.last_seen.get() {
+            // first_seen <= last_seen <= t: only last_seen moves, and first_seen (on another
+            // cache line) is not read.
+            Some(l) if l <= t => self.last_seen = Seen::of(Some(t)),
+            Some(_) => {
+                if self.first_seen.get().is_none_or(|f| f > t) {
+                    self.first_seen = Seen::of(Some(t));
+                }
+            }
+            None => {
+                self.last_seen = Seen::of(Some(t));
+                self.first_seen = Seen::of(Some(t));
+            }
         }
-        match self.first_seen {
-            Some(f) if f <= t => {}
-            _ => self.first_seen = Some(t),
-        }
+    }
+
+    /// Exact instant of the latest event ever recorded.
+    pub(crate) fn last_seen(&self) -> Option<Timestamp> {
+        self.last_seen.get()
+    }
+
+    /// Exact instant of the earliest event ever recorded.
+    pub(crate) fn first_seen(&self) -> Option<Timestamp> {
+        self.first_seen.get()
+    }
+
+    /// Sets both instants (from a snapshot).
+    pub(crate) fn set_seen(&mut self, first: Option<Timestamp>, last: Option<Timestamp>) {
+        self.first_seen = Seen::of(first);
+        self.last_seen = Seen::of(last);
     }
 
     /// The stored index range of slot `slot` covered by positions `range` back from the bucket
@@ -513,8 +590,11 @@ impl KeyState {
             });
         }
         // Instants from a clock ahead of ours are capped at our latest.
-        let cap = now.max(self.last_seen.unwrap_or(now));
-        for t in [other.first_seen, other.last_seen].into_iter().flatten() {
+        let cap = now.max(self.last_seen().unwrap_or(now));
+        for t in [other.first_seen(), other.last_seen()]
+            .into_iter()
+            .flatten()
+        {
             self.saw(t.min(cap));
         }
     }
@@ -582,8 +662,8 @@ mod tests {
         let m = cal.index(ts("2025-03-05T12:09:00Z"), Unit::Minute);
         assert_eq!(k.buckets(&l, 0, m, 0..4), vec![1, 0, 0, 0]);
         assert_eq!(k.sum(&l, 1, cal.index(t1, Unit::Hour), 0..3), 8);
-        assert_eq!(k.first_seen, Some(t0));
-        assert_eq!(k.last_seen, Some(ts("2025-03-05T12:09:00Z")));
+        assert_eq!(k.first_seen(), Some(t0));
+        assert_eq!(k.last_seen(), Some(ts("2025-03-05T12:09:00Z")));
     }
 
     #[test]
@@ -617,7 +697,22 @@ mod tests {
         a.merge_from(&l, &cal, now, &c);
         let m = cal.index(now, Unit::Minute);
         assert_eq!(a.buckets(&l, 0, m, 0..4), vec![5, 0, 2, 0]);
-        assert_eq!(a.last_seen, Some(now));
-        assert_eq!(a.first_seen, Some(ts("2025-03-05T12:01:00Z")));
+        assert_eq!(a.last_seen(), Some(now));
+        assert_eq!(a.first_seen(), Some(ts("2025-03-05T12:01:00Z")));
+    }
+}
+
+#[cfg(all(test, not(accrue_loom)))]
+mod layout_tests {
+    #[test]
+    fn a_record_touches_the_first_two_cache_lines_of_an_entry() {
+        use std::mem::{offset_of, size_of};
+        let key = size_of::<crate::window::key::Key>();
+        assert_eq!(key, 24);
+        // Entry = key then the state: flags, bucket span and last seen fill the first line,
+        // the current counts the second.
+        assert_eq!(key + offset_of!(super::KeyState, last_seen) + 16, 64);
+        assert_eq!(key + offset_of!(super::KeyState, current), 64);
+        assert_eq!(std::mem::align_of::<crate::window::store::Entry>(), 64);
     }
 }

@@ -12,7 +12,9 @@ use super::ring::{Indexes, KeyState, Layout};
 ///
 /// Each tracked unit keeps its ring of counts, newest first, together with the integer index of
 /// its newest bucket under the calendar (time zone and first weekday) the snapshot was taken
-/// in. Importing or merging a snapshot into a store with another configuration converts it:
+/// in. Importing, merging or loading a snapshot happens on the receiving store's clock: counts
+/// in buckets after its current one (a sender whose clock runs ahead) land in its current
+/// bucket. A snapshot for a store with another configuration is converted:
 /// a unit both have is copied bucket by bucket (by index, so two stores whose clocks differ
 /// line up by calendar bucket); a ring that is longer keeps only its newest buckets, a shorter
 /// one pads with zeros; a unit the snapshot does not have, or a snapshot from another calendar,
@@ -111,8 +113,8 @@ impl Snapshot {
             .collect();
         Self {
             calendar: cal.id().clone(),
-            first_seen: state.first_seen,
-            last_seen: state.last_seen,
+            first_seen: state.first_seen(),
+            last_seen: state.last_seen(),
             rings,
         }
     }
@@ -158,10 +160,16 @@ impl Snapshot {
             let ring = &mut buckets[s.offset..s.offset + s.len];
             match self.ring(s.unit).filter(|_| same_calendar) {
                 Some(r) => {
-                    newest[i] = r.newest;
-                    for (k, &c) in r.counts.iter().enumerate().take(s.len) {
-                        let idx = r.newest - k as i64;
-                        ring[idx.rem_euclid(s.len as i64) as usize] = c;
+                    // On the receiver's clock: buckets newer than now (a sender clock ahead of
+                    // ours) land in the current bucket.
+                    let head = r.newest.min(cal.index(now, s.unit));
+                    newest[i] = head;
+                    for (k, &c) in r.counts.iter().enumerate() {
+                        let idx = r.newest.saturating_sub(k as i64).min(head);
+                        if head.abs_diff(idx) < s.len as u64 {
+                            let slot = &mut ring[idx.rem_euclid(s.len as i64) as usize];
+                            *slot = slot.saturating_add(c);
+                        }
                     }
                 }
                 None => {
@@ -171,8 +179,7 @@ impl Snapshot {
             }
         }
         let mut state = KeyState::from_parts(layout, cal, buckets, newest);
-        state.first_seen = self.first_seen;
-        state.last_seen = self.last_seen;
+        state.set_seen(self.first_seen, self.last_seen);
         if !replay_slots.is_empty() {
             let events = self.replay_points(src, now);
             for &slot in &replay_slots {
@@ -261,6 +268,7 @@ impl RingSnapshot {
 #[cfg(all(test, not(accrue_loom)))]
 mod tests {
     use super::*;
+    use crate::window::ring::indexes_of;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -273,7 +281,8 @@ mod tests {
         let now = ts("2025-03-05T12:00:00Z");
         let mut k = KeyState::new(&l, &cal, now);
         k.record_now(&l, &cal, now, 3);
-        k.record_at(&l, &cal, now, ts("2025-03-04T10:00:00Z"), 2);
+        let at = ts("2025-03-04T10:00:00Z");
+        k.record_at(&l, &cal, now, at, &indexes_of(&l, &cal, at), 2);
         let snap = Snapshot::of(&k, &l, &cal);
         assert_eq!(snap.counts(Unit::Day), Some(&[3, 2, 0][..]));
         let back = snap.restore(&l, &cal, ts("2025-03-06T00:00:00Z")).unwrap();
@@ -287,7 +296,8 @@ mod tests {
         let now = ts("2025-03-05T12:30:00Z");
         let mut k = KeyState::new(&src, &cal, now);
         // 09:00 is older than the 2-hour ring: only the day ring has it.
-        k.record_at(&src, &cal, now, ts("2025-03-05T09:00:00Z"), 4);
+        let at = ts("2025-03-05T09:00:00Z");
+        k.record_at(&src, &cal, now, at, &indexes_of(&src, &cal, at), 4);
         k.record_now(&src, &cal, now, 1);
         let dst = Layout::new(&[(Unit::Minute, 300)]).unwrap();
         let snap = Snapshot::of(&k, &src, &cal);

@@ -14,12 +14,13 @@ use super::error::WindowError;
 use super::key::Key;
 use super::limit::Limiter;
 use super::query::{DeltaQuery, MultiQuery, Query, RatioQuery};
-use super::ring::{KeyState, Layout};
+use super::ring::{KeyState, Layout, indexes_of};
 use super::snapshot::Snapshot;
 use crate::sync::{Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// One key: its name and its rings. Lives in its shard's table and is guarded by the shard's
-/// lock.
+/// lock. Cache-line aligned, so what a record touches spans exactly two lines.
+#[repr(C, align(64))]
 pub(crate) struct Entry {
     pub(crate) key: Key,
     pub(crate) state: KeyState,
@@ -78,7 +79,7 @@ impl Dirty<'_> {
         if !st.dirty {
             st.dirty = true;
             self.list.push(self.key.clone());
-            self.count.fetch_add(1, Ordering::Relaxed);
+            self.count.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -446,7 +447,7 @@ impl Inner {
     }
 
     pub(crate) fn is_dirty(&self) -> bool {
-        self.dirty_count.load(Ordering::Relaxed) > 0
+        self.dirty_count.load(Ordering::Acquire) > 0
     }
 
     /// Calls `f` on every shard, locked exclusively, one at a time, with the dirty count.
@@ -503,7 +504,7 @@ impl Shard {
     /// Takes this shard's dirty list (the keys stay marked until cleared by the caller).
     pub(crate) fn take_dirty(&mut self, count: &AtomicUsize) -> Vec<Key> {
         let keys = std::mem::take(&mut self.dirty);
-        count.fetch_sub(keys.len(), Ordering::Relaxed);
+        count.fetch_sub(keys.len(), Ordering::Release);
         keys
     }
 
@@ -645,8 +646,9 @@ impl EventStore {
         if count == 0 {
             return Ok(());
         }
+        let at_idx = indexes_of(&inner.layout, &inner.cal, at);
         inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_at(&inner.layout, &inner.cal, now, at, count);
+            st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, count);
             d.mark(st);
         });
         Ok(())
@@ -665,8 +667,9 @@ impl EventStore {
         let inner = &*self.inner;
         let now = inner.now();
         let at = clock::before(now, ago);
+        let at_idx = indexes_of(&inner.layout, &inner.cal, at);
         inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_at(&inner.layout, &inner.cal, now, at, count);
+            st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, count);
             d.mark(st);
         });
     }

@@ -56,6 +56,8 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 /// driver.setup().await?;
 /// assert_eq!(driver.description(), "PostgresDriver(S)");
 /// let stats = Stats::builder(Arc::new(driver)).time_zone("UTC").build()?;
+/// stats.track("events", jiff::Timestamp::now(), serde_json::json!({"count": 1})).await?;
+/// stats.shutdown().await?;
 /// # Ok(()) }
 /// ```
 pub struct PostgresDriver {
@@ -219,13 +221,19 @@ fn write_sql(table: &str, batches: &str, mode: IdentifierMode) -> String {
         IdentifierMode::Partial => "u(key, at, ord)",
         IdentifierMode::Separated => "u(key, granularity, at, ord)",
     };
-    let incs = format!("${n}::jsonb");
-    let sets = format!("${}::jsonb", n + 1);
+    // The objects are parsed once per statement (a CTE read by uncorrelated sub-selects,
+    // i.e. init plans), not once per row as a `$n::jsonb` cast in a generic plan would be.
+    let params = format!(
+        "p AS (SELECT ${n}::jsonb AS incs, ${}::jsonb AS sets)",
+        n + 1
+    );
+    let incs = "(SELECT p.incs FROM p)";
+    let sets = "(SELECT p.sets FROM p)";
     let cols = id_columns(mode);
     let ex = ident_sql(mode, "EXCLUDED.");
     let src = ident_sql(mode, "s.");
     format!(
-        "WITH b AS (
+        "WITH {params}, b AS (
             INSERT INTO {batches} AS b (writer, seq) VALUES ($1, $2)
             ON CONFLICT (writer) DO UPDATE SET seq = EXCLUDED.seq WHERE b.seq < EXCLUDED.seq
             RETURNING 1

@@ -79,7 +79,8 @@ impl EventStoreBuilder {
 
     /// Persists the dirty keys every `interval` on the current tokio runtime (the writes run
     /// on its blocking pool). The task stops when the store is dropped, which persists a last
-    /// time.
+    /// time — synchronously, so drop the store outside async code (or call
+    /// [`close`](EventStore::close) from `spawn_blocking`).
     ///
     /// # Errors (from `build`)
     ///
@@ -96,7 +97,10 @@ impl EventStoreBuilder {
 
 impl Inner {
     /// Writes the dirty keys (every key in memory when `all`) in one atomic batch; each is
-    /// clean from then on unless written again meanwhile. On failure they are all dirty again.
+    /// clean from then on unless written again meanwhile. If the batch write fails, they are
+    /// all dirty again. A key that cannot be written (its stored copy, which it must be merged
+    /// with, is still unreadable) is left out and stays dirty; the others are written and the
+    /// first such error is returned.
     pub(crate) fn persist_batch(&self, all: bool) -> Result<(), WindowError> {
         let p = self.persistence.as_ref().ok_or(WindowError::NoStorage)?;
         // The storage lock also keeps persists in order: two never interleave one key's writes.
@@ -104,22 +108,28 @@ impl Inner {
         let now = self.now();
         let mut keys: Vec<Key> = Vec::new();
         let mut values: Vec<Vec<u8>> = Vec::new();
-        let mut failed: Option<WindowError> = None;
-        // Every key taken out of the dirty set, to put back if anything fails.
+        let mut skipped: Vec<Key> = Vec::new();
+        let mut first_error: Option<WindowError> = None;
+        // Every key taken out of the dirty set, to put back if the write fails.
         let mut taken: Vec<Key> = Vec::new();
         self.for_each_shard_mut(|g, count| {
             let dirty = g.take_dirty(count);
             taken.extend(dirty.iter().cloned());
-            let mut write = |key: &Key, st: &mut KeyState| {
-                if failed.is_some() {
-                    return;
+            let mut write = |key: &Key, st: &mut KeyState| match self.encode(
+                p,
+                &mut **storage,
+                key.as_str(),
+                st,
+                now,
+            ) {
+                Ok(v) => {
+                    keys.push(key.clone());
+                    values.push(v);
                 }
-                match self.encode(p, &mut **storage, key.as_str(), st, now) {
-                    Ok(v) => {
-                        keys.push(key.clone());
-                        values.push(v);
-                    }
-                    Err(e) => failed = Some(e),
+                Err(e) => {
+                    tracing::error!(key = key.as_str(), error = %e, "window: key not persisted");
+                    skipped.push(key.clone());
+                    first_error.get_or_insert(e);
                 }
             };
             if all {
@@ -138,35 +148,41 @@ impl Inner {
                 }
             }
         });
-        let result = match failed {
-            Some(e) => Err(e),
-            None => {
-                let batch: Vec<StorageWrite<'_>> = keys
-                    .iter()
-                    .zip(&values)
-                    .map(|(k, v)| {
-                        if v.is_empty() {
-                            StorageWrite::Delete { key: k.as_str() }
-                        } else {
-                            StorageWrite::Put {
-                                key: k.as_str(),
-                                value: v,
-                            }
-                        }
-                    })
-                    .collect();
-                storage.write(&batch).map_err(WindowError::from)
-            }
+        let batch: Vec<StorageWrite<'_>> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    StorageWrite::Delete { key: k.as_str() }
+                } else {
+                    StorageWrite::Put {
+                        key: k.as_str(),
+                        value: v,
+                    }
+                }
+            })
+            .collect();
+        let written = if batch.is_empty() {
+            Ok(())
+        } else {
+            storage.write(&batch).map_err(WindowError::from)
         };
         drop(storage);
-        if result.is_err() {
-            // Written or not, these keys are not durable: back into the dirty set. (Keys that
-            // were clean before a failed persist_all go back too; rewriting them is harmless.)
-            for k in &taken {
+        // Keys that are not durable go back into the dirty set. (After a failed persist_all,
+        // keys that were clean go back too; rewriting them is harmless.)
+        let back = if written.is_err() { &taken } else { &skipped };
+        for k in back {
+            self.remark(k.as_str());
+        }
+        if written.is_err() {
+            for k in &skipped {
                 self.remark(k.as_str());
             }
         }
-        result
+        match (written, first_error) {
+            (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+            (Ok(()), None) => Ok(()),
+        }
     }
 
     /// `key`'s bytes for storage (empty: delete, its windows are all empty), marking it clean.
@@ -213,7 +229,10 @@ impl EventStore {
     /// # Errors
     ///
     /// [`WindowError::NoStorage`] without storage; a storage failure, after which every key of
-    /// the batch is dirty again and nothing is lost.
+    /// the batch is dirty again and nothing is lost. A key recorded while its stored copy could
+    /// not be read is merged with that copy before it is written; while the copy is still
+    /// unreadable the key is left out (and stays dirty), the other keys are written, and the
+    /// error is returned.
     ///
     /// **Blocking:** does I/O (one sync); readers of keys not yet in memory wait for it.
     pub fn persist(&self) -> Result<(), WindowError> {
