@@ -162,15 +162,15 @@ impl LogCapture {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// Installs a subscriber for the current thread's scope; keep the guard alive.
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+    /// Installs this capture as the process's global subscriber (once per test binary).
+    pub fn install_global(&self) {
         let me = self.clone();
         let sub = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_writer(move || me.clone())
             .finish();
-        tracing::subscriber::set_default(sub)
+        tracing::subscriber::set_global_default(sub).expect("one global subscriber per binary");
     }
 }
 
