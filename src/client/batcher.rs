@@ -35,19 +35,22 @@ pub(crate) enum Cmd {
     Close(oneshot::Sender<Result<CloseReport, CloseError>>),
 }
 
-/// Event ids: a random per-client prefix and a counter, unique across clients and restarts.
+/// Event ids: a random 64-bit per-client prefix and a counter, unique across clients and
+/// restarts (two clients share a prefix with probability ~n²/2⁶⁵). Short, because the server
+/// keeps a unique index on them.
 #[derive(Debug)]
 pub(crate) struct Ids {
     prefix: String,
     next: std::sync::atomic::AtomicU64,
+    enabled: bool,
 }
 
 impl Ids {
-    pub(crate) fn new() -> Self {
-        let (a, b) = (super::http::random_u64(), super::http::random_u64());
+    pub(crate) fn new(enabled: bool) -> Self {
         Self {
-            prefix: format!("{a:016x}{b:016x}-"),
+            prefix: format!("{:016x}-", super::http::random_u64()),
             next: std::sync::atomic::AtomicU64::new(0),
+            enabled,
         }
     }
 
@@ -88,8 +91,12 @@ impl Prepared {
             if !kept.is_empty() {
                 body.push(b',');
             }
-            ids.write(n, &mut id);
-            let data_len = event.write_json(&id, &mut body);
+            let data_len = if ids.enabled {
+                ids.write(n, &mut id);
+                event.write_json(Some(&id), &mut body)
+            } else {
+                event.write_json(None, &mut body)
+            };
             if data_len > max_data {
                 body.truncate(mark);
                 refused.push((

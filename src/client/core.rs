@@ -371,7 +371,7 @@ impl ClientBuilder {
         let counters = Arc::new(Counters::default());
         let gate = Arc::new(Gate::default());
         let wake = Arc::new(Notify::new());
-        let ids = Arc::new(Ids::new());
+        let ids = Arc::new(Ids::new(self.event_ids));
         let give_up = CancellationToken::new();
         let closed = Arc::new(OnceLock::new());
         let batcher = Batcher {

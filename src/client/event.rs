@@ -118,7 +118,7 @@ impl Event {
 
     /// Appends the wire object to `out`: `{"key":…,"timestamp":…,"data":…,"id":…}`.
     /// Returns the length of the `data` text, for the per-event limit.
-    pub(crate) fn write_json(&self, id: &str, out: &mut Vec<u8>) -> usize {
+    pub(crate) fn write_json(&self, id: Option<&str>, out: &mut Vec<u8>) -> usize {
         out.extend_from_slice(b"{\"key\":");
         write_str(out, &self.key);
         if let Some(ts) = self.timestamp {
@@ -135,8 +135,10 @@ impl Event {
             serde_json::to_writer(&mut *out, data).expect("a JSON map always serializes");
             data_len = out.len() - start;
         }
-        out.extend_from_slice(b",\"id\":");
-        write_str(out, id);
+        if let Some(id) = id {
+            out.extend_from_slice(b",\"id\":");
+            write_str(out, id);
+        }
         out.push(b'}');
         data_len
     }
@@ -236,15 +238,18 @@ mod tests {
         let ts: Timestamp = "2025-08-25T10:00:00.5Z".parse().unwrap();
         let e = Event::new("page\"view").with("n", 1).at(ts);
         let mut out = Vec::new();
-        let data_len = e.write_json("abc", &mut out);
+        let data_len = e.write_json(Some("abc"), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"key":"page\"view","timestamp":"2025-08-25T10:00:00.5Z","data":{"n":1},"id":"abc"}"#
         );
         assert_eq!(data_len, r#"{"n":1}"#.len());
         let mut out = Vec::new();
-        Event::new("k").write_json("1", &mut out);
+        Event::new("k").write_json(Some("1"), &mut out);
         assert_eq!(out, br#"{"key":"k","id":"1"}"#);
+        let mut out = Vec::new();
+        Event::new("k").write_json(None, &mut out);
+        assert_eq!(out, br#"{"key":"k"}"#);
     }
 
     #[test]
