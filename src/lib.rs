@@ -97,6 +97,8 @@
 //! | `mongodb` | `MongoDriver` (MongoDB 8.0+ or a compatible server) |
 //! | `full` | everything |
 //! | `server` (default) | `accrue serve`, the HTTP collector, on embedded SQLite |
+//! | `client` | [`client::Client`] (batching HTTP client, rustls on *ring*), the tower middleware [`client::AccrueLayer`], the collector sink [`sink::HttpSink`] |
+//! | `metrics` | [`client::Recorder`], a `metrics` crate recorder backed by the aggregator |
 //!
 //! ## Minimum supported Rust version
 //!
