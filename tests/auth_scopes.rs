@@ -8,7 +8,9 @@ mod auth_support;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use auth_support::{ADMIN, TestServer, call, create_key, secured, subscribe, ws_connect, ws_json, ws_send};
+use auth_support::{
+    ADMIN, TestServer, call, create_key, secured, subscribe, ws_connect, ws_json, ws_send,
+};
 use http_body_util::Empty;
 use serde_json::{Value, json};
 
@@ -28,8 +30,20 @@ enum Need {
 /// The first test checks that this table lists exactly the documented routes, so a new route
 /// cannot be added without deciding (and testing) its access.
 const ROUTES: &[(&str, &str, &str, &str, Need)] = &[
-    ("post", "/events", "/events", r#"[{"key":"app/t"}]"#, Need::Write),
-    ("post", "/batch", "/batch", r#"{"events":[{"key":"app/t"}]}"#, Need::Write),
+    (
+        "post",
+        "/events",
+        "/events",
+        r#"[{"key":"app/t"}]"#,
+        Need::Write,
+    ),
+    (
+        "post",
+        "/batch",
+        "/batch",
+        r#"{"events":[{"key":"app/t"}]}"#,
+        Need::Write,
+    ),
     ("get", "/health", "/health", "", Need::Open),
     ("get", "/ready", "/ready", "", Need::Open),
     ("get", "/openapi.json", "/openapi.json", "", Need::Open),
@@ -37,22 +51,76 @@ const ROUTES: &[(&str, &str, &str, &str, Need)] = &[
     ("get", "/v1/values", "/v1/values?key=app/t", "", Need::Read),
     ("get", "/metrics", "/metrics", "", Need::ReadAll),
     ("get", "/v1/events", "/v1/events?key=app/t", "", Need::Read),
-    ("delete", "/v1/events", "/v1/events?key=app/none", "", Need::Delete),
-    ("delete", "/v1/events/{id}", "/v1/events/987654321", "", Need::Delete),
-    ("get", "/v1/latest", "/v1/latest?prefix=app/", "", Need::Read),
+    (
+        "delete",
+        "/v1/events",
+        "/v1/events?key=app/none",
+        "",
+        Need::Delete,
+    ),
+    (
+        "delete",
+        "/v1/events/{id}",
+        "/v1/events/987654321",
+        "",
+        Need::Delete,
+    ),
+    (
+        "get",
+        "/v1/latest",
+        "/v1/latest?prefix=app/",
+        "",
+        Need::Read,
+    ),
     ("get", "/v1/kv/{ns}", "/v1/kv/app%2Fns", "", Need::Read),
-    ("get", "/v1/kv/{ns}/{*key}", "/v1/kv/app%2Fns/some/key", "", Need::Read),
-    ("put", "/v1/kv/{ns}/{*key}", "/v1/kv/app%2Fns/some/key", r#"{"v":1}"#, Need::Write),
-    ("delete", "/v1/kv/{ns}/{*key}", "/v1/kv/app%2Fns/absent", "", Need::Delete),
+    (
+        "get",
+        "/v1/kv/{ns}/{*key}",
+        "/v1/kv/app%2Fns/some/key",
+        "",
+        Need::Read,
+    ),
+    (
+        "put",
+        "/v1/kv/{ns}/{*key}",
+        "/v1/kv/app%2Fns/some/key",
+        r#"{"v":1}"#,
+        Need::Write,
+    ),
+    (
+        "delete",
+        "/v1/kv/{ns}/{*key}",
+        "/v1/kv/app%2Fns/absent",
+        "",
+        Need::Delete,
+    ),
     ("get", "/v1/live", "/v1/live", "", Need::Read),
     ("get", "/v1/live/sse", "/v1/live/sse", "", Need::Read),
-    ("post", "/v1/keys", "/v1/keys", r#"{"scopes":["read"],"label":"t"}"#, Need::Admin),
+    (
+        "post",
+        "/v1/keys",
+        "/v1/keys",
+        r#"{"scopes":["read"],"label":"t"}"#,
+        Need::Admin,
+    ),
     ("get", "/v1/keys", "/v1/keys", "", Need::Admin),
-    ("delete", "/v1/keys/{id}", "/v1/keys/0123456789abcdef", "", Need::Admin),
+    (
+        "delete",
+        "/v1/keys/{id}",
+        "/v1/keys/0123456789abcdef",
+        "",
+        Need::Admin,
+    ),
 ];
 
 /// The status of a request, reading only the head (the SSE route streams forever).
-async fn status(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
+async fn status(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> u16 {
     if path.starts_with("/v1/live/sse") {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let io = hyper_util::rt::TokioIo::new(stream);
@@ -134,9 +202,33 @@ async fn every_scope_is_allowed_or_denied_on_every_route() {
         ("read, limited to app/", Some(&read_ns), &[Need::Read]),
         ("write", Some(&write), &[Need::Write]),
         ("delete", Some(&delete), &[Need::Delete]),
-        ("read+write", Some(&rw), &[Need::Read, Need::ReadAll, Need::Write]),
-        ("admin (created)", Some(&admin), &[Need::Read, Need::ReadAll, Need::Write, Need::Delete, Need::Admin]),
-        ("admin (configured)", Some(ADMIN), &[Need::Read, Need::ReadAll, Need::Write, Need::Delete, Need::Admin]),
+        (
+            "read+write",
+            Some(&rw),
+            &[Need::Read, Need::ReadAll, Need::Write],
+        ),
+        (
+            "admin (created)",
+            Some(&admin),
+            &[
+                Need::Read,
+                Need::ReadAll,
+                Need::Write,
+                Need::Delete,
+                Need::Admin,
+            ],
+        ),
+        (
+            "admin (configured)",
+            Some(ADMIN),
+            &[
+                Need::Read,
+                Need::ReadAll,
+                Need::Write,
+                Need::Delete,
+                Need::Admin,
+            ],
+        ),
     ];
     let mut checked = 0;
     for (method, template, path, body, need) in ROUTES {
@@ -149,7 +241,11 @@ async fn every_scope_is_allowed_or_denied_on_every_route() {
                     "{who} must be allowed {method} {template}: got {got}"
                 );
             } else {
-                let expected = if token.is_none() || may.is_empty() { 401 } else { 403 };
+                let expected = if token.is_none() || may.is_empty() {
+                    401
+                } else {
+                    403
+                };
                 assert_eq!(got, expected, "{who} must be refused {method} {template}");
             }
             checked += 1;
@@ -167,14 +263,22 @@ async fn a_refusal_says_why_and_asks_for_a_bearer_token() {
     let s = secured().await;
     let r = call(s.addr, "GET", "/view", None, "").await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"accrue\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"accrue\"")
+    );
     assert_eq!(r.json()["error"], "Unauthorized");
     // A key in the query string is not a key.
     let r = call(s.addr, "GET", &format!("/view?api_key={ADMIN}"), None, "").await;
     assert_eq!(r.status, 401);
     let r = s
         .client()
-        .request("GET", "/view", bytes::Bytes::new(), &[("authorization", ADMIN)])
+        .request(
+            "GET",
+            "/view",
+            bytes::Bytes::new(),
+            &[("authorization", ADMIN)],
+        )
         .await;
     assert_eq!(r.status, 401, "the Bearer scheme is required");
     let (_, read) = create_key(s.addr, &["read"], None).await;
@@ -182,9 +286,17 @@ async fn a_refusal_says_why_and_asks_for_a_bearer_token() {
     assert_eq!(r.status, 403);
     assert!(r.json()["detail"].as_str().unwrap().contains("`write`"));
     // Refusals are counted by reason.
-    let refused = call(s.addr, "GET", "/metrics", Some(ADMIN), "").await.text();
-    assert!(refused.contains("accrue_auth_refused_total{reason=\"missing\"} 2"), "{refused}");
-    assert!(refused.contains("accrue_auth_refused_total{reason=\"scope\"} 1"), "{refused}");
+    let refused = call(s.addr, "GET", "/metrics", Some(ADMIN), "")
+        .await
+        .text();
+    assert!(
+        refused.contains("accrue_auth_refused_total{reason=\"missing\"} 2"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("accrue_auth_refused_total{reason=\"scope\"} 1"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]
@@ -205,12 +317,26 @@ async fn a_prefix_limited_key_stays_in_its_namespace_on_every_kind_of_route() {
     assert_eq!(r.status, 200);
 
     // Ingest: all or nothing, the offending index named.
-    let r = call(a, "POST", "/events", k, r#"[{"key":"app/z"},{"key":"elsewhere"}]"#).await;
+    let r = call(
+        a,
+        "POST",
+        "/events",
+        k,
+        r#"[{"key":"app/z"},{"key":"elsewhere"}]"#,
+    )
+    .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["index"], 1);
-    assert_eq!(call(a, "POST", "/batch", k, r#"{"events":[{"key":"app/z"}]}"#).await.status, 200);
     assert_eq!(
-        call(a, "GET", "/view?key=elsewhere", Some(ADMIN), "").await.json()["total"],
+        call(a, "POST", "/batch", k, r#"{"events":[{"key":"app/z"}]}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(a, "GET", "/view?key=elsewhere", Some(ADMIN), "")
+            .await
+            .json()["total"],
         0,
         "nothing of the refused request was stored"
     );
@@ -226,13 +352,25 @@ async fn a_prefix_limited_key_stays_in_its_namespace_on_every_kind_of_route() {
     assert_eq!(keys, ["app/x", "app/y", "app/z"].map(String::from).into());
     assert_eq!(v["total"], 3);
     assert_eq!(call(a, "GET", "/view?key=other", k, "").await.status, 403);
-    assert_eq!(call(a, "GET", "/view?key=app/x", k, "").await.json()["total"], 1);
-    assert_eq!(call(a, "GET", "/v1/values?key=other", k, "").await.status, 403);
+    assert_eq!(
+        call(a, "GET", "/view?key=app/x", k, "").await.json()["total"],
+        1
+    );
+    assert_eq!(
+        call(a, "GET", "/v1/values?key=other", k, "").await.status,
+        403
+    );
     assert_eq!(call(a, "GET", "/metrics", k, "").await.status, 403);
 
     // Queries.
-    assert_eq!(call(a, "GET", "/v1/events?key=other", k, "").await.status, 403);
-    assert_eq!(call(a, "GET", "/v1/events?key=app/x", k, "").await.status, 200);
+    assert_eq!(
+        call(a, "GET", "/v1/events?key=other", k, "").await.status,
+        403
+    );
+    assert_eq!(
+        call(a, "GET", "/v1/events?key=app/x", k, "").await.status,
+        200
+    );
     let latest = call(a, "GET", "/v1/latest", k, "").await.json();
     let keys: Vec<&str> = latest["events"]
         .as_array()
@@ -241,34 +379,80 @@ async fn a_prefix_limited_key_stays_in_its_namespace_on_every_kind_of_route() {
         .map(|e| e["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["app/x", "app/y", "app/z"]);
-    assert_eq!(call(a, "GET", "/v1/latest?prefix=ap", k, "").await.json(), latest);
-    assert_eq!(call(a, "GET", "/v1/latest?prefix=oth", k, "").await.status, 403);
+    assert_eq!(
+        call(a, "GET", "/v1/latest?prefix=ap", k, "").await.json(),
+        latest
+    );
+    assert_eq!(
+        call(a, "GET", "/v1/latest?prefix=oth", k, "").await.status,
+        403
+    );
 
     // Deletes never leave the namespace.
-    assert_eq!(call(a, "DELETE", "/v1/events?prefix=oth", k, "").await.status, 403);
-    assert_eq!(call(a, "DELETE", "/v1/events?key=other", k, "").await.status, 403);
-    let other = call(a, "GET", "/v1/events?key=other", Some(ADMIN), "").await.json();
+    assert_eq!(
+        call(a, "DELETE", "/v1/events?prefix=oth", k, "")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(a, "DELETE", "/v1/events?key=other", k, "")
+            .await
+            .status,
+        403
+    );
+    let other = call(a, "GET", "/v1/events?key=other", Some(ADMIN), "")
+        .await
+        .json();
     let other_id = other["events"][0]["id"].as_i64().unwrap();
     let r = call(a, "DELETE", &format!("/v1/events/{other_id}"), k, "").await;
     assert_eq!(r.status, 404, "an event outside the namespace is not found");
     let r = call(a, "DELETE", "/v1/events?prefix=a", k, "").await;
-    assert_eq!(r.json(), json!({"deleted": 3}), "prefix `a` narrows to `app/`");
-    assert_eq!(call(a, "GET", "/view", Some(ADMIN), "").await.json()["total"], 1);
+    assert_eq!(
+        r.json(),
+        json!({"deleted": 3}),
+        "prefix `a` narrows to `app/`"
+    );
+    assert_eq!(
+        call(a, "GET", "/view", Some(ADMIN), "").await.json()["total"],
+        1
+    );
 
     // KV namespaces.
     assert_eq!(call(a, "PUT", "/v1/kv/other/k", k, "1").await.status, 403);
     assert_eq!(call(a, "GET", "/v1/kv/other", k, "").await.status, 403);
-    assert_eq!(call(a, "PUT", "/v1/kv/app%2Fcfg/k", k, "1").await.status, 200);
-    assert_eq!(call(a, "GET", "/v1/kv/app%2Fcfg/k", k, "").await.json()["value"], 1);
+    assert_eq!(
+        call(a, "PUT", "/v1/kv/app%2Fcfg/k", k, "1").await.status,
+        200
+    );
+    assert_eq!(
+        call(a, "GET", "/v1/kv/app%2Fcfg/k", k, "").await.json()["value"],
+        1
+    );
 
     // Live feeds.
     let mut ws = ws_connect(a, k).await.unwrap();
-    ws_send(&mut ws, json!({"id": "1", "type": "subscribe", "prefix": "other"})).await;
+    ws_send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "prefix": "other"}),
+    )
+    .await;
     let r = ws_json(&mut ws).await;
-    assert_eq!((r["id"].clone(), r["type"].clone()), (json!("1"), json!("error")), "{r}");
+    assert_eq!(
+        (r["id"].clone(), r["type"].clone()),
+        (json!("1"), json!("error")),
+        "{r}"
+    );
     let label = subscribe(&mut ws, "2", "events", "").await;
     assert!(label.starts_with('s'));
-    call(a, "POST", "/events", Some(ADMIN), r#"[{"key":"other"},{"key":"app/live"}]"#).await;
+    call(
+        a,
+        "POST",
+        "/events",
+        Some(ADMIN),
+        r#"[{"key":"other"},{"key":"app/live"}]"#,
+    )
+    .await;
     let ev = ws_json(&mut ws).await;
     assert_eq!(ev["event"]["key"], "app/live", "{ev}");
 }
@@ -281,13 +465,26 @@ async fn without_keys_the_server_is_open_as_tlytics_and_cannot_grow_keys() {
         if path.starts_with("/v1/keys") {
             assert_eq!(got, 403, "{method} {path}");
         } else {
-            assert!(![401, 403].contains(&got) && got < 500, "{method} {path}: {got}");
+            assert!(
+                ![401, 403].contains(&got) && got < 500,
+                "{method} {path}: {got}"
+            );
         }
     }
     let r = call(s.addr, "POST", "/v1/keys", None, r#"{"scopes":["admin"]}"#).await;
-    assert!(r.json()["detail"].as_str().unwrap().contains("ACCRUE_ADMIN_KEY"));
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ACCRUE_ADMIN_KEY")
+    );
     // An Authorization header changes nothing on an open server.
-    assert_eq!(call(s.addr, "GET", "/view", Some("whatever"), "").await.status, 200);
+    assert_eq!(
+        call(s.addr, "GET", "/view", Some("whatever"), "")
+            .await
+            .status,
+        200
+    );
     let m = s.get("/metrics").await.text();
     assert!(m.contains("accrue_auth_enabled 0"), "{m}");
 }
@@ -303,10 +500,36 @@ async fn stored_keys_keep_the_server_closed_after_a_restart_without_the_admin_ke
     // No admin key this time: the stored (hashed) keys still guard every route.
     let s = TestServer::start_in(dir, |b| b).await;
     assert_eq!(call(s.addr, "GET", "/view", None, "").await.status, 401);
-    assert_eq!(call(s.addr, "GET", "/view", Some(&read), "").await.status, 401, "revoked stays revoked");
-    assert_eq!(call(s.addr, "POST", "/events", Some(&write), r#"[{"key":"w/1"}]"#).await.status, 200);
-    assert_eq!(call(s.addr, "POST", "/events", Some(&write), r#"[{"key":"x"}]"#).await.status, 403);
-    assert_eq!(call(s.addr, "GET", "/v1/keys", Some(ADMIN), "").await.status, 401, "no admin key now");
+    assert_eq!(
+        call(s.addr, "GET", "/view", Some(&read), "").await.status,
+        401,
+        "revoked stays revoked"
+    );
+    assert_eq!(
+        call(
+            s.addr,
+            "POST",
+            "/events",
+            Some(&write),
+            r#"[{"key":"w/1"}]"#
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(s.addr, "POST", "/events", Some(&write), r#"[{"key":"x"}]"#)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(s.addr, "GET", "/v1/keys", Some(ADMIN), "")
+            .await
+            .status,
+        401,
+        "no admin key now"
+    );
     // The database holds hashes, never the tokens.
     let db = std::fs::read(s.db_path()).unwrap();
     let wal = std::fs::read(s.db_path().with_extension("db-wal")).unwrap_or_default();
@@ -324,7 +547,14 @@ async fn stored_keys_keep_the_server_closed_after_a_restart_without_the_admin_ke
 #[tokio::test]
 async fn key_creation_is_validated_and_the_token_is_shown_once() {
     let s = secured().await;
-    let r = call(s.addr, "POST", "/v1/keys", Some(ADMIN), r#"{"scopes":["read"],"label":"dash"}"#).await;
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/keys",
+        Some(ADMIN),
+        r#"{"scopes":["read"],"label":"dash"}"#,
+    )
+    .await;
     assert_eq!(r.status, 201);
     let created: Value = r.json();
     let token = created["key"].as_str().unwrap();
@@ -343,6 +573,19 @@ async fn key_creation_is_validated_and_the_token_is_shown_once() {
         let r = call(s.addr, "POST", "/v1/keys", Some(ADMIN), bad).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
-    assert_eq!(call(s.addr, "GET", "/v1/keys", Some(ADMIN), "").await.json()["keys"].as_array().unwrap().len(), 1);
-    assert_eq!(call(s.addr, "DELETE", "/v1/keys/nope", Some(ADMIN), "").await.status, 404);
+    assert_eq!(
+        call(s.addr, "GET", "/v1/keys", Some(ADMIN), "")
+            .await
+            .json()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        call(s.addr, "DELETE", "/v1/keys/nope", Some(ADMIN), "")
+            .await
+            .status,
+        404
+    );
 }

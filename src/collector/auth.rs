@@ -283,9 +283,7 @@ pub(crate) fn access(method: &Method, path: &str) -> Access {
         ) => Need(Scope::Read),
         ("GET", "/metrics") => NeedUnlimited(Scope::Read),
         ("PUT", "/v1/kv/{ns}/{*key}") => Need(Scope::Write),
-        ("DELETE", "/v1/events" | "/v1/events/{id}" | "/v1/kv/{ns}/{*key}") => {
-            Need(Scope::Delete)
-        }
+        ("DELETE", "/v1/events" | "/v1/events/{id}" | "/v1/kv/{ns}/{*key}") => Need(Scope::Delete),
         (_, "/v1/keys" | "/v1/keys/{id}") => Need(Scope::Admin),
         // A known path with another method: let the router answer 404.
         _ => Open,
@@ -414,11 +412,8 @@ impl KeyRegistry {
         if !p.scopes.allows(scope) {
             self.failures[Failure::Scope as usize].fetch_add(1, Ordering::Relaxed);
             return Err(Box::new(
-                forbidden(format!(
-                    "this API key lacks the `{}` scope",
-                    scope.as_str()
-                ))
-                .into_response(),
+                forbidden(format!("this API key lacks the `{}` scope", scope.as_str()))
+                    .into_response(),
             ));
         }
         if matches!(need, Access::NeedUnlimited(_))
@@ -537,7 +532,11 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
 
 /// The middleware on every matched route: finds the route's [`Access`], checks the key, and
 /// hands the [`Principal`] to the handler.
-pub(crate) async fn authorize(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn authorize(
+    State(st): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let need = req
         .extensions()
         .get::<MatchedPath>()
@@ -612,7 +611,13 @@ mod tests {
         assert_ne!(id, id2);
         assert_eq!(token_id(&t), Some(id.as_str()));
         assert_eq!(t.len(), TOKEN_PREFIX.len() + ID_HEX + 1 + SECRET_HEX);
-        for bad in ["", "accrue_", "accrue_abc_def", &t[..t.len() - 1], &t.replace('_', "-")] {
+        for bad in [
+            "",
+            "accrue_",
+            "accrue_abc_def",
+            &t[..t.len() - 1],
+            &t.replace('_', "-"),
+        ] {
             assert_eq!(token_id(bad), None, "{bad}");
         }
     }

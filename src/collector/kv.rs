@@ -107,9 +107,8 @@ pub(crate) async fn put(
                 format!("the limit is {MAX_VALUE} bytes"),
             ));
         }
-        let value: &RawValue = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid_json(format!("the body must be one JSON value: {e}"))
-        })?;
+        let value: &RawValue = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid_json(format!("the body must be one JSON value: {e}")))?;
         Ok((expect, value.get().to_owned()))
     })();
     let (expect, value) = match checked {
@@ -333,9 +332,7 @@ pub(crate) async fn delete(
         .await;
     match done {
         Ok(Written::Version(0)) => not_found().into_response(),
-        Ok(Written::Version(_)) => {
-            json::response(StatusCode::OK, b"{\"deleted\":true}".to_vec())
-        }
+        Ok(Written::Version(_)) => json::response(StatusCode::OK, b"{\"deleted\":true}".to_vec()),
         Ok(Written::Conflict(cur)) => conflict(cur).into_response(),
         Err(e) => e.into_response(),
     }

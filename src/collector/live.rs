@@ -326,7 +326,8 @@ impl LiveHub {
     }
 
     fn subscribe(&self, outbox: &Arc<Outbox>, stream: Stream, prefix: &str) -> Arc<str> {
-        let label: Arc<str> = format!("s{}", self.next_label.fetch_add(1, Ordering::Relaxed)).into();
+        let label: Arc<str> =
+            format!("s{}", self.next_label.fetch_add(1, Ordering::Relaxed)).into();
         let sub = Arc::new(Subscription {
             label: label.clone(),
             stream,
@@ -440,7 +441,10 @@ impl LiveHub {
                 st.missed.load(Ordering::Relaxed),
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
     }
 }
@@ -591,9 +595,8 @@ async fn replay_chunk(
                  WHERE id > ?1 AND key >= ?2 AND (?3 IS NULL OR key < ?3)
                  ORDER BY id LIMIT ?4",
             )?;
-            let rows = stmt.query_map(
-                rusqlite::params![after, lo, hi, REPLAY_CHUNK as i64],
-                |r| {
+            let rows =
+                stmt.query_map(rusqlite::params![after, lo, hi, REPLAY_CHUNK as i64], |r| {
                     let id: i64 = r.get(0)?;
                     let mut b = Vec::with_capacity(128);
                     let key = r.get_ref(1)?.as_str()?;
@@ -605,8 +608,7 @@ async fn replay_chunk(
                     let eid = r.get_ref(5)?.as_str_or_null()?;
                     write_event(&mut b, id, key, time, data, eid);
                     Ok((id, b))
-                },
-            )?;
+                })?;
             rows.collect()
         })
         .await
@@ -818,7 +820,10 @@ fn handle_request(session: &mut Session, text: &str) -> (Vec<String>, Option<Rep
         }
     };
     match req.kind.as_str() {
-        "ping" => (vec![reply(&req.id, serde_json::json!({"type": "pong"}))], None),
+        "ping" => (
+            vec![reply(&req.id, serde_json::json!({"type": "pong"}))],
+            None,
+        ),
         "subscribe" => {
             let parsed = (|| {
                 let stream = match str_field("stream")? {

@@ -375,6 +375,8 @@ fn add_issue8(doc: &mut Value) {
                 messages. A revoked key closes the socket with 1008.",
             "responses": {
                 "101": {"description": "Switching to the WebSocket protocol."},
+                "400": {"description": "Not a WebSocket upgrade request.", "content": {
+                    "text/plain": {"schema": {"type": "string"}}}},
                 "503": error_response("Too many live connections.")
             }
         }},
@@ -472,8 +474,11 @@ fn add_issue8(doc: &mut Value) {
         "description": "An API key. Only needed when the server has keys (an admin key or stored \
                 keys); without any, every route is open."}});
     // Security from the same table the server enforces.
-    let unauthorized = error_response("`Unauthorized`: no key, a malformed header, or an unknown or revoked key.");
-    let forbidden = error_response("`Forbidden`: the key lacks the scope, or the request leaves its namespace.");
+    let unauthorized =
+        error_response("`Unauthorized`: no key, a malformed header, or an unknown or revoked key.");
+    let forbidden = error_response(
+        "`Forbidden`: the key lacks the scope, or the request leaves its namespace.",
+    );
     let paths = doc["paths"].as_object_mut().expect("an object");
     for (path, ops) in paths.iter_mut() {
         for (method, op) in ops.as_object_mut().expect("an object") {
@@ -482,7 +487,9 @@ fn add_issue8(doc: &mut Value) {
             let scope = match super::auth::access(&m, path) {
                 super::auth::Access::Open => continue,
                 super::auth::Access::Need(s) => s.as_str().to_owned(),
-                super::auth::Access::NeedUnlimited(s) => format!("{} (without a prefix)", s.as_str()),
+                super::auth::Access::NeedUnlimited(s) => {
+                    format!("{} (without a prefix)", s.as_str())
+                }
             };
             op["security"] = json!([{"bearer": []}]);
             op["x-scope"] = Value::String(scope);

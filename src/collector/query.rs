@@ -104,8 +104,11 @@ impl<'a> Params<'a> {
             .map(|v| {
                 v.parse::<Timestamp>()
                     .map(|t| {
-                        i64::try_from(t.as_nanosecond())
-                            .unwrap_or(if t.as_nanosecond() < 0 { i64::MIN } else { i64::MAX })
+                        i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_nanosecond() < 0 {
+                            i64::MIN
+                        } else {
+                            i64::MAX
+                        })
                     })
                     .map_err(|e| {
                         bad_query(format!(
@@ -313,7 +316,9 @@ fn literal(v: &str) -> Literal {
         Ok(serde_json::Value::Null) => Literal::Null,
         Ok(serde_json::Value::Number(n)) => match n.as_i64() {
             Some(i) => Literal::Int(i),
-            None => n.as_f64().map_or(Literal::Str(v.to_owned()), Literal::Float),
+            None => n
+                .as_f64()
+                .map_or(Literal::Str(v.to_owned()), Literal::Float),
         },
         _ => Literal::Str(v.to_owned()),
     }
@@ -401,7 +406,8 @@ pub(crate) struct RangeQuery {
 
 /// The SQL of a range page (fetching `limit + 1` rows to know whether another page follows).
 pub(crate) fn range_sql(q: &RangeQuery) -> (String, Vec<Sql>) {
-    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE key = ? AND ts_ns >= ? AND ts_ns <= ?");
+    let mut sql =
+        format!("SELECT {COLUMNS} FROM events WHERE key = ? AND ts_ns >= ? AND ts_ns <= ?");
     let mut values = vec![
         Sql::Text(q.key.clone()),
         Sql::Integer(q.from),
@@ -491,16 +497,15 @@ pub(crate) fn read_latest(
     let mut out = Vec::new();
     let mut next = None;
     {
-        let mut first_key = tx.prepare_cached(
-            "SELECT key FROM events WHERE key >= ?1 ORDER BY key LIMIT 1",
-        )?;
+        let mut first_key =
+            tx.prepare_cached("SELECT key FROM events WHERE key >= ?1 ORDER BY key LIMIT 1")?;
         let mut next_key =
             tx.prepare_cached("SELECT key FROM events WHERE key > ?1 ORDER BY key LIMIT 1")?;
         let mut latest = tx.prepare_cached(&latest_sql)?;
         let mut key: Option<String> = match &q.after_key {
-            Some(after) if after.as_str() >= lo.as_str() => next_key
-                .query_row([after], |r| r.get(0))
-                .optional()?,
+            Some(after) if after.as_str() >= lo.as_str() => {
+                next_key.query_row([after], |r| r.get(0)).optional()?
+            }
             _ => first_key.query_row([&lo], |r| r.get(0)).optional()?,
         };
         while let Some(k) = key {
@@ -674,7 +679,11 @@ pub(crate) enum Target {
 }
 
 /// The delete condition: the target, the caller's namespace, and events up to `max_id` only.
-pub(crate) fn delete_filter(t: &Target, namespace: Option<&str>, max_id: i64) -> (String, Vec<Sql>) {
+pub(crate) fn delete_filter(
+    t: &Target,
+    namespace: Option<&str>,
+    max_id: i64,
+) -> (String, Vec<Sql>) {
     let mut sql = String::from("id <= ?");
     let mut values = vec![Sql::Integer(max_id)];
     match t {
@@ -684,7 +693,11 @@ pub(crate) fn delete_filter(t: &Target, namespace: Option<&str>, max_id: i64) ->
         }
         Target::Key { key, from, to } => {
             sql.push_str(" AND key = ? AND ts_ns >= ? AND ts_ns <= ?");
-            values.extend([Sql::Text(key.clone()), Sql::Integer(*from), Sql::Integer(*to)]);
+            values.extend([
+                Sql::Text(key.clone()),
+                Sql::Integer(*from),
+                Sql::Integer(*to),
+            ]);
         }
         Target::Prefix { prefix, from, to } => {
             push_prefix(&mut sql, &mut values, prefix);

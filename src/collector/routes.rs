@@ -26,12 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
-use axum::{Extension, Router};
 use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
 use futures_util::StreamExt;
 
 use super::auth::{self, KeyRegistry, Principal};
@@ -139,10 +139,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/live", get(super::live::ws))
         .route("/v1/live/sse", get(super::live::sse))
-        .route(
-            "/v1/keys",
-            post(super::keys::create).get(super::keys::list),
-        )
+        .route("/v1/keys", post(super::keys::create).get(super::keys::list))
         .route("/v1/keys/{id}", delete(super::keys::revoke))
         // Every matched route: the key and scope its `auth::access` rule asks for.
         .route_layer(middleware::from_fn_with_state(

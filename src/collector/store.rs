@@ -365,8 +365,9 @@ impl EventStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let sql =
-            format!("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {filter} LIMIT ?)");
+        let sql = format!(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {filter} LIMIT ?)"
+        );
         let limit = rusqlite::types::Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
         let deleted = tx
             .prepare_cached(&sql)?

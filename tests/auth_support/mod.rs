@@ -1,7 +1,7 @@
 //! Helpers for the tests of issue 8 (API keys, queries, KV, live feeds): a collector with an
 //! admin key, key creation, authenticated requests, and a WebSocket client.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,7 +51,11 @@ pub async fn call(
 }
 
 /// Creates a key through the admin route; returns `(id, token)`.
-pub async fn create_key(addr: SocketAddr, scopes: &[&str], prefix: Option<&str>) -> (String, String) {
+pub async fn create_key(
+    addr: SocketAddr,
+    scopes: &[&str],
+    prefix: Option<&str>,
+) -> (String, String) {
     let mut body = json!({ "scopes": scopes });
     if let Some(p) = prefix {
         body["prefix"] = json!(p);
