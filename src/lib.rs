@@ -90,6 +90,12 @@
 //! | `window-persist` | windowed-counter persistence: `FileStorage`, `BinaryFormat`, `JsonFormat` |
 //! | `window-tokio` | windowed-counter auto-persist on a tokio runtime |
 //! | `sqlite` | the metrics store's SQLite driver and `SqliteStorage` for windowed counters |
+//! | `stats` | the metrics store (`Stats`, the `Driver` trait, `MemoryDriver`, `connect_driver`) |
+//! | `postgres` | `PostgresDriver` (sqlx) |
+//! | `mysql` | `MysqlDriver` for MySQL 8 / MariaDB 10.6+ (sqlx) |
+//! | `redis` | `RedisDriver` (redis, tokio) |
+//! | `mongodb` | `MongoDriver` (MongoDB 8.0+ or a compatible server) |
+//! | `full` | everything |
 //! | `server` (default) | `accrue serve`, the HTTP collector, on embedded SQLite |
 //!
 //! ## Minimum supported Rust version
@@ -101,11 +107,20 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregator;
+#[cfg(any(feature = "client", feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "metrics"))))]
+pub mod client;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 mod collector;
 mod constants;
 mod error;
+#[cfg(any(feature = "client", feature = "stats", feature = "metrics"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "client", feature = "stats", feature = "metrics")))
+)]
+pub mod sink;
 #[cfg(feature = "stats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
 mod stats;

@@ -56,6 +56,8 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 /// driver.setup().await?;
 /// assert_eq!(driver.description(), "PostgresDriver(S)");
 /// let stats = Stats::builder(Arc::new(driver)).time_zone("UTC").build()?;
+/// stats.track("events", jiff::Timestamp::now(), serde_json::json!({"count": 1})).await?;
+/// stats.shutdown().await?;
 /// # Ok(()) }
 /// ```
 pub struct PostgresDriver {
