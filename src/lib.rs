@@ -107,11 +107,20 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod aggregator;
+#[cfg(any(feature = "client", feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "metrics"))))]
+pub mod client;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 mod collector;
 mod constants;
 mod error;
+#[cfg(any(feature = "client", feature = "stats", feature = "metrics"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "client", feature = "stats", feature = "metrics")))
+)]
+pub mod sink;
 #[cfg(feature = "stats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
 mod stats;

@@ -1,0 +1,201 @@
+//! `StatsSink`: aggregator batches into a metrics store (memory and SQLite drivers) with exact
+//! totals; a failing driver is retried with the same batch id, so nothing is counted twice.
+
+#![cfg(all(feature = "stats", feature = "sqlite", feature = "client"))]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use accrue::sink::{Fields, SinkValue, StatsSink};
+use accrue::{
+    Aggregator, Driver, DriverError, DriverFuture, IdentifierMode, MemoryDriver, RowId,
+    SqliteDriver, Stats, Value, Values, WriteBatch,
+};
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+/// A driver that applies a write and then reports failure, `fail` times: the worst case, an
+/// acknowledgement lost after the data was stored.
+#[derive(Debug)]
+struct LosesAcks {
+    inner: MemoryDriver,
+    fail: AtomicU32,
+    writes: AtomicU32,
+}
+
+impl Driver for LosesAcks {
+    fn description(&self) -> String {
+        "LosesAcks".into()
+    }
+
+    fn mode(&self) -> IdentifierMode {
+        self.inner.mode()
+    }
+
+    fn setup(&self) -> DriverFuture<'_, ()> {
+        self.inner.setup()
+    }
+
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> DriverFuture<'a, ()> {
+        Box::pin(async move {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.write(batch).await?;
+            if self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(DriverError::connection("acknowledgement lost"));
+            }
+            Ok(())
+        })
+    }
+
+    fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
+        self.inner.read(rows)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Latency {
+    count: u64,
+    sum: f64,
+    max: f64,
+}
+
+impl SinkValue for Latency {
+    fn write_fields(&self, _default: &str, out: &mut Fields) {
+        out.add("count", self.count);
+        out.add("sum", self.sum);
+        out.set("max", self.max);
+    }
+}
+
+async fn one(stats: &Stats, key: &str, at: Timestamp) -> serde_json::Value {
+    let s = stats.values(key, at, at, "1h", false).await.unwrap();
+    Value::Map(s.values[0].clone()).to_json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_from_many_threads_land_exactly_once_despite_lost_acknowledgements() {
+    let driver = Arc::new(LosesAcks {
+        inner: MemoryDriver::new(IdentifierMode::Full),
+        fail: AtomicU32::new(3),
+        writes: AtomicU32::new(0),
+    });
+    let stats = Stats::builder(driver.clone())
+        .granularities(["1h", "1d"])
+        .build()
+        .unwrap();
+    let at: Timestamp = "2025-03-01T12:30:00Z".parse().unwrap();
+    let (agg, rx) = Aggregator::<(String, Timestamp), u64>::builder()
+        .flush_interval(Duration::from_millis(5))
+        .spawn()
+        .unwrap();
+    let agg = Arc::new(agg);
+    let stop = CancellationToken::new();
+    let sink = StatsSink::new(stats.clone()).spawn_with_aggregator(agg.clone(), rx, stop.clone());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let agg = agg.clone();
+            std::thread::spawn(move || {
+                for i in 0..25_000u64 {
+                    agg.add((format!("m{}", (i + t) % 3), at), 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.cancel();
+    let report = sink.join().await;
+    assert!(report.is_complete(), "{report:?}");
+    assert!(
+        driver.writes.load(Ordering::SeqCst) > report.batches as u32,
+        "retried"
+    );
+    let mut total = 0;
+    for k in ["m0", "m1", "m2"] {
+        let v = one(&stats, k, at).await;
+        total += v["count"].as_u64().unwrap();
+    }
+    assert_eq!(
+        total, 100_000,
+        "each lost acknowledgement was retried without double counting"
+    );
+}
+
+#[tokio::test]
+async fn sums_add_up_and_set_fields_replace_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver =
+        SqliteDriver::open(dir.path().join("m.db"), "metrics", IdentifierMode::Full).unwrap();
+    driver.setup().await.unwrap();
+    let stats = Stats::builder(Arc::new(driver))
+        .granularities(["1h"])
+        .build()
+        .unwrap();
+    let (agg, rx) = Aggregator::<&'static str, Latency>::builder()
+        .merge(|acc: &mut Latency, l: Latency| {
+            acc.count += l.count;
+            acc.sum += l.sum;
+            acc.max = acc.max.max(l.max);
+        })
+        .build()
+        .unwrap();
+    let sink = StatsSink::new(stats.clone()).spawn(rx, CancellationToken::new());
+    for ms in [3.0, 9.0] {
+        agg.add(
+            "GET /",
+            Latency {
+                count: 1,
+                sum: ms,
+                max: ms,
+            },
+        )
+        .unwrap();
+    }
+    agg.flush();
+    agg.add(
+        "GET /",
+        Latency {
+            count: 1,
+            sum: 4.0,
+            max: 4.0,
+        },
+    )
+    .unwrap();
+    let agg2 = agg;
+    tokio::task::spawn_blocking(move || agg2.shutdown().unwrap())
+        .await
+        .unwrap();
+    let report = sink.join().await;
+    assert_eq!((report.batches, report.items), (2, 2));
+    let v = one(&stats, "GET /", Timestamp::now()).await;
+    assert_eq!(v["count"], 3);
+    assert_eq!(v["sum"], 16.0);
+    assert_eq!(v["max"], 4.0, "set by the last flush");
+}
+
+#[tokio::test]
+async fn items_the_store_refuses_are_counted_and_the_rest_written() {
+    let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+        .granularities(["1h"])
+        .build()
+        .unwrap();
+    let (agg, rx) = Aggregator::<String, f64>::builder().build().unwrap();
+    let sink = StatsSink::new(stats.clone())
+        .value_field("total")
+        .spawn(rx, CancellationToken::new());
+    agg.add("ok".into(), 1.5).unwrap();
+    agg.add("".into(), 1.0).unwrap(); // an empty key is invalid for the store
+    agg.add("nan".into(), f64::NAN).unwrap(); // not a finite number
+    tokio::task::spawn_blocking(move || agg.shutdown().unwrap())
+        .await
+        .unwrap();
+    let report = sink.join().await;
+    assert_eq!((report.items, report.rejected), (1, 2));
+    assert_eq!(one(&stats, "ok", Timestamp::now()).await["total"], 1.5);
+}
