@@ -28,6 +28,9 @@
 //! * `store` – the SQLite schema, writes and page reads.
 //! * `routes` – the axum handlers; `json` – Gin-compatible output; `openapi` – `/openapi.json`.
 //! * `metrics` – the `/metrics` counters; `error` – [`CollectorError`] and the API's errors.
+//! * `auth` – API keys and scopes (bearer tokens, hashed, constant-time); `keys` – their admin
+//!   routes; `query` – range, latest-per-key and delete queries; `kv` – the KV store; `live` –
+//!   WebSocket and SSE feeds; `ops` – store writes other than inserts, run by the writer.
 
 mod config;
 mod error;
@@ -43,6 +46,14 @@ mod target;
 mod time_fmt;
 mod values;
 mod writer;
+
+// Issue 8: API keys, queries, the KV store and live feeds.
+mod auth;
+mod keys;
+mod kv;
+mod live;
+mod ops;
+mod query;
 
 pub use self::config::{AckMode, CollectorBuilder, Synchronous};
 pub use self::error::CollectorError;

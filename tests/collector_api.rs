@@ -483,8 +483,17 @@ async fn openapi_describes_exactly_the_routes_that_answer() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 7);
-    for (path, ops) in paths {
+    for (template, ops) in paths {
+        // Path parameters get example values (issue 8's routes have some).
+        let path = &template
+            .replace("{ns}", "ns")
+            .replace("{*key}", "k")
+            .replace("{id}", "1");
         for method in ops.as_object().unwrap().keys() {
+            // A stream never ends; `auth_scopes.rs` checks that route's status.
+            if ops[method]["responses"]["200"]["content"]["text/event-stream"].is_object() {
+                continue;
+            }
             let body = if method == "post" {
                 Bytes::from("[]")
             } else {
@@ -494,8 +503,9 @@ async fn openapi_describes_exactly_the_routes_that_answer() {
                 .client()
                 .request(&method.to_uppercase(), path, body, &[])
                 .await;
-            assert_ne!(
-                r.status, 404,
+            // Routed: anything but the router's plain-text 404 (a resource may be missing).
+            assert!(
+                r.status != 404 || r.header("content-type") == Some(JSON_CT),
                 "{method} {path} is documented but not routed"
             );
             assert!(

@@ -3,7 +3,6 @@
 #![cfg(feature = "window-persist")]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,11 +19,9 @@ fn at(s: &str) -> Timestamp {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("accrue-wp-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the guard drops.
+fn tmp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 fn builder(clock: &TestClock) -> EventStoreBuilder {
@@ -35,10 +32,10 @@ fn builder(clock: &TestClock) -> EventStoreBuilder {
 #[test]
 fn p01_sqlite_round_trip_in_both_formats_and_loaded_keys_are_clean() {
     use accrue::SqliteStorage;
-    let dir = tmp_dir("p01");
+    let dir = tmp_dir();
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     for (name, json) in [("bin", false), ("json", true)] {
-        let path = dir.join(format!("{name}.db"));
+        let path = dir.path().join(format!("{name}.db"));
         let open = || {
             let b = builder(&clock).with_storage(SqliteStorage::open(&path).unwrap());
             if json {
@@ -192,8 +189,8 @@ fn p06_aged_out_keys_are_deleted_by_compact() {
 #[test]
 fn p07_auto_persist_on_a_current_thread_runtime() {
     use accrue::SqliteStorage;
-    let dir = tmp_dir("p07");
-    let path = dir.join("auto.db");
+    let dir = tmp_dir();
+    let path = dir.path().join("auto.db");
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -243,8 +240,8 @@ fn p07_auto_persist_on_a_current_thread_runtime() {
 
 #[test]
 fn drop_persists_and_file_storage_round_trips() {
-    let dir = tmp_dir("drop");
-    let path = dir.join("counters.log");
+    let dir = tmp_dir();
+    let path = dir.path().join("counters.log");
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     {
         let s = builder(&clock)

@@ -4,8 +4,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::auth::AdminKey;
 use super::error::CollectorError;
 use super::event::Limits;
+use super::live::LiveConfig;
 
 /// When a `200` is sent for a `POST /events` or `POST /batch`.
 ///
@@ -189,6 +191,9 @@ pub struct CollectorBuilder {
     pub(crate) granularities: Vec<String>,
     pub(crate) time_zone: String,
     pub(crate) week_start: jiff::civil::Weekday,
+    /// Issue 8: the admin key (hashed at once) and the live-feed bounds.
+    pub(crate) admin_key: Option<AdminKey>,
+    pub(crate) live: LiveConfig,
 }
 
 impl Default for CollectorBuilder {
@@ -222,6 +227,8 @@ impl Default for CollectorBuilder {
                 .collect(),
             time_zone: "UTC".into(),
             week_start: jiff::civil::Weekday::Monday,
+            admin_key: None,
+            live: LiveConfig::default(),
         }
     }
 }
@@ -234,7 +241,7 @@ impl CollectorBuilder {
     }
 
     /// The address to listen on. Default: `127.0.0.1` (use `0.0.0.0` to accept remote
-    /// clients; there is no authentication yet, so put it behind a firewall or proxy).
+    /// clients, with an [`admin_key`](Self::admin_key) and scoped keys, behind TLS).
     pub fn bind(mut self, addr: IpAddr) -> Self {
         self.bind = addr;
         self
@@ -375,6 +382,56 @@ impl CollectorBuilder {
         self
     }
 
+    /// The admin key: with it (or with any stored API key) every route except `/health`,
+    /// `/ready` and `/openapi.json` needs `Authorization: Bearer <key>`, and scoped keys can be
+    /// created at `POST /v1/keys`. At least 32 printable ASCII characters; it is hashed at once
+    /// and never printed (`Debug` shows `<redacted>`). Default: none — with no stored key
+    /// either, the server is open, as Tlytics is, and warns at start-up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let server = accrue::Collector::builder()
+    ///     .db(dir.path().join("e.db"))
+    ///     .port(0)
+    ///     .admin_key("a-long-random-admin-key-from-a-secret-store")
+    ///     .start()
+    ///     .await?;
+    /// server.stop().await?;
+    ///
+    /// let short = accrue::Collector::builder().admin_key("hunter2").start().await;
+    /// assert!(short.unwrap_err().to_string().contains("at least 32"));
+    /// # Ok(()) }
+    /// ```
+    pub fn admin_key(mut self, key: &str) -> Self {
+        self.admin_key = Some(AdminKey::new(key));
+        self
+    }
+
+    /// Messages one live connection may have waiting before it misses some (and is told so with
+    /// a `lagged` notice). Default: 1024; at least 2.
+    pub fn live_buffer_messages(mut self, messages: usize) -> Self {
+        self.live.buffer_messages = messages;
+        self
+    }
+
+    /// Bytes one live connection may have waiting. Default: 4 MiB; at least 128 KiB (one event
+    /// of the largest size must fit).
+    pub fn live_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.live.buffer_bytes = bytes;
+        self
+    }
+
+    /// Open live connections (WebSocket and SSE) allowed at once; more get `503`.
+    /// Default: 1024.
+    pub fn max_live_connections(mut self, connections: usize) -> Self {
+        self.live.max_connections = connections;
+        self
+    }
+
     /// The event store's path.
     pub fn db_path(&self) -> &Path {
         &self.db
@@ -434,6 +491,18 @@ impl CollectorBuilder {
         }
         if let Err(e) = crate::Calendar::from_name(&self.time_zone) {
             return bad(format!("time zone: {e}"));
+        }
+        if let Some(why) = self.admin_key.as_ref().and_then(|k| k.invalid.as_ref()) {
+            return bad(why.clone());
+        }
+        if self.live.buffer_messages < 2 {
+            return bad("the live buffer must hold at least 2 messages".into());
+        }
+        if self.live.buffer_bytes < super::live::MIN_BUFFER_BYTES {
+            return bad(format!(
+                "the live buffer must hold at least {} bytes",
+                super::live::MIN_BUFFER_BYTES
+            ));
         }
         // tokio's semaphore takes at most u32 permits at once.
         if self.max_body_bytes > u32::MAX as usize || l.max_events > u32::MAX as usize {

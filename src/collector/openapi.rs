@@ -36,7 +36,7 @@ fn ingest_responses() -> Value {
 
 /// The document, as JSON text.
 pub(crate) fn document() -> String {
-    let doc = json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "accrue collector",
@@ -203,7 +203,300 @@ pub(crate) fn document() -> String {
             }
         }}
     });
+    add_issue8(&mut doc);
     doc.to_string()
+}
+
+// --- issue 8: queries, KV, live feeds, API keys, and the security of every route -----------
+
+fn param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "description": description, "schema": schema})
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+        "schema": {"type": "string"}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn where_param() -> Value {
+    json!({"name": "where", "in": "query", "style": "form", "explode": true,
+        "description": "Repeatable, all must hold: `PATH OP VALUE` on the event's data, e.g. \
+                `user.plan=pro`, `temp>=20.5`, `ok=true`, `name~smith`. OP is one of = != < <= > >= ~ \
+                (contains); VALUE is a JSON literal or bare text; comparisons are typed.",
+        "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 8}})
+}
+
+fn page_of_events(description: &str) -> Value {
+    ok(
+        description,
+        json!({"type": "object", "required": ["events", "next_cursor"], "properties": {
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/QueriedEvent"}},
+            "next_cursor": {"type": ["string", "null"],
+                "description": "Pass as `cursor` for the next page; null on the last page."}
+        }}),
+    )
+}
+
+/// The routes of issue 8, and bearer security on every route that needs a key.
+fn add_issue8(doc: &mut Value) {
+    let bad = error_response("`Invalid query` or `Invalid request`; `detail` says what.");
+    let paths = json!({
+        "/v1/events": {
+            "get": {
+                "operationId": "queryRange",
+                "summary": "The events of one key in a time range, keyset-paged.",
+                "parameters": [
+                    param("key", "The event key (required).", json!({"type": "string"})),
+                    param("from", "RFC 3339, inclusive; default: the beginning.", json!({"type": "string", "format": "date-time"})),
+                    param("to", "RFC 3339, inclusive; default: the end.", json!({"type": "string", "format": "date-time"})),
+                    param("limit", "Events per page.", json!({"type": "integer", "minimum": 1, "maximum": 10000, "default": 100})),
+                    param("order", "By event time, then id.", json!({"enum": ["asc", "desc"], "default": "asc"})),
+                    param("cursor", "The previous page's `next_cursor`.", json!({"type": "string"})),
+                    where_param()
+                ],
+                "responses": {"200": page_of_events("One page."), "400": bad.clone(),
+                    "500": error_response("`Failed to retrieve events`.")}
+            },
+            "delete": {
+                "operationId": "deleteEvents",
+                "summary": "Delete one key's events, or those of every key with a prefix.",
+                "description": "Exactly one of `key` and `prefix`. Runs in chunks of 10 000 rows \
+                through the writer. With the metrics pipeline on, the aggregated metrics are \
+                flushed first and only events they include are deleted (metrics are never \
+                decremented); events committed while the delete runs may remain.",
+                "parameters": [
+                    param("key", "Delete this key's events.", json!({"type": "string"})),
+                    param("prefix", "Delete the events of every key starting with this.", json!({"type": "string"})),
+                    param("from", "RFC 3339, inclusive.", json!({"type": "string", "format": "date-time"})),
+                    param("to", "RFC 3339, inclusive.", json!({"type": "string", "format": "date-time"}))
+                ],
+                "responses": {
+                    "200": ok("Deleted.", json!({"$ref": "#/components/schemas/Deleted"})),
+                    "400": bad.clone(),
+                    "503": error_response("The metrics store did not take the flush a delete needs, or too many store operations are pending.")
+                }
+            }
+        },
+        "/v1/events/{id}": {"delete": {
+            "operationId": "deleteEvent",
+            "summary": "Delete one event by the `id` the queries return.",
+            "parameters": [path_param("id", "The event's id.")],
+            "responses": {
+                "200": ok("Deleted.", json!({"$ref": "#/components/schemas/Deleted"})),
+                "400": bad.clone(),
+                "404": error_response("No such event (in this key's namespace).")
+            }
+        }},
+        "/v1/latest": {"get": {
+            "operationId": "queryLatest",
+            "summary": "Per key, the newest event at or before `at` that matches `where`.",
+            "description": "The predicate is applied before the latest event is chosen. Keys in \
+                key order, paged.",
+            "parameters": [
+                param("prefix", "Only keys starting with this.", json!({"type": "string"})),
+                param("at", "RFC 3339; default: now.", json!({"type": "string", "format": "date-time"})),
+                param("since", "RFC 3339: leave out keys whose latest match is older.", json!({"type": "string", "format": "date-time"})),
+                param("limit", "Keys per page.", json!({"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000})),
+                param("cursor", "The previous page's `next_cursor`.", json!({"type": "string"})),
+                where_param()
+            ],
+            "responses": {"200": page_of_events("One event per key."), "400": bad.clone(),
+                "500": error_response("`Failed to retrieve events`.")}
+        }},
+        "/v1/kv/{ns}": {"get": {
+            "operationId": "kvList",
+            "summary": "The values of a namespace, in key order.",
+            "parameters": [
+                path_param("ns", "The namespace."),
+                param("prefix", "Only keys starting with this.", json!({"type": "string"})),
+                param("limit", "Values per page.", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})),
+                param("cursor", "The previous page's `next_cursor`.", json!({"type": "string"}))
+            ],
+            "responses": {"200": ok("One page.", json!({"type": "object",
+                "required": ["items", "next_cursor", "ns"], "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/KvItem"}},
+                    "next_cursor": {"type": ["string", "null"]},
+                    "ns": {"type": "string"}
+                }})), "400": bad.clone()}
+        }},
+        "/v1/kv/{ns}/{*key}": {
+            "get": {
+                "operationId": "kvGet",
+                "summary": "One value.",
+                "parameters": [path_param("ns", "The namespace."), path_param("key", "The key (may contain /).")],
+                "responses": {
+                    "200": ok("The value.", json!({"allOf": [{"$ref": "#/components/schemas/KvItem"},
+                        {"type": "object", "required": ["ns"], "properties": {"ns": {"type": "string"}}}]})),
+                    "404": error_response("No value under this key.")
+                }
+            },
+            "put": {
+                "operationId": "kvPut",
+                "summary": "Set a value (any JSON), answered once committed.",
+                "parameters": [
+                    path_param("ns", "The namespace."), path_param("key", "The key (may contain /)."),
+                    param("if_version", "Write only if the stored version is this (0: only if absent).", json!({"type": "integer", "minimum": 0}))
+                ],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {}}}},
+                "responses": {
+                    "200": ok("Stored.", json!({"type": "object", "required": ["key", "ns", "version"],
+                        "properties": {"key": {"type": "string"}, "ns": {"type": "string"}, "version": {"type": "integer"}}})),
+                    "400": bad.clone(),
+                    "409": error_response("`Version mismatch`."),
+                    "413": error_response("The value is larger than 64 KiB.")
+                }
+            },
+            "delete": {
+                "operationId": "kvDelete",
+                "summary": "Delete a value.",
+                "parameters": [
+                    path_param("ns", "The namespace."), path_param("key", "The key (may contain /)."),
+                    param("if_version", "Delete only if the stored version is this.", json!({"type": "integer", "minimum": 0}))
+                ],
+                "responses": {
+                    "200": ok("Deleted.", json!({"type": "object", "properties": {"deleted": {"const": true}}})),
+                    "404": error_response("No value under this key."),
+                    "409": error_response("`Version mismatch`.")
+                }
+            }
+        },
+        "/v1/live": {"get": {
+            "operationId": "liveWebSocket",
+            "summary": "Live feed over WebSocket (upgrade).",
+            "description": "Text frames of JSON. Requests carry an `id` and get a reply with it: \
+                {\"id\",\"type\":\"subscribe\",\"stream\":\"events\"|\"flushes\",\"prefix\"?,\"after\"?}, \
+                {\"id\",\"type\":\"unsubscribe\",\"subscription\"}, {\"id\",\"type\":\"ping\"}; a bad \
+                request gets {\"id\",\"type\":\"error\",...} and the connection stays open. Pushed: \
+                ready, event, flush, and {\"type\":\"lagged\",\"missed\":N} when a slow reader missed \
+                messages. A revoked key closes the socket with 1008.",
+            "responses": {
+                "101": {"description": "Switching to the WebSocket protocol."},
+                "400": {"description": "Not a WebSocket upgrade request.", "content": {
+                    "text/plain": {"schema": {"type": "string"}}}},
+                "503": error_response("Too many live connections.")
+            }
+        }},
+        "/v1/live/sse": {"get": {
+            "operationId": "liveSse",
+            "summary": "One live subscription as server-sent events.",
+            "description": "Events `event` (with `id:` the event id), `flush`, `lagged` \
+                ({\"missed\":N}) and `error`. `Last-Event-ID` or `after` resumes after an event id \
+                from the event store, without gaps or duplicates.",
+            "parameters": [
+                param("stream", "What to follow.", json!({"enum": ["events", "flushes"], "default": "events"})),
+                param("prefix", "Only keys starting with this.", json!({"type": "string"})),
+                param("after", "Resume after this event id (events only).", json!({"type": "integer"}))
+            ],
+            "responses": {
+                "200": {"description": "The stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "400": bad.clone(),
+                "503": error_response("Too many live connections.")
+            }
+        }},
+        "/v1/keys": {
+            "post": {
+                "operationId": "createKey",
+                "summary": "Create an API key; its token is in this answer only.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["scopes"], "additionalProperties": false,
+                    "properties": {
+                        "scopes": {"type": "array", "minItems": 1, "items": {"enum": ["read", "write", "delete", "admin"]}},
+                        "prefix": {"type": "string", "minLength": 1, "maxLength": 256,
+                            "description": "Limit the key to event keys, KV namespaces and feeds starting with this (not for admin keys)."},
+                        "label": {"type": "string", "maxLength": 256}
+                    }
+                }}}},
+                "responses": {
+                    "201": ok("Created.", json!({"allOf": [{"$ref": "#/components/schemas/ApiKey"},
+                        {"type": "object", "required": ["key"], "properties": {"key": {"type": "string",
+                            "description": "The bearer token. Store it now: only its hash is kept."}}}]})),
+                    "400": bad.clone()
+                }
+            },
+            "get": {
+                "operationId": "listKeys",
+                "summary": "The API keys, without their tokens.",
+                "responses": {"200": ok("The keys.", json!({"type": "object", "required": ["keys"],
+                    "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/ApiKey"}}}}))}
+            }
+        },
+        "/v1/keys/{id}": {"delete": {
+            "operationId": "revokeKey",
+            "summary": "Revoke a key: refused from the next request on; its live connections close.",
+            "parameters": [path_param("id", "The key's id.")],
+            "responses": {
+                "200": ok("Revoked.", json!({"type": "object", "properties": {"revoked": {"type": "string"}}})),
+                "404": error_response("No key has this id.")
+            }
+        }}
+    });
+    let schemas = json!({
+        "QueriedEvent": {
+            "type": "object", "required": ["id", "key", "timestamp", "data"],
+            "properties": {
+                "id": {"type": "integer", "description": "Assigned at commit, increasing; deletes and live resumes use it."},
+                "key": {"type": "string"},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "data": {"type": ["object", "null"]},
+                "event_id": {"type": "string", "description": "The client's idempotency id, when it sent one."}
+            }
+        },
+        "Deleted": {"type": "object", "required": ["deleted"], "properties": {"deleted": {"type": "integer"}}},
+        "KvItem": {
+            "type": "object", "required": ["key", "updated", "value", "version"],
+            "properties": {
+                "key": {"type": "string"}, "updated": {"type": "string", "format": "date-time"},
+                "value": {}, "version": {"type": "integer"}
+            }
+        },
+        "ApiKey": {
+            "type": "object", "required": ["id", "scopes", "prefix", "label", "created"],
+            "properties": {
+                "id": {"type": "string"},
+                "scopes": {"type": "array", "items": {"enum": ["read", "write", "delete", "admin"]}},
+                "prefix": {"type": ["string", "null"]},
+                "label": {"type": ["string", "null"]},
+                "created": {"type": "string", "format": "date-time"}
+            }
+        }
+    });
+    for (path, ops) in paths.as_object().expect("an object") {
+        doc["paths"][path] = ops.clone();
+    }
+    for (name, schema) in schemas.as_object().expect("an object") {
+        doc["components"]["schemas"][name] = schema.clone();
+    }
+    doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
+        "description": "An API key. Only needed when the server has keys (an admin key or stored \
+                keys); without any, every route is open."}});
+    // Security from the same table the server enforces.
+    let unauthorized =
+        error_response("`Unauthorized`: no key, a malformed header, or an unknown or revoked key.");
+    let forbidden = error_response(
+        "`Forbidden`: the key lacks the scope, or the request leaves its namespace.",
+    );
+    let paths = doc["paths"].as_object_mut().expect("an object");
+    for (path, ops) in paths.iter_mut() {
+        for (method, op) in ops.as_object_mut().expect("an object") {
+            let m = axum::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .expect("a method");
+            let scope = match super::auth::access(&m, path) {
+                super::auth::Access::Open => continue,
+                super::auth::Access::Need(s) => s.as_str().to_owned(),
+                super::auth::Access::NeedUnlimited(s) => {
+                    format!("{} (without a prefix)", s.as_str())
+                }
+            };
+            op["security"] = json!([{"bearer": []}]);
+            op["x-scope"] = Value::String(scope);
+            op["responses"]["401"] = unauthorized.clone();
+            op["responses"]["403"] = forbidden.clone();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,13 @@
 //! | `GET /v1/values?key=&from=&to=&granularity=` | aggregated timelines from the metrics store |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /openapi.json` | the OpenAPI 3.1 description of all of the above |
+//! | `GET /v1/events`, `GET /v1/latest`, `DELETE /v1/events[/{id}]` | queries and deletes (`query`) |
+//! | `GET/PUT/DELETE /v1/kv/{ns}/{key}`, `GET /v1/kv/{ns}` | the KV store (`kv`) |
+//! | `GET /v1/live` (WebSocket), `GET /v1/live/sse` | live feeds (`live`) |
+//! | `POST/GET /v1/keys`, `DELETE /v1/keys/{id}` | API-key management (`keys`) |
+//!
+//! With API keys configured every route but `/health`, `/ready` and `/openapi.json` needs
+//! `Authorization: Bearer <key>` with the scope [`access`](super::auth::access) names.
 //!
 //! Everything else, including a known path with the wrong method, is Gin's plain-text
 //! `404 page not found`.
@@ -18,19 +25,22 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
 use futures_util::StreamExt;
 
+use super::auth::{self, KeyRegistry, Principal};
 use super::error::ApiError;
 use super::event::{self, Event, Limits};
 use super::json;
+use super::live::LiveHub;
 use super::metrics::{Gauges, Metrics};
+use super::ops::WriteOps;
 use super::pipeline::flusher::Pipeline;
 use super::store::{PageQuery, ReadPool, read_page};
 use super::time_fmt::{EventTime, format_rfc3339};
@@ -48,6 +58,20 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/values"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    // Issue 8.
+    ("get", "/v1/events"),
+    ("delete", "/v1/events"),
+    ("delete", "/v1/events/{id}"),
+    ("get", "/v1/latest"),
+    ("get", "/v1/kv/{ns}"),
+    ("get", "/v1/kv/{ns}/{*key}"),
+    ("put", "/v1/kv/{ns}/{*key}"),
+    ("delete", "/v1/kv/{ns}/{*key}"),
+    ("get", "/v1/live"),
+    ("get", "/v1/live/sse"),
+    ("post", "/v1/keys"),
+    ("get", "/v1/keys"),
+    ("delete", "/v1/keys/{id}"),
 ];
 
 /// `/view` defaults and bounds (Tlytics: page 1, size 10; sizes above 1000 are clamped).
@@ -73,6 +97,12 @@ pub(crate) struct AppInner {
     pub(crate) max_body: usize,
     /// The port actually bound, reported by `/health`.
     pub(crate) port: u16,
+    /// API keys (issue 8).
+    pub(crate) auth: Arc<KeyRegistry>,
+    /// Live-feed subscriptions (issue 8).
+    pub(crate) live: Arc<LiveHub>,
+    /// Store writes other than inserts, run by the writer (issue 8).
+    pub(crate) ops: WriteOps,
 }
 
 impl Deref for AppState {
@@ -91,9 +121,31 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/view", get(view))
         .route("/ready", get(ready))
-        .route("/v1/values", get(super::values::values))
+        .route("/v1/values", get(values))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .route(
+            "/v1/events",
+            get(super::query::range).delete(super::query::delete_many),
+        )
+        .route("/v1/events/{id}", delete(super::query::delete_one))
+        .route("/v1/latest", get(super::query::latest))
+        .route("/v1/kv/{ns}", get(super::kv::list))
+        .route(
+            "/v1/kv/{ns}/{*key}",
+            get(super::kv::get)
+                .put(super::kv::put)
+                .delete(super::kv::delete),
+        )
+        .route("/v1/live", get(super::live::ws))
+        .route("/v1/live/sse", get(super::live::sse))
+        .route("/v1/keys", post(super::keys::create).get(super::keys::list))
+        .route("/v1/keys/{id}", delete(super::keys::revoke))
+        // Every matched route: the key and scope its `auth::access` rule asks for.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .method_not_allowed_fallback(not_found)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -130,18 +182,34 @@ enum Shape {
     Envelope,
 }
 
-async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    ingest(st, headers, body, Shape::Array).await
+async fn post_events(
+    State(st): State<AppState>,
+    Extension(by): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(st, &by, headers, body, Shape::Array).await
 }
 
-async fn post_batch(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    ingest(st, headers, body, Shape::Envelope).await
+async fn post_batch(
+    State(st): State<AppState>,
+    Extension(by): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest(st, &by, headers, body, Shape::Envelope).await
 }
 
 /// Reads the body (never more than the limit), decodes and validates every event, then hands
 /// them to the writer as one job. The Content-Type is not looked at, as in Tlytics.
-async fn ingest(st: AppState, headers: HeaderMap, body: Body, shape: Shape) -> Response {
-    match ingest_inner(&st, &headers, body, shape).await {
+async fn ingest(
+    st: AppState,
+    by: &Principal,
+    headers: HeaderMap,
+    body: Body,
+    shape: Shape,
+) -> Response {
+    match ingest_inner(&st, by, &headers, body, shape).await {
         Ok((count, duplicates)) => {
             st.metrics
                 .events_accepted
@@ -167,6 +235,7 @@ async fn ingest(st: AppState, headers: HeaderMap, body: Body, shape: Shape) -> R
 
 async fn ingest_inner(
     st: &AppState,
+    by: &Principal,
     headers: &HeaderMap,
     body: Body,
     shape: Shape,
@@ -195,6 +264,15 @@ async fn ingest_inner(
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
     };
+    // A key limited to a namespace writes only there (all or nothing, like every check).
+    if by.namespace.is_some() {
+        for (i, e) in events.iter().enumerate() {
+            by.check_key(&e.key).map_err(|mut err| {
+                err.index = Some(i);
+                err
+            })?;
+        }
+    }
     if let Some(pipeline) = &st.pipeline {
         pipeline.prepare(&mut events)?;
     }
@@ -275,10 +353,27 @@ pub(crate) fn page_params(pairs: &[(String, String)]) -> (i64, i64, Option<Strin
     (page, size, key)
 }
 
-async fn view(State(st): State<AppState>, Query(pairs): Query<Vec<(String, String)>>) -> Response {
+async fn view(
+    State(st): State<AppState>,
+    Extension(by): Extension<Principal>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
     let (page, size, key) = page_params(&pairs);
+    // A key limited to a namespace sees only its events: a `key` outside it is refused, no
+    // `key` lists the namespace.
+    let key_range = match (&key, &by.namespace) {
+        (Some(k), Some(_)) => {
+            if let Err(e) = by.check_key(k) {
+                return e.into_response();
+            }
+            None
+        }
+        (None, Some(ns)) => Some(super::query::prefix_range(ns)),
+        _ => None,
+    };
     let q = PageQuery {
         key,
+        key_range,
         limit: size,
         offset: (page - 1).checked_mul(size),
     };
@@ -329,6 +424,20 @@ async fn view(State(st): State<AppState>, Query(pairs): Query<Vec<(String, Strin
     }
 }
 
+/// `/v1/values`, after checking its `key` against the caller's namespace.
+async fn values(
+    state: State<AppState>,
+    Extension(by): Extension<Principal>,
+    query: Query<Vec<(String, String)>>,
+) -> Response {
+    if let Some((_, key)) = query.0.iter().find(|(k, _)| k == "key")
+        && let Err(e) = by.check_key(key)
+    {
+        return e.into_response();
+    }
+    super::values::values(state, query).await
+}
+
 async fn metrics(State(st): State<AppState>) -> Response {
     let (cap_events, cap_bytes) = st.ingest.capacity();
     let gauges = Gauges {
@@ -341,7 +450,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
         metrics_watermark: st.writer.watermark.load(Ordering::Acquire),
         aggregator: st.pipeline.as_ref().map(|p| p.counters()),
     };
-    let mut res = st.metrics.render(&gauges).into_response();
+    let mut text = st.metrics.render(&gauges);
+    st.auth.render_metrics(&mut text);
+    st.live.render_metrics(&mut text);
+    let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -14,9 +14,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth::KeyRegistry;
 use super::config::CollectorBuilder;
 use super::error::CollectorError;
+use super::live::LiveHub;
 use super::metrics::Metrics;
+use super::ops::WriteOps;
 use super::pipeline::flusher::Pipeline;
 use super::routes::{AppInner, AppState, router};
 use super::store::{EventStore, ReadPool};
@@ -243,6 +246,21 @@ impl CollectorBuilder {
         let store = tokio::task::spawn_blocking(move || EventStore::open(&path, sync))
             .await
             .map_err(|e| CollectorError::Task(e.to_string()))??;
+        // Issue 8: the API-key and KV tables, and the stored keys.
+        let (store, stored_keys) = tokio::task::spawn_blocking(move || {
+            let mut store = store;
+            super::ops::create_schema(&mut store)
+                .and_then(|()| super::keys::load(store.connection()))
+                .map(|keys| (store, keys))
+                .map_err(|e| CollectorError::store("create the API-key and KV tables", e))
+        })
+        .await
+        .map_err(|e| CollectorError::Task(e.to_string()))??;
+        let auth = Arc::new(KeyRegistry::new(
+            cfg.admin_key.as_ref().map(|k| k.hash),
+            stored_keys,
+        ));
+        let live = LiveHub::new(cfg.live);
         let metrics = Arc::new(Metrics::default());
         let writer_cfg = WriterConfig {
             ack: cfg.ack,
@@ -265,7 +283,11 @@ impl CollectorBuilder {
             }
             None => (store, None),
         };
-        let observers = pipeline.iter().map(|p| p.observer()).collect();
+        let mut observers: Vec<_> = pipeline.iter().map(|p| p.observer()).collect();
+        observers.push(live.observer());
+        if let Some(p) = &pipeline {
+            p.set_live(Arc::clone(&live));
+        }
         let writer::Spawned {
             ingest,
             shared,
@@ -283,6 +305,9 @@ impl CollectorBuilder {
             limits: cfg.limits,
             max_body: cfg.max_body_bytes,
             port: local.port(),
+            auth: Arc::clone(&auth),
+            live: Arc::clone(&live),
+            ops: WriteOps::new(Arc::clone(&ingest)),
         }));
         let app = router(state);
         let cancel = CancellationToken::new();
@@ -311,12 +336,27 @@ impl CollectorBuilder {
             cfg.ack.as_str(),
             target.describe(),
         );
+        if auth.enabled() {
+            tracing::info!(
+                admin_key = auth.has_admin_key(),
+                stored_keys = auth.list().len(),
+                "API keys required (Authorization: Bearer); /health, /ready and /openapi.json stay open"
+            );
+        } else {
+            tracing::warn!(
+                "NO API KEYS CONFIGURED: every route of http://{local} is open to anyone who can \
+                 reach it — read, write and delete (Tlytics-compatible mode). Set ACCRUE_ADMIN_KEY \
+                 or --admin-key-file to require keys."
+            );
+        }
         let timeout = cfg.shutdown_timeout;
         let done = tokio::spawn({
             let cancel = cancel.clone();
             async move {
                 cancel.cancelled().await;
                 tracing::info!("shutting down: no new connections; finishing open requests");
+                // Live feeds never finish on their own: close them (code 1001 / end of stream).
+                live.shutdown();
                 let mut server = server;
                 match tokio::time::timeout(timeout, &mut server).await {
                     Ok(Ok(Ok(()))) => {}

@@ -344,10 +344,50 @@ impl EventStore {
     }
 }
 
+// --- issue 8: deletes, and the connection for the KV and API-key tables -------------------
+
+impl EventStore {
+    /// The writer's connection, for the tables other than `events` (KV values, API keys).
+    /// Event rows must only change through this type's methods, which keep `event_count` true.
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Deletes up to `limit` events matching `filter` (a fixed SQL condition on `events` whose
+    /// `?` placeholders take `values`, in order) in one transaction, keeping the event count
+    /// true. Returns how many were deleted; fewer than `limit` means none are left.
+    pub(crate) fn delete_matching(
+        &mut self,
+        filter: &str,
+        values: &[rusqlite::types::Value],
+        limit: usize,
+    ) -> rusqlite::Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sql = format!(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {filter} LIMIT ?)"
+        );
+        let limit = rusqlite::types::Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
+        let deleted = tx
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values.iter().chain([&limit])))?;
+        if deleted > 0 {
+            tx.prepare_cached(SET_STATE)?
+                .execute(params!["event_count", self.count - deleted as i64])?;
+        }
+        tx.commit()?;
+        self.count -= deleted as i64;
+        Ok(deleted)
+    }
+}
+
 /// What `/view` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PageQuery {
     pub(crate) key: Option<String>,
+    /// Only keys in `[lo, hi)`: the namespace of a key-prefix-limited API key (issue 8).
+    pub(crate) key_range: Option<(String, Option<String>)>,
     pub(crate) limit: i64,
     /// `None` when `(page - 1) * page_size` overflows: a page past any possible end.
     pub(crate) offset: Option<i64>,
@@ -361,28 +401,35 @@ pub(crate) fn read_page(
     q: &PageQuery,
     mut each: impl FnMut(&str, EventTime, Option<&str>),
 ) -> rusqlite::Result<i64> {
+    use rusqlite::types::Value as Sql;
     let tx = conn.transaction()?;
-    let total: i64 = match &q.key {
-        None => tx
-            .prepare_cached(GET_STATE)?
-            .query_row(["event_count"], |r| r.get(0))?,
-        Some(key) => tx
-            .prepare_cached("SELECT COUNT(*) FROM events WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))?,
+    // The filter, as a fixed SQL fragment and its bound values.
+    let (filter, values): (&str, Vec<Sql>) = match (&q.key, &q.key_range) {
+        (Some(key), _) => ("WHERE key = ?", vec![Sql::Text(key.clone())]),
+        (None, Some((lo, Some(hi)))) => (
+            "WHERE key >= ? AND key < ?",
+            vec![Sql::Text(lo.clone()), Sql::Text(hi.clone())],
+        ),
+        (None, Some((lo, None))) => ("WHERE key >= ?", vec![Sql::Text(lo.clone())]),
+        (None, None) => ("", Vec::new()),
+    };
+    let total: i64 = if filter.is_empty() {
+        tx.prepare_cached(GET_STATE)?
+            .query_row(["event_count"], |r| r.get(0))?
+    } else {
+        tx.prepare_cached(&format!("SELECT COUNT(*) FROM events {filter}"))?
+            .query_row(rusqlite::params_from_iter(values.iter()), |r| r.get(0))?
     };
     if let Some(offset) = q.offset.filter(|&o| o < total) {
-        let sql = if q.key.is_some() {
-            "SELECT key, ts_ns, ts_offset_s, data FROM events WHERE key = ?3
-             ORDER BY ts_ns DESC, id DESC LIMIT ?1 OFFSET ?2"
-        } else {
-            "SELECT key, ts_ns, ts_offset_s, data FROM events
-             ORDER BY ts_ns DESC, id DESC LIMIT ?1 OFFSET ?2"
-        };
-        let mut stmt = tx.prepare_cached(sql)?;
-        let mut rows = match &q.key {
-            Some(key) => stmt.query(params![q.limit, offset, key])?,
-            None => stmt.query(params![q.limit, offset])?,
-        };
+        let sql = format!(
+            "SELECT key, ts_ns, ts_offset_s, data FROM events {filter}
+             ORDER BY ts_ns DESC, id DESC LIMIT ? OFFSET ?"
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut all = values;
+        all.push(Sql::Integer(q.limit));
+        all.push(Sql::Integer(offset));
+        let mut rows = stmt.query(rusqlite::params_from_iter(all.iter()))?;
         while let Some(row) = rows.next()? {
             let time = EventTime {
                 unix_ns: row.get(1)?,
@@ -487,6 +534,7 @@ mod tests {
         let mut seen = Vec::new();
         let q = PageQuery {
             key: key.map(str::to_owned),
+            key_range: None,
             limit,
             offset: Some(offset),
         };

@@ -70,8 +70,15 @@ pub(crate) struct Job {
 
 pub(crate) enum Msg {
     Write(Job),
+    /// A store operation other than an insert (deletes, KV and API-key writes): run on the
+    /// writer thread, after the events queued before it are committed, so the writer stays the
+    /// only writer. The closure reports its own result.
+    Run(StoreOp),
     Stop,
 }
+
+/// See [`Msg::Run`].
+pub(crate) type StoreOp = Box<dyn FnOnce(&mut EventStore) + Send>;
 
 /// Something that sees every event once it is committed, with its row id, on the writer
 /// thread (the metrics pipeline; later, live feeds). It must be quick: the writer waits. It
@@ -165,6 +172,20 @@ impl Ingest {
 
     pub(crate) fn capacity(&self) -> (usize, usize) {
         (self.cap_events, self.cap_bytes)
+    }
+
+    /// Queues `op` to run on the writer thread after everything queued before it.
+    ///
+    /// # Errors
+    ///
+    /// `503` when the server is stopping (the op is dropped unrun).
+    pub(crate) fn run_op(&self, op: StoreOp) -> Result<(), ApiError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ApiError::shutting_down());
+        }
+        self.tx
+            .send(Msg::Run(op))
+            .map_err(|_| ApiError::shutting_down())
     }
 
     /// Refuses new requests and tells the writer to finish what is queued, then stop.
@@ -322,6 +343,18 @@ impl Writer {
             Msg::Write(job) => {
                 *events += job.events.len();
                 group.push(job);
+                false
+            }
+            Msg::Run(op) => {
+                // Ops see every event queued before them committed.
+                if !group.is_empty() {
+                    self.commit(group);
+                }
+                *events = 0;
+                op(&mut self.store);
+                self.shared
+                    .stored
+                    .store(self.store.count(), Ordering::Release);
                 false
             }
             Msg::Stop => true,

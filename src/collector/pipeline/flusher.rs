@@ -62,6 +62,10 @@ pub(crate) struct Pipeline {
     metrics: Arc<Metrics>,
     writer: Mutex<Option<Arc<WriterShared>>>,
     finished: AtomicBool,
+    /// Issue 8: one flush at a time (deletes ask for one besides the timer), and the live
+    /// feed of stored flushes.
+    flush_lock: tokio::sync::Mutex<()>,
+    live: std::sync::OnceLock<Arc<crate::collector::live::LiveHub>>,
 }
 
 impl Pipeline {
@@ -96,6 +100,8 @@ impl Pipeline {
             metrics,
             writer: Mutex::new(None),
             finished: AtomicBool::new(false),
+            flush_lock: tokio::sync::Mutex::new(()),
+            live: std::sync::OnceLock::new(),
         });
         let w = pipeline.read_watermark().await?;
         pipeline.flushed.store(w, Ordering::Release);
@@ -141,6 +147,11 @@ impl Pipeline {
             );
         }
         Ok(replayed)
+    }
+
+    /// Publishes every stored flush to the live feeds' `flushes` subscribers.
+    pub(crate) fn set_live(&self, hub: Arc<crate::collector::live::LiveHub>) {
+        let _ = self.live.set(hub);
     }
 
     /// Lets retention know how far the metrics store is.
@@ -220,6 +231,7 @@ impl Pipeline {
     ///
     /// The store's error; the batch is kept and retried by the next call.
     pub(crate) async fn flush(&self) -> Result<(), StatsError> {
+        let _one_at_a_time = self.flush_lock.lock().await;
         let started = std::time::Instant::now();
         let stalled = *self.stalled.lock();
         if let Some(w) = stalled {
@@ -244,10 +256,16 @@ impl Pipeline {
         if items.is_empty() && w <= self.flushed() {
             return Ok(());
         }
+        let live = self.live.get().filter(|l| l.wants_flushes());
+        let mut published = Vec::new();
         for ((key, bucket), sample) in items {
             let at = Timestamp::from_nanosecond(i128::from(bucket))
                 .expect("i64 nanoseconds are within jiff's range");
-            match self.stats.track(&key, at, sample_values(sample)).await {
+            let values = sample_values(sample);
+            if live.is_some() {
+                published.push((key.clone(), bucket, values.clone()));
+            }
+            match self.stats.track(&key, at, values).await {
                 Ok(()) => {}
                 Err(StatsError::Closed) => return Err(StatsError::Closed),
                 Err(e) => {
@@ -267,6 +285,9 @@ impl Pipeline {
         match self.stats.flush().await {
             Ok(_) => {
                 self.advance(w);
+                if let Some(live) = live {
+                    live.publish_flush(w, &published);
+                }
                 self.metrics.metrics_flushes.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .metrics_flush_latency

@@ -392,11 +392,11 @@ fn crc32(bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("accrue-file-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("log")
+    /// A log path in a fresh directory, removed when the guard drops.
+    fn tmp() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        (dir, path)
     }
 
     #[test]
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn puts_deletes_and_reopen() {
-        let path = tmp("basic");
+        let (_dir, path) = tmp();
         let mut s = FileStorage::open(&path).unwrap();
         s.write(&[
             StorageWrite::Put {
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_is_cut_off_and_earlier_batches_survive() {
-        let path = tmp("torn");
+        let (_dir, path) = tmp();
         let mut s = FileStorage::open(&path).unwrap();
         s.write(&[StorageWrite::Put {
             key: "a",
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn compaction_keeps_the_latest_values() {
-        let path = tmp("compact");
+        let (_dir, path) = tmp();
         let mut s = FileStorage::open(&path).unwrap();
         s.compact_min = 20_000;
         let value = vec![7u8; 1000];
