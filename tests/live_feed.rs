@@ -23,7 +23,12 @@ const BATCH: usize = 100;
 fn batch(start: usize, n: usize, prefix: &str) -> String {
     let pad = "x".repeat(PAD);
     let items: Vec<String> = (start..start + n)
-        .map(|i| format!(r#"{{"key":"{prefix}{}","data":{{"seq":{i},"pad":"{pad}"}}}}"#, i % 10))
+        .map(|i| {
+            format!(
+                r#"{{"key":"{prefix}{}","data":{{"seq":{i},"pad":"{pad}"}}}}"#,
+                i % 10
+            )
+        })
         .collect();
     format!("[{}]", items.join(","))
 }
@@ -75,15 +80,21 @@ async fn three_subscribers_one_slow_fast_ones_get_everything_the_slow_one_is_tol
         assert_eq!(r.status, 200);
         for rx in [&rx1, &rx2] {
             let mut rx = rx.clone();
-            tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|n| *n >= start + BATCH))
-                .await
-                .expect("a fast subscriber keeps up")
-                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|n| *n >= start + BATCH),
+            )
+            .await
+            .expect("a fast subscriber keeps up")
+            .unwrap();
         }
     }
     let expected: Vec<u64> = (0..N as u64).collect();
     for r in readers {
-        let (seqs, ids) = tokio::time::timeout(Duration::from_secs(60), r).await.unwrap().unwrap();
+        let (seqs, ids) = tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(seqs, expected, "every event, in commit order");
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
@@ -103,12 +114,24 @@ async fn three_subscribers_one_slow_fast_ones_get_everything_the_slow_one_is_tol
         }
     }
     assert_eq!(got.len() as u64 + missed, N as u64);
-    assert!(notices >= 1 && missed > 0, "the slow subscriber was told it lagged");
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "what it got is in order");
+    assert!(
+        notices >= 1 && missed > 0,
+        "the slow subscriber was told it lagged"
+    );
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "what it got is in order"
+    );
     // The server's memory for the feeds stayed within the outboxes' bounds (3 connections).
     let high = metric(s.addr, None, "accrue_live_queued_bytes_max").await;
-    assert!(high <= 3.0 * buffer_bytes as f64, "{high} bytes queued at most");
-    assert_eq!(metric(s.addr, None, "accrue_live_missed_total").await, missed as f64);
+    assert!(
+        high <= 3.0 * buffer_bytes as f64,
+        "{high} bytes queued at most"
+    );
+    assert_eq!(
+        metric(s.addr, None, "accrue_live_missed_total").await,
+        missed as f64
+    );
     // Still connected, still answering.
     ws_send(&mut slow, json!({"id": 9, "type": "ping"})).await;
     let pong = ws_json(&mut slow).await;
@@ -124,13 +147,34 @@ async fn bad_requests_get_an_error_reply_and_the_connection_stays_open() {
         (Message::Text("[1,2]".into()), Value::Null),
         (Message::Text(r#"{"type":"ping"}"#.into()), Value::Null),
         (Message::Text(r#"{"id":"a"}"#.into()), json!("a")),
-        (Message::Text(r#"{"id":"b","type":"launch"}"#.into()), json!("b")),
-        (Message::Text(r#"{"id":3,"type":"subscribe","stream":"all"}"#.into()), json!(3)),
-        (Message::Text(r#"{"id":4,"type":"subscribe","prefix":7}"#.into()), json!(4)),
-        (Message::Text(r#"{"id":5,"type":"subscribe","stream":"flushes","after":1}"#.into()), json!(5)),
-        (Message::Text(r#"{"id":6,"type":"subscribe","colour":"red"}"#.into()), json!(6)),
-        (Message::Text(r#"{"id":7,"type":"unsubscribe","subscription":"s999"}"#.into()), json!(7)),
-        (Message::Text(r#"{"id":8,"type":"unsubscribe"}"#.into()), json!(8)),
+        (
+            Message::Text(r#"{"id":"b","type":"launch"}"#.into()),
+            json!("b"),
+        ),
+        (
+            Message::Text(r#"{"id":3,"type":"subscribe","stream":"all"}"#.into()),
+            json!(3),
+        ),
+        (
+            Message::Text(r#"{"id":4,"type":"subscribe","prefix":7}"#.into()),
+            json!(4),
+        ),
+        (
+            Message::Text(r#"{"id":5,"type":"subscribe","stream":"flushes","after":1}"#.into()),
+            json!(5),
+        ),
+        (
+            Message::Text(r#"{"id":6,"type":"subscribe","colour":"red"}"#.into()),
+            json!(6),
+        ),
+        (
+            Message::Text(r#"{"id":7,"type":"unsubscribe","subscription":"s999"}"#.into()),
+            json!(7),
+        ),
+        (
+            Message::Text(r#"{"id":8,"type":"unsubscribe"}"#.into()),
+            json!(8),
+        ),
         (Message::Binary(vec![1, 2, 3].into()), Value::Null),
     ] {
         ws.send(frame.clone()).await.unwrap();
@@ -141,12 +185,23 @@ async fn bad_requests_get_an_error_reply_and_the_connection_stays_open() {
     }
     // Subscribing and unsubscribing still work on the same connection.
     let label = subscribe(&mut ws, "s", "events", "").await;
-    ws_send(&mut ws, json!({"id": "u", "type": "unsubscribe", "subscription": label})).await;
+    ws_send(
+        &mut ws,
+        json!({"id": "u", "type": "unsubscribe", "subscription": label}),
+    )
+    .await;
     let r = ws_json(&mut ws).await;
-    assert_eq!(r, json!({"id": "u", "type": "unsubscribed", "subscription": label}));
+    assert_eq!(
+        r,
+        json!({"id": "u", "type": "unsubscribed", "subscription": label})
+    );
     s.post("/events", r#"[{"key":"after-unsubscribe"}]"#).await;
     ws_send(&mut ws, json!({"id": "p", "type": "ping"})).await;
-    assert_eq!(ws_json(&mut ws).await["type"], "pong", "no event after unsubscribing");
+    assert_eq!(
+        ws_json(&mut ws).await["type"],
+        "pong",
+        "no event after unsubscribing"
+    );
     // A live connection without an upgrade is a plain 400, with a key server a 401 first.
     assert_eq!(s.get("/v1/live").await.status / 100, 4);
 }
@@ -154,20 +209,33 @@ async fn bad_requests_get_an_error_reply_and_the_connection_stays_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_subscription_has_no_gap_and_no_duplicate() {
     let s = TestServer::start_with(|b| b.metrics_pipeline(false)).await;
-    let r = s.post("/events", auth_support::events_json("r/k", 0, 1500)).await;
+    let r = s
+        .post("/events", auth_support::events_json("r/k", 0, 1500))
+        .await;
     assert_eq!(r.status, 200);
-    let all = call(s.addr, "GET", "/v1/events?key=r/k&limit=10000", None, "").await.json();
+    let all = call(s.addr, "GET", "/v1/events?key=r/k&limit=10000", None, "")
+        .await
+        .json();
     let after = all["events"][99]["id"].as_i64().unwrap();
     // Keep writing while the subscription resumes from the store and turns live.
     let client = s.client();
     let writer = tokio::spawn(async move {
         for i in 0..20 {
-            let r = client.post("/events", auth_support::events_json("r/k", 1500 + i * 50, 50)).await;
+            let r = client
+                .post(
+                    "/events",
+                    auth_support::events_json("r/k", 1500 + i * 50, 50),
+                )
+                .await;
             assert_eq!(r.status, 200);
         }
     });
     let mut ws = ws_connect(s.addr, None).await.unwrap();
-    ws_send(&mut ws, json!({"id": 1, "type": "subscribe", "prefix": "r/", "after": after})).await;
+    ws_send(
+        &mut ws,
+        json!({"id": 1, "type": "subscribe", "prefix": "r/", "after": after}),
+    )
+    .await;
     assert_eq!(ws_json(&mut ws).await["type"], "subscribed");
     let total = 1500 + 20 * 50;
     let mut seqs = Vec::new();
@@ -183,7 +251,11 @@ async fn a_resumed_subscription_has_no_gap_and_no_duplicate() {
     writer.await.unwrap();
     assert_eq!(seqs, (100..total as u64).collect::<Vec<_>>());
     ws_send(&mut ws, json!({"id": 2, "type": "ping"})).await;
-    assert_eq!(ws_json(&mut ws).await["type"], "pong", "nothing more, nothing twice");
+    assert_eq!(
+        ws_json(&mut ws).await["type"],
+        "pong",
+        "nothing more, nothing twice"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +277,10 @@ async fn the_flush_feed_carries_aggregated_metrics_once_stored() {
     let samples = m["flush"]["samples"].as_array().unwrap();
     assert_eq!(samples.len(), 1, "only keys under the prefix: {m}");
     assert_eq!(samples[0]["key"], "m/a");
-    assert_eq!(samples[0]["values"], json!({"count": 2, "data": {"ms": 42}}));
+    assert_eq!(
+        samples[0]["values"],
+        json!({"count": 2, "data": {"ms": 42}})
+    );
     assert!(m["flush"]["watermark"].as_i64().unwrap() >= 2);
     // What the feed reported is in the metrics store.
     let v = s
@@ -263,12 +338,17 @@ async fn sse_open(
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn);
-    let mut req = hyper::Request::builder().uri(path).header("host", addr.to_string());
+    let mut req = hyper::Request::builder()
+        .uri(path)
+        .header("host", addr.to_string());
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     sender
-        .send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap())
+        .send_request(
+            req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
         .await
         .unwrap()
 }
@@ -281,10 +361,14 @@ async fn sse_delivers_events_with_ids_and_resumes_from_last_event_id() {
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let mut body = res.into_body();
     let mut buf = String::new();
-    s.post("/events", auth_support::events_json("s/k", 0, 3)).await;
+    s.post("/events", auth_support::events_json("s/k", 0, 3))
+        .await;
     s.post("/events", r#"[{"key":"not-s"}]"#).await;
     let evs = sse_events(&mut body, &mut buf, 3).await;
-    let ids: Vec<i64> = evs.iter().map(|(_, id, _)| id.as_ref().unwrap().parse().unwrap()).collect();
+    let ids: Vec<i64> = evs
+        .iter()
+        .map(|(_, id, _)| id.as_ref().unwrap().parse().unwrap())
+        .collect();
     for (i, (ev, _, data)) in evs.iter().enumerate() {
         assert_eq!(ev, "event");
         let v: Value = serde_json::from_str(data).unwrap();
@@ -292,18 +376,33 @@ async fn sse_delivers_events_with_ids_and_resumes_from_last_event_id() {
     }
     drop(body);
     // Reconnect with the browser's Last-Event-ID: the events after it, then live.
-    s.post("/events", auth_support::events_json("s/k", 3, 2)).await;
+    s.post("/events", auth_support::events_json("s/k", 3, 2))
+        .await;
     let last = ids[0].to_string();
-    let res = sse_open(s.addr, "/v1/live/sse?prefix=s/", &[("last-event-id", &last)]).await;
+    let res = sse_open(
+        s.addr,
+        "/v1/live/sse?prefix=s/",
+        &[("last-event-id", &last)],
+    )
+    .await;
     let mut body = res.into_body();
     let mut buf = String::new();
     let evs = sse_events(&mut body, &mut buf, 4).await;
     let seqs: Vec<u64> = evs
         .iter()
-        .map(|(_, _, d)| serde_json::from_str::<Value>(d).unwrap()["data"]["seq"].as_u64().unwrap())
+        .map(|(_, _, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["data"]["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
-    assert_eq!(sse_open(s.addr, "/v1/live/sse?stream=nope", &[]).await.status(), 400);
+    assert_eq!(
+        sse_open(s.addr, "/v1/live/sse?stream=nope", &[])
+            .await
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -316,7 +415,10 @@ async fn shutdown_closes_live_connections_at_once() {
     let started = std::time::Instant::now();
     let stopping = tokio::spawn(s.stop());
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
@@ -324,7 +426,14 @@ async fn shutdown_closes_live_connections_at_once() {
     };
     assert_eq!(u16::from(close.unwrap().code), 1001);
     // The SSE stream ends too, so the shutdown does not wait for its deadline.
-    while let Some(Ok(_)) = tokio::time::timeout(Duration::from_secs(10), sse.frame()).await.unwrap() {}
+    while let Some(Ok(_)) = tokio::time::timeout(Duration::from_secs(10), sse.frame())
+        .await
+        .unwrap()
+    {}
     stopping.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

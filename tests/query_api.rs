@@ -51,7 +51,11 @@ async fn a_range_is_inclusive_ordered_by_time_then_id_and_pages_without_gaps() {
 
     let from_to = format!("/v1/events?key=k&from={}&to={}", enc(&at(3)), enc(&at(7)));
     let r = s.get(&from_to).await.json();
-    assert_eq!(field(&r, "i"), [2, 3, 6, 0, 7].map(|i| json!(i)), "both ends included");
+    assert_eq!(
+        field(&r, "i"),
+        [2, 3, 6, 0, 7].map(|i| json!(i)),
+        "both ends included"
+    );
 
     let desc = s.get(&format!("{from_to}&order=desc")).await.json();
     let mut asc_ids = ids(&r);
@@ -77,7 +81,10 @@ async fn a_range_is_inclusive_ordered_by_time_then_id_and_pages_without_gaps() {
             }
         }
         assert_eq!(pages, 4);
-        let full = s.get(&format!("/v1/events?key=k&order={order}")).await.json();
+        let full = s
+            .get(&format!("/v1/events?key=k&order={order}"))
+            .await
+            .json();
         assert_eq!(seen, ids(&full), "{order}");
     }
 }
@@ -232,9 +239,21 @@ async fn deletes_remove_exactly_their_target_and_keep_counts_true() {
     assert_eq!(r.json(), json!({"deleted": 1}));
     let r = call(s.addr, "DELETE", &format!("/v1/events/{first_b}"), None, "").await;
     assert_eq!(r.status, 404);
-    assert_eq!(call(s.addr, "DELETE", "/v1/events/x", None, "").await.status, 400);
+    assert_eq!(
+        call(s.addr, "DELETE", "/v1/events/x", None, "")
+            .await
+            .status,
+        400
+    );
     // One key, within a time range.
-    let r = call(s.addr, "DELETE", &format!("/v1/events?key=a/1&from={}", enc(&at(2))), None, "").await;
+    let r = call(
+        s.addr,
+        "DELETE",
+        &format!("/v1/events?key=a/1&from={}", enc(&at(2))),
+        None,
+        "",
+    )
+    .await;
     assert_eq!(r.json(), json!({"deleted": 1}));
     // A prefix: `a/` is not `ab`.
     let r = call(s.addr, "DELETE", "/v1/events?prefix=a/", None, "").await;
@@ -276,7 +295,12 @@ async fn a_large_delete_runs_in_chunks_while_ingest_continues() {
     let s2 = s.client();
     let writer = tokio::spawn(async move {
         for i in 0..50 {
-            let r = s2.post("/events", format!(r#"[{{"key":"keep","data":{{"i":{i}}}}}]"#)).await;
+            let r = s2
+                .post(
+                    "/events",
+                    format!(r#"[{{"key":"keep","data":{{"i":{i}}}}}]"#),
+                )
+                .await;
             assert_eq!(r.status, 200);
         }
     });
@@ -295,37 +319,91 @@ async fn the_kv_store_writes_through_with_versions() {
     let r = call(a, "PUT", "/v1/kv/cfg/theme", None, r#""light""#).await;
     assert_eq!(r.json()["version"], 2);
     let got = call(a, "GET", "/v1/kv/cfg/theme", None, "").await.json();
-    assert_eq!((got["value"].clone(), got["version"].clone(), got["ns"].clone()), (json!("light"), json!(2), json!("cfg")));
+    assert_eq!(
+        (
+            got["value"].clone(),
+            got["version"].clone(),
+            got["ns"].clone()
+        ),
+        (json!("light"), json!(2), json!("cfg"))
+    );
     // Compare-and-set.
     let r = call(a, "PUT", "/v1/kv/cfg/theme?if_version=1", None, "3").await;
     assert_eq!(r.status, 409);
-    assert_eq!(call(a, "PUT", "/v1/kv/cfg/theme?if_version=2", None, "3").await.status, 200);
-    assert_eq!(call(a, "PUT", "/v1/kv/cfg/new?if_version=0", None, "1").await.status, 200);
-    assert_eq!(call(a, "PUT", "/v1/kv/cfg/new?if_version=0", None, "1").await.status, 409);
+    assert_eq!(
+        call(a, "PUT", "/v1/kv/cfg/theme?if_version=2", None, "3")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(a, "PUT", "/v1/kv/cfg/new?if_version=0", None, "1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(a, "PUT", "/v1/kv/cfg/new?if_version=0", None, "1")
+            .await
+            .status,
+        409
+    );
     // Keys may hold slashes; listing is in key order, paged, with a prefix.
     for k in ["a/b/c", "a/x", "b"] {
-        assert_eq!(call(a, "PUT", &format!("/v1/kv/cfg/{k}"), None, "null").await.status, 200);
+        assert_eq!(
+            call(a, "PUT", &format!("/v1/kv/cfg/{k}"), None, "null")
+                .await
+                .status,
+            200
+        );
     }
-    assert_eq!(call(a, "GET", "/v1/kv/cfg/a/b/c", None, "").await.json()["value"], Value::Null);
+    assert_eq!(
+        call(a, "GET", "/v1/kv/cfg/a/b/c", None, "").await.json()["value"],
+        Value::Null
+    );
     let mut keys = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = call(a, "GET", &format!("/v1/kv/cfg?limit=2{cursor}"), None, "").await.json();
-        keys.extend(page["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap().to_owned()));
+        let page = call(a, "GET", &format!("/v1/kv/cfg?limit=2{cursor}"), None, "")
+            .await
+            .json();
+        keys.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={}", enc(c)),
             None => break,
         }
     }
     assert_eq!(keys, ["a/b/c", "a/x", "b", "new", "theme"]);
-    let pre = call(a, "GET", "/v1/kv/cfg?prefix=a/", None, "").await.json();
+    let pre = call(a, "GET", "/v1/kv/cfg?prefix=a/", None, "")
+        .await
+        .json();
     assert_eq!(pre["items"].as_array().unwrap().len(), 2);
     // Namespaces are separate.
-    assert_eq!(call(a, "GET", "/v1/kv/other/theme", None, "").await.status, 404);
+    assert_eq!(
+        call(a, "GET", "/v1/kv/other/theme", None, "").await.status,
+        404
+    );
     // Deletes, conditional too.
-    assert_eq!(call(a, "DELETE", "/v1/kv/cfg/theme?if_version=1", None, "").await.status, 409);
-    assert_eq!(call(a, "DELETE", "/v1/kv/cfg/theme", None, "").await.json(), json!({"deleted": true}));
-    assert_eq!(call(a, "DELETE", "/v1/kv/cfg/theme", None, "").await.status, 404);
+    assert_eq!(
+        call(a, "DELETE", "/v1/kv/cfg/theme?if_version=1", None, "")
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        call(a, "DELETE", "/v1/kv/cfg/theme", None, "").await.json(),
+        json!({"deleted": true})
+    );
+    assert_eq!(
+        call(a, "DELETE", "/v1/kv/cfg/theme", None, "").await.status,
+        404
+    );
     // Bad input changes nothing.
     for (method, path, body) in [
         ("PUT", "/v1/kv/cfg/x", "{nope"),
@@ -333,13 +411,22 @@ async fn the_kv_store_writes_through_with_versions() {
         ("PUT", "/v1/kv/cfg/x?if_version=-1", "1"),
         ("PUT", "/v1/kv/cfg/x?ttl=5", "1"),
     ] {
-        assert_eq!(call(a, method, path, None, body).await.status, 400, "{path} {body}");
+        assert_eq!(
+            call(a, method, path, None, body).await.status,
+            400,
+            "{path} {body}"
+        );
     }
     let big = format!("\"{}\"", "x".repeat(70 * 1024));
     assert_eq!(call(a, "PUT", "/v1/kv/cfg/x", None, big).await.status, 413);
     assert_eq!(call(a, "GET", "/v1/kv/cfg/x", None, "").await.status, 404);
     // Deleting events never touches the KV store (FluxionDB's `ddoc` wiped it).
-    assert_eq!(call(a, "DELETE", "/v1/events?prefix=cfg", None, "").await.status, 200);
+    assert_eq!(
+        call(a, "DELETE", "/v1/events?prefix=cfg", None, "")
+            .await
+            .status,
+        200
+    );
     // Written through: a restart keeps everything.
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, |b| b).await;

@@ -215,7 +215,10 @@ proptest! {
 #[test]
 fn hostile_queries_leave_the_store_intact() {
     for (method, path) in [
-        ("GET", "/v1/events?key=%27%3B%20DROP%20TABLE%20events%3B%20--"),
+        (
+            "GET",
+            "/v1/events?key=%27%3B%20DROP%20TABLE%20events%3B%20--",
+        ),
         ("GET", "/v1/latest?prefix=%27%20OR%201%3D1%20--"),
         ("GET", "/v1/events?key=plain&where=i%3D1%20OR%201%3D1"),
         ("GET", "/v1/events?key=plain&where=a%22)%20OR%20(1%3D1"),
@@ -230,7 +233,11 @@ fn hostile_queries_leave_the_store_intact() {
     let (_, v) = get("/v1/events?key=%27%3B%20DROP%20TABLE%20events%3B%20--");
     assert_eq!(keys_of(&v).len(), 2, "the hostile key is an ordinary key");
     let (_, v) = get("/v1/events?key=plain&where=i%3D1%20OR%201%3D1");
-    assert_eq!(v["events"].as_array().unwrap().len(), 0, "`1 OR 1=1` is a literal");
+    assert_eq!(
+        v["events"].as_array().unwrap().len(),
+        0,
+        "`1 OR 1=1` is a literal"
+    );
     let (status, v) = request("GET", "/v1/kv/ns/k", "");
     assert_eq!((status, v["value"].clone()), (200, json!("v")));
 }

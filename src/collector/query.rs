@@ -885,7 +885,10 @@ mod tests {
                 };
                 let (sql, values) = range_sql(&q);
                 let p = plan(&sql, &values);
-                assert!(p.contains("USING INDEX events_key_ts (key=? AND"), "{sql}: {p}");
+                assert!(
+                    p.contains("USING INDEX events_key_ts (key=? AND"),
+                    "{sql}: {p}"
+                );
                 assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
             }
         }
