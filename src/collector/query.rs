@@ -852,6 +852,77 @@ mod tests {
         }
     }
 
+    /// Every query reads an index in order: no table scan, no sort.
+    #[test]
+    fn queries_use_the_key_time_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        drop(
+            super::super::store::EventStore::open(&path, super::super::config::Synchronous::Normal)
+                .unwrap(),
+        );
+        let conn = Connection::open(&path).unwrap();
+        let plan = |sql: &str, values: &[Sql]| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(values.iter()), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            rows.join(" | ")
+        };
+        let pred = vec![Predicate::parse("a>1").unwrap()];
+        for order in [Order::Asc, Order::Desc] {
+            for after in [None, Some((5, 6))] {
+                let q = RangeQuery {
+                    key: "k".into(),
+                    from: 0,
+                    to: 10,
+                    order,
+                    limit: 10,
+                    after,
+                    preds: pred.clone(),
+                };
+                let (sql, values) = range_sql(&q);
+                let p = plan(&sql, &values);
+                assert!(
+                    p.contains("USING INDEX events_key_ts (key=? AND"),
+                    "{sql}: {p}"
+                );
+                assert!(!p.contains("TEMP B-TREE"), "{sql}: {p}");
+            }
+        }
+        let q = LatestQuery {
+            prefix: "p".into(),
+            at: 10,
+            since: Some(1),
+            limit: 10,
+            after_key: None,
+            preds: pred,
+        };
+        let (sql, mut values) = latest_sql(&q);
+        values[0] = Sql::Text("k".into());
+        let p = plan(&sql, &values);
+        assert!(p.contains("USING INDEX events_key_ts (key=? AND"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+        let p = plan(
+            "SELECT key FROM events WHERE key > ?1 ORDER BY key LIMIT 1",
+            &[Sql::Text("k".into())],
+        );
+        assert!(p.contains("COVERING INDEX events_key_ts (key>?)"), "{p}");
+        let (filter, values) = delete_filter(
+            &Target::Prefix {
+                prefix: "p/".into(),
+                from: 0,
+                to: 9,
+            },
+            None,
+            100,
+        );
+        let p = plan(&format!("SELECT id FROM events WHERE {filter}"), &values);
+        assert!(p.contains("events_key_ts (key>? AND key<?)"), "{p}");
+    }
+
     #[test]
     fn cursors_round_trip() {
         assert_eq!(parse_range_cursor("-5_7").unwrap(), (-5, 7));
