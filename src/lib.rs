@@ -117,6 +117,11 @@ pub mod client;
 mod collector;
 mod constants;
 mod error;
+// The client's emit/close gate is checked by loom, which builds without the `client` feature.
+#[cfg(all(test, accrue_loom))]
+#[allow(dead_code)]
+#[path = "client/gate.rs"]
+mod client_gate_loom;
 #[cfg(any(feature = "client", feature = "stats", feature = "metrics"))]
 #[cfg_attr(
     docsrs,

@@ -62,7 +62,7 @@ type Response<B> = axum::http::Response<B>;
 #[derive(Debug, Clone, Default)]
 pub struct EventFields(pub Map<String, Value>);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Config {
     client: Client,
     key: Cow<'static, str>,
@@ -125,8 +125,7 @@ impl AccrueLayer {
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        let cfg = Arc::get_mut(&mut self.cfg).expect("configured before it is cloned");
-        f(cfg);
+        f(Arc::make_mut(&mut self.cfg));
         self
     }
 
