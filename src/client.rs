@@ -5,6 +5,11 @@
 //!   exponential backoff and jitter honouring `Retry-After`, per-event ids for idempotent
 //!   retries, [`flush`](Client::flush), an idempotent [`close`](Client::close) with a deadline,
 //!   an optional bearer token.
+//! * Reading back (the collector's issue-8 routes, same client, same token): one key's events
+//!   in a time range ([`Client::events`]), the latest event per key ([`Client::latest`]),
+//!   deletes ([`Client::delete_key`], [`Client::delete_prefix`], [`Client::delete_event`]),
+//!   the KV store ([`Client::kv`]) and live feeds that reconnect with backoff and resume
+//!   without gaps ([`Client::subscribe`]).
 //! * [`AccrueLayer`] – tower middleware (axum or any tower service): one `http_request` event
 //!   per request with the *matched route*, status, latency and sizes; per-route custom events
 //!   ([`AccrueLayer::track`]).
@@ -13,7 +18,7 @@
 //!
 //! Files: `core` ([`Client`]), `config` ([`ClientBuilder`], [`Retry`], [`Overflow`]), `event`
 //! ([`Event`]), `batcher` (the background task and the retry loop), `http` (the shared HTTP
-//! core, answer classification, backoff), `gate` (the emit/close handshake), `stats`
+//! core, answer classification, backoff), `query`, `kv`, `live` (the read-back calls), `gate` (the emit/close handshake), `stats`
 //! ([`ClientStats`], [`CloseReport`]), `error`, `middleware`, `recorder`.
 
 #[cfg(feature = "client")]
@@ -31,7 +36,13 @@ mod gate;
 #[cfg(feature = "client")]
 mod http;
 #[cfg(feature = "client")]
+mod kv;
+#[cfg(feature = "client")]
+mod live;
+#[cfg(feature = "client")]
 mod middleware;
+#[cfg(feature = "client")]
+mod query;
 #[cfg(feature = "metrics")]
 mod recorder;
 #[cfg(feature = "client")]
@@ -46,9 +57,15 @@ pub use self::error::{ClientError, CloseError, EmitError};
 #[cfg(feature = "client")]
 pub use self::event::{Event, InvalidEvent};
 #[cfg(feature = "client")]
+pub use self::kv::{Kv, KvEntry, KvList, KvPage};
+#[cfg(feature = "client")]
+pub use self::live::{Feed, Flush, FlushSample, LiveMessage, SubscribeRequest, Subscription};
+#[cfg(feature = "client")]
 pub use self::middleware::{
     AccrueLayer, AccrueService, CountedBody, EventFields, ResponseBody, ResponseFuture,
 };
+#[cfg(feature = "client")]
+pub use self::query::{DeleteRequest, EventPage, LatestRequest, Order, RangeRequest, StoredEvent};
 #[cfg(feature = "metrics")]
 pub use self::recorder::{
     MetricAggregator, MetricKey, MetricKind, MetricMerge, MetricValue, Recorder, RecorderBuilder,

@@ -104,6 +104,8 @@ pub(crate) const DEFAULT_IN_FLIGHT: usize = 2;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `close` keeps delivering.
 pub(crate) const DEFAULT_CLOSE: Duration = Duration::from_secs(10);
+/// Default time a query, KV or delete call keeps retrying transient failures.
+pub(crate) const DEFAULT_CALL: Duration = Duration::from_secs(30);
 /// The collector's default limits.
 pub(crate) const DEFAULT_MAX_KEY: usize = 256;
 pub(crate) const DEFAULT_MAX_DATA: usize = 64 * 1024;
@@ -143,6 +145,7 @@ pub struct ClientBuilder {
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
+    pub(crate) call_timeout: Duration,
     pub(crate) retry: Retry,
     pub(crate) max_key: usize,
     pub(crate) max_data: usize,
@@ -164,6 +167,7 @@ impl fmt::Debug for ClientBuilder {
             .field("in_flight", &self.in_flight)
             .field("timeout", &self.timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("call_timeout", &self.call_timeout)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
@@ -183,6 +187,7 @@ impl ClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(5),
             close_timeout: DEFAULT_CLOSE,
+            call_timeout: DEFAULT_CALL,
             retry: Retry::default(),
             max_key: DEFAULT_MAX_KEY,
             max_data: DEFAULT_MAX_DATA,
@@ -251,6 +256,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a query, KV or delete call ([`Client::events`](crate::client::Client::events),
+    /// [`Client::kv`](crate::client::Client::kv), …) keeps retrying network errors, `408`,
+    /// `429` and `5xx` (with the [`retry`](Self::retry) backoff) before it returns
+    /// [`ClientError::TimedOut`]. Each attempt is also bounded by the request timeout. Default:
+    /// 30 s.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// Retry timing. Default: [`Retry::default`].
     pub fn retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
@@ -310,6 +325,7 @@ impl ClientBuilder {
         for (name, d) in [
             ("flush interval", self.flush),
             ("request timeout", self.timeout),
+            ("call timeout", self.call_timeout),
             ("retry initial delay", self.retry.initial),
         ] {
             if d.is_zero() {

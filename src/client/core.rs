@@ -333,6 +333,15 @@ impl Client {
         self.shared.gate.is_closed()
     }
 
+    /// The shared HTTP core (for the read-back calls).
+    pub(crate) fn core(&self) -> &HttpCore {
+        &self.shared.core
+    }
+
+    pub(crate) fn core_arc(&self) -> &Arc<HttpCore> {
+        &self.shared.core
+    }
+
     /// The server's base URL.
     pub fn url(&self) -> &str {
         self.shared.core.base().as_str()

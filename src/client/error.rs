@@ -122,6 +122,15 @@ pub enum ClientError {
         /// The server's `error` (and `detail`) text, or the start of its body.
         message: String,
     },
+    /// A conditional KV write or delete found another version than the one it expected
+    /// (`409`); nothing was changed.
+    Conflict {
+        /// The server's explanation (it names the stored version).
+        message: String,
+    },
+    /// The server's answer could not be read as the call expects (not the collector's API,
+    /// or an answer over the size limit).
+    Protocol(String),
     /// The call did not succeed before its deadline (retries included).
     TimedOut {
         /// The last failure seen, if any.
@@ -141,6 +150,8 @@ impl fmt::Display for ClientError {
             Self::Rejected { status, message } => {
                 write!(f, "the server refused the request ({status}): {message}")
             }
+            Self::Conflict { message } => write!(f, "version conflict: {message}"),
+            Self::Protocol(m) => write!(f, "unexpected answer from the server: {m}"),
             Self::TimedOut { last: Some(last) } => {
                 write!(f, "gave up before the deadline; last failure: {last}")
             }

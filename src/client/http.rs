@@ -1,15 +1,16 @@
 //! The HTTP core every client call goes through: one `reqwest` client (rustls on *ring*), the
 //! server's base URL, the bearer token, and the classification of answers into "done", "retry"
-//! and "refused". Calls added later (queries, KV, live feeds) share it.
+//! and "refused". The queries, the KV calls and the live feeds share it ([`HttpCore::call`],
+//! [`HttpCore::live`]).
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 
 use super::config::{ClientBuilder, Retry};
 use super::error::ClientError;
@@ -20,13 +21,65 @@ const ERROR_BODY_MAX: usize = 4 * 1024;
 /// server must not park the client for hours.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
+/// The largest answer a query or KV call reads (a page of 10 000 events of 64 KiB `data`
+/// would be 640 MiB; the server's pages are far smaller in practice).
+pub(crate) const ANSWER_MAX: usize = 64 * 1024 * 1024;
+/// A live feed with no byte (event or keep-alive comment) for this long is reconnected; the
+/// collector sends a keep-alive every 15 s.
+pub(crate) const LIVE_IDLE: Duration = Duration::from_secs(45);
+
 /// The shared HTTP state.
 pub(crate) struct HttpCore {
     http: reqwest::Client,
+    /// For live feeds: no whole-request timeout (a feed lasts), a per-read idle timeout.
+    live: OnceLock<reqwest::Client>,
     base: Url,
     events: Url,
     auth: Option<HeaderValue>,
+    user_agent: String,
+    connect_timeout: Duration,
+    tls: rustls::ClientConfig,
     pub(crate) retry: Retry,
+    /// How long a query or KV call keeps retrying transient failures.
+    pub(crate) call_timeout: Duration,
+}
+
+/// Whether a call may be sent again after a failure that leaves it unknown if the server
+/// applied it (a lost connection, a timeout, a `5xx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Reads, and writes that land the same state twice (an unconditional KV put, a delete).
+    Safe,
+    /// Conditional writes: only answers that say the request was not applied (`429`, `503`)
+    /// are retried; anything ambiguous is reported.
+    OnlyIfRefused,
+}
+
+/// A final answer to a call: a `2xx`, or a `4xx` other than `408` and `429`.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+}
+
+impl Answer {
+    /// The body as `T`, for a `2xx`; any other status as [`ClientError::Rejected`].
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClientError> {
+        if !self.status.is_success() {
+            return Err(self.rejected());
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ClientError::Protocol(format!("the server's answer is not what was expected: {e}"))
+        })
+    }
+
+    /// This answer as a refusal.
+    pub(crate) fn rejected(&self) -> ClientError {
+        ClientError::Rejected {
+            status: self.status.as_u16(),
+            message: error_message(&self.body),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpCore {
@@ -72,8 +125,9 @@ impl HttpCore {
             }
             None => None,
         };
+        let tls = tls_config()?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
+            .tls_backend_preconfigured(tls.clone())
             .user_agent(cfg.user_agent.clone())
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
@@ -83,11 +137,145 @@ impl HttpCore {
             .map_err(|e| ClientError::Http(Box::new(e)))?;
         Ok(Arc::new(Self {
             http,
+            live: OnceLock::new(),
             base,
             events,
             auth,
+            user_agent: cfg.user_agent.clone(),
+            connect_timeout: cfg.connect_timeout,
+            tls,
             retry: cfg.retry,
+            call_timeout: cfg.call_timeout,
         }))
+    }
+
+    /// `base` joined with a relative path (`v1/events`).
+    pub(crate) fn url(&self, path: &str) -> Url {
+        self.base
+            .join(path)
+            .expect("a fixed relative path joins any http(s) base URL")
+    }
+
+    /// `base` with path segments appended, each percent-encoded (a `/` inside one stays part
+    /// of it).
+    pub(crate) fn url_segments(&self, segments: &[&str]) -> Url {
+        let mut u = self.base.clone();
+        u.path_segments_mut()
+            .expect("an http(s) base URL has path segments")
+            .pop_if_empty()
+            .extend(segments);
+        u
+    }
+
+    fn authorize(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        req
+    }
+
+    /// Sends a query or KV request, retrying transport errors, `408`, `429` and `5xx` with the
+    /// client's backoff (never sooner than `Retry-After`) for at most `call_timeout` (and
+    /// `max_attempts`). Under [`Replay::OnlyIfRefused`] only `429` and `503` are retried.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::TimedOut`] with the last failure when the retries ran out;
+    /// [`ClientError::Protocol`] for an answer over [`ANSWER_MAX`].
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        replay: Replay,
+    ) -> Result<Answer, ClientError> {
+        let deadline = Instant::now() + self.call_timeout;
+        let mut attempt: u32 = 0;
+        loop {
+            let mut req = self.authorize(self.http.request(method.clone(), url.clone()));
+            if let Some(b) = &body {
+                req = req
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .body(b.clone());
+            }
+            let (why, retry_after, replayable) = match req.send().await {
+                Err(e) => (transport_error(&e), None, replay == Replay::Safe),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = self.retry_after(&resp);
+                    let body = match read_limited(resp, ANSWER_MAX + 1).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return Err(ClientError::TimedOut {
+                                last: Some(format!("reading the answer: {}", transport_error(&e))),
+                            });
+                        }
+                    };
+                    if body.len() > ANSWER_MAX {
+                        return Err(ClientError::Protocol(format!(
+                            "the answer is larger than {ANSWER_MAX} bytes"
+                        )));
+                    }
+                    let code = status.as_u16();
+                    if !matches!(code, 408 | 429 | 500..=599) {
+                        return Ok(Answer {
+                            status,
+                            body: body.into(),
+                        });
+                    }
+                    let refused = matches!(code, 429 | 503);
+                    (
+                        format!("{code} {}", error_message(&body)),
+                        retry_after,
+                        refused || replay == Replay::Safe,
+                    )
+                }
+            };
+            let wait = backoff(&self.retry, attempt, retry_after);
+            attempt += 1;
+            let out_of_attempts = self.retry.max_attempts.is_some_and(|n| attempt >= n);
+            if !replayable || out_of_attempts || Instant::now() + wait > deadline {
+                return Err(ClientError::TimedOut { last: Some(why) });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Opens a live feed (`GET` with `Accept: text/event-stream`), once.
+    pub(crate) async fn live(
+        &self,
+        url: Url,
+        last_event_id: Option<i64>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let http = match self.live.get() {
+            Some(c) => c,
+            None => {
+                let c = reqwest::Client::builder()
+                    .tls_backend_preconfigured(self.tls.clone())
+                    .user_agent(self.user_agent.clone())
+                    .connect_timeout(self.connect_timeout)
+                    .read_timeout(LIVE_IDLE)
+                    .tcp_nodelay(true)
+                    .build()?;
+                self.live.get_or_init(|| c)
+            }
+        };
+        let mut req = self
+            .authorize(http.get(url))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        req.send().await
+    }
+
+    /// The answer's `Retry-After`, capped.
+    pub(crate) fn retry_after(&self, resp: &reqwest::Response) -> Option<Duration> {
+        resp.headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after)
+            .map(|d| d.min(RETRY_AFTER_CAP.max(self.retry.max)))
     }
 
     /// The server's base URL (always ends with `/`).
@@ -115,12 +303,7 @@ impl HttpCore {
             }
         };
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after)
-            .map(|d| d.min(RETRY_AFTER_CAP.max(self.retry.max)));
+        let retry_after = self.retry_after(&resp);
         let body = match read_limited(resp, ERROR_BODY_MAX).await {
             Ok(b) => b,
             Err(e) => {
@@ -141,18 +324,10 @@ pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
         #[serde(default)]
         duplicates: u64,
         #[serde(default)]
-        error: Option<String>,
-        #[serde(default)]
-        detail: Option<String>,
-        #[serde(default)]
         index: Option<usize>,
     }
     let answer: Answer = serde_json::from_slice(body).unwrap_or_default();
-    let message = || match (&answer.error, &answer.detail) {
-        (Some(e), Some(d)) => format!("{e}: {d}"),
-        (Some(e), None) => e.clone(),
-        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-    };
+    let message = || error_message(body);
     let code = status.as_u16();
     match code {
         200..=299 => Attempt::Stored {
@@ -171,6 +346,23 @@ pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
             status: code,
             message: message(),
         },
+    }
+}
+
+/// An error answer's `error: detail`, or the start of its body.
+pub(crate) fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize, Default)]
+    struct Error {
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        detail: Option<String>,
+    }
+    let e: Error = serde_json::from_slice(body).unwrap_or_default();
+    match (e.error, e.detail) {
+        (Some(e), Some(d)) => format!("{e}: {d}"),
+        (Some(e), None) => e,
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     }
 }
 

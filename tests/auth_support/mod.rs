@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[path = "../collector_support/mod.rs"]
-mod collector_support;
+pub mod collector_support;
 
 pub use collector_support::{Client, Resp, TestServer, events_json};
 
