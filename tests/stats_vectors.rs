@@ -270,6 +270,34 @@ async fn failed_flush_keeps_the_batch_and_retries_it_unchanged() {
 }
 
 #[tokio::test]
+async fn the_size_trigger_keeps_firing_after_a_failed_retry() {
+    let d = Recording::new();
+    let s = buffered(d.clone(), 5, true);
+    d.fail.store(true, Ordering::SeqCst);
+    // Call 5 triggers a flush that fails (the batch is kept); call 10's retry of the kept
+    // batch fails too, before the buffer is drained.
+    for _ in 0..10 {
+        s.track("k", t(AT), json!({"count": 1})).await.unwrap();
+    }
+    assert_eq!(s.failed_flushes(), 2);
+    assert!(d.batches.lock().is_empty());
+    // The driver recovers: call 15 writes the kept batch and the buffer, with no manual flush.
+    d.fail.store(false, Ordering::SeqCst);
+    for _ in 0..5 {
+        s.track("k", t(AT), json!({"count": 1})).await.unwrap();
+    }
+    assert_eq!(d.batches.lock().len(), 2);
+    assert_eq!(s.pending(), 0);
+    let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
+    assert_eq!(v.values[0]["count"], Value::Int(15));
+    // And the count restarts from the drain: call 20 flushes again.
+    for _ in 0..5 {
+        s.track("k", t(AT), json!({"count": 1})).await.unwrap();
+    }
+    assert_eq!(d.batches.lock().len(), 3);
+}
+
+#[tokio::test]
 async fn shutdown_hands_back_what_it_cannot_write() {
     let d = Recording::new();
     let s = buffered(d.clone(), 100, true);

@@ -44,9 +44,9 @@ impl StatsTarget {
         let not_built = |name: &str, feature: &str| CollectorError::DriverNotBuilt {
             scheme: scheme.clone(),
             hint: format!(
-                "this build has no {name} metrics-store driver (it comes with the `{feature}` \
-                 feature once that driver ships); use sqlite://PATH or leave --stats-driver unset \
-                 to use the --db file"
+                "this build has no {name} metrics-store driver: build with `--features {feature}` \
+                 (or `--features full`), or use sqlite://PATH, or leave --stats-driver unset to \
+                 use the --db file"
             ),
         };
         match scheme.as_str() {

@@ -122,7 +122,10 @@ impl Buffer {
             // `self` is borrowed.
             let _ = self.agg.add(key, pending);
         }
-        self.ops.fetch_add(1, Ordering::AcqRel) + 1 == self.size
+        // Every `size`-th call since the last drain: a flush that failed before draining
+        // (a kept batch the driver still refuses) leaves the count running, and the next
+        // `size` calls try again, rather than never (`==`) or on every call (`>=`).
+        (self.ops.fetch_add(1, Ordering::AcqRel) + 1).is_multiple_of(self.size)
     }
 
     /// Takes everything pending, in first-insertion order.
