@@ -445,7 +445,8 @@ pub async fn ops_track_and_assert_merge(driver: Arc<dyn Driver>) {
     );
 }
 
-/// J6: skip_blanks and an invalid granularity.
+/// J6 / J7: skip_blanks (a gap in the middle; an all-empty timeline) and an invalid
+/// granularity.
 pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"]).build().unwrap();
     s.track("events", t("2025-02-01T11:35:00Z"), json!({"count": 1}))
@@ -460,6 +461,28 @@ pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
     );
     let some = s.values("events", from, to, "1h", true).await.unwrap();
     assert_eq!(some.at, [t("2025-02-01T11:00:00Z")]);
+    // J7: 10:00 and 12:00 hold data, 11:00 is blank; a key with no data at all.
+    s.track("j7", t("2025-02-01T10:10:00Z"), json!({"count": 10}))
+        .await
+        .unwrap();
+    s.track("j7", t("2025-02-01T12:10:00Z"), json!({"count": 15}))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let to = t("2025-02-01T12:00:00Z");
+    let full = s.values("j7", from, to, "1h", false).await.unwrap();
+    assert_eq!(
+        full.values.iter().map(tree).collect::<Vec<_>>(),
+        [json!({"count": 10}), json!({}), json!({"count": 15})]
+    );
+    let skipped = s.values("j7", from, to, "1h", true).await.unwrap();
+    assert_eq!(skipped.at, [from, to]);
+    assert_eq!(
+        skipped.values.iter().map(tree).collect::<Vec<_>>(),
+        [json!({"count": 10}), json!({"count": 15})]
+    );
+    let none = s.values("nothing", from, to, "1h", true).await.unwrap();
+    assert!(none.at.is_empty() && none.values.is_empty(), "{none:?}");
     assert!(matches!(
         s.values("events", from, to, "invalid", false).await,
         Err(accrue::StatsError::Granularity(_))
