@@ -488,11 +488,11 @@ fn l09_reserve_commit_cancel_and_auto_cancel() {
     let limit = s.limit().at_most("api", 2, Unit::Hour);
     let r1 = limit.reserve("api").unwrap();
     let r2 = limit.reserve("api").unwrap();
-    // tiny-counter: retry_after 3600 s. The slots are held by reservations, so no wait is
-    // known: None.
+    // As tiny-counter: 3600 s — the held slots, if committed now, leave the window with the
+    // 12:00 bucket.
     let r3 = limit.reserve("api").unwrap_err();
     assert!(r3.as_limit_exceeded().is_some());
-    assert_eq!(r3.retry_after(), None);
+    assert_eq!(r3.retry_after(), Some(Duration::from_secs(3600)));
     r1.cancel();
     let r4 = limit.reserve("api").unwrap();
     r2.commit();
@@ -509,8 +509,12 @@ fn l10_pending_reservations_count_against_check_and_record() {
     let (s, _) = store("2025-03-05T12:00:00Z");
     let limit = s.limit().at_most("api", 1, Unit::Hour);
     let held = limit.reserve("api").unwrap();
-    // tiny-counter: Ok, and 2 events through a limit of 1.
-    assert!(denied(limit.check_and_record("api")).is_none());
+    // tiny-counter: Ok, and 2 events through a limit of 1. Denied: the held slot, if
+    // committed now, leaves the window with the 12:00 bucket.
+    assert_eq!(
+        denied(limit.check_and_record("api")),
+        Some(Duration::from_secs(3600))
+    );
     held.commit();
     assert_eq!(s.query("api").last_hours(1).sum(), Some(1));
 }

@@ -168,9 +168,10 @@ pub struct LimitExceeded {
     /// The rule that denied it (the one with the longest wait when several did).
     pub rule: Rule,
     /// How long until the rule could admit the event: the time until enough counted events
-    /// leave an `at_most` window, the rest of a cooldown, the time until a schedule opens.
-    /// `None` when no wait helps by itself (an `at_least` or `within` prerequisite, a limit held
-    /// by pending reservations, a custom schedule).
+    /// leave an `at_most` window (pending reservations counted as if committed now: a
+    /// cancelled one frees its slot sooner), the rest of a cooldown, the time until a schedule
+    /// opens. `None` when no wait helps by itself (an `at_least` or `within` prerequisite, more
+    /// events asked at once than the limit, a custom schedule).
     pub retry_after: Option<Duration>,
 }
 

@@ -630,23 +630,28 @@ fn at_most(
         .expect("resolved windows are tracked");
     let cur = st.index_in(&inner.layout, &inner.cal, slot, now);
     let sum = st.sum(&inner.layout, slot, cur, 0..n);
-    let fixed = st.pending.saturating_add(extra);
-    if sum.saturating_add(fixed) <= limit {
+    let held = sum.saturating_add(st.pending);
+    if held.saturating_add(extra) <= limit {
         return Ok(Verdict::Pass);
     }
-    if fixed > limit {
+    if extra > limit {
         return Ok(Verdict::Deny(None));
     }
     // Drop the oldest buckets one by one until the rest fits: the window admits again when the
-    // last of those leaves it, `n` buckets after its own.
-    let mut left = sum;
-    let freed = st.find_oldest_first(&inner.layout, slot, cur, 0..n, |c| {
-        left = left.saturating_sub(c);
-        left.saturating_add(fixed) <= limit
-    });
-    Ok(Verdict::Deny(freed.map(|idx| {
-        clock::elapsed(now, inner.cal.start_of(idx.saturating_add(n as i64), unit))
-    })))
+    // last of those leaves it, `n` buckets after its own. Pending reservations count as if
+    // committed now, in the current bucket: if they alone keep it full, it admits again when
+    // the current bucket leaves the window (sooner if they are cancelled).
+    let mut left = held;
+    let freed = st
+        .find_oldest_first(&inner.layout, slot, cur, 0..n, |c| {
+            left = left.saturating_sub(c);
+            left.saturating_add(extra) <= limit
+        })
+        .unwrap_or(cur);
+    Ok(Verdict::Deny(Some(clock::elapsed(
+        now,
+        inner.cal.start_of(freed.saturating_add(n as i64), unit),
+    ))))
 }
 
 /// A held slot of an `at_most` limit, from [`Limiter::reserve`]. Commit records the event;
