@@ -408,10 +408,18 @@ pub(crate) struct RangeQuery {
 pub(crate) fn range_sql(q: &RangeQuery) -> (String, Vec<Sql>) {
     let mut sql =
         format!("SELECT {COLUMNS} FROM events WHERE key = ? AND ts_ns >= ? AND ts_ns <= ?");
+    // SQLite starts the index walk from the `ts_ns` bounds, not from the row-value cursor
+    // condition: tighten the bound the walk starts from to the cursor's time, or a page deep
+    // into a key would step over every event before it.
+    let (from, to) = match (q.after, q.order) {
+        (Some((ts, _)), Order::Asc) => (q.from.max(ts), q.to),
+        (Some((ts, _)), Order::Desc) => (q.from, q.to.min(ts)),
+        (None, _) => (q.from, q.to),
+    };
     let mut values = vec![
         Sql::Text(q.key.clone()),
-        Sql::Integer(q.from),
-        Sql::Integer(q.to),
+        Sql::Integer(from),
+        Sql::Integer(to),
     ];
     if let Some((ts, id)) = q.after {
         sql.push_str(match q.order {
@@ -921,6 +929,57 @@ mod tests {
         );
         let p = plan(&format!("SELECT id FROM events WHERE {filter}"), &values);
         assert!(p.contains("events_key_ts (key>? AND key<?)"), "{p}");
+    }
+
+    /// A page deep into a key costs what a page costs, not what the events before it cost:
+    /// counted in SQLite virtual-machine steps, which do not depend on the machine.
+    #[test]
+    fn a_deep_cursor_starts_the_index_walk_at_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        drop(
+            super::super::store::EventStore::open(&path, super::super::config::Synchronous::Normal)
+                .unwrap(),
+        );
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for i in 0..20_000i64 {
+            tx.execute(
+                "INSERT INTO events (key, ts_ns, ts_offset_s, data, received_ns)
+                 VALUES ('hot', ?1, 0, '{}', 0)",
+                [i * 1_000],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let steps = |order: Order, after: Option<(i64, i64)>| {
+            let q = RangeQuery {
+                key: "hot".into(),
+                from: i64::MIN,
+                to: i64::MAX,
+                order,
+                limit: 100,
+                after,
+                preds: vec![],
+            };
+            let (sql, values) = range_sql(&q);
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let n = stmt
+                .query_map(rusqlite::params_from_iter(values.iter()), read_row)
+                .unwrap()
+                .count();
+            assert_eq!(n, 101, "a full page and one more");
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        };
+        for order in [Order::Asc, Order::Desc] {
+            let shallow = steps(order, None);
+            // 15,000 events before the cursor (ascending) / 5,000 after it (descending).
+            let deep = steps(order, Some((15_000 * 1_000, 15_001)));
+            assert!(
+                deep < shallow * 2,
+                "{order:?}: a deep page took {deep} steps, the first {shallow}"
+            );
+        }
     }
 
     #[test]
