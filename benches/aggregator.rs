@@ -346,6 +346,39 @@ fn stress(c: &mut Criterion) {
             total
         })
     });
+    // The floor of that test on this machine: the same 1,000 threads doing the same 1,000
+    // iterations into a per-thread sum, no aggregator — thread creation alone.
+    group.bench_function("spawn_floor", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let sum = std::sync::atomic::AtomicU64::new(0);
+                thread::scope(|s| {
+                    for t in 0..1_000u64 {
+                        let sum = &sum;
+                        thread::Builder::new()
+                            .stack_size(64 * 1024)
+                            .spawn_scoped(s, move || {
+                                let mut local = 0u64;
+                                for i in 0..1_000u64 {
+                                    local += u64::from(
+                                        std::hint::black_box((t * 1_000 + i) % 10_000) < 10_000,
+                                    );
+                                }
+                                sum.fetch_add(local, std::sync::atomic::Ordering::Relaxed);
+                            })
+                            .unwrap();
+                    }
+                });
+                assert_eq!(sum.into_inner(), 1_000_000);
+                let elapsed = start.elapsed();
+                record("stress", "spawn_floor", elapsed.as_secs_f64());
+                total += elapsed;
+            }
+            total
+        })
+    });
     group.finish();
 }
 
@@ -413,6 +446,13 @@ fn report() {
             s * 1e3,
             0.203 / s
         );
+        if let Some(f) = med("stress", "spawn_floor") {
+            println!(
+                "  floor: the same 1,000 threads with no aggregator: {:.1} ms (accrue adds {:.1} ms on top)",
+                f * 1e3,
+                (s - f) * 1e3
+            );
+        }
     }
 }
 

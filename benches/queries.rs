@@ -236,6 +236,8 @@ enum Workload {
     LatestPrefix { filter: bool },
     /// `/v1/latest?cursor=…`: one default page of the whole key set.
     LatestPage { filter: bool },
+    /// Every key's latest event: all pages of `/v1/latest`, through the cursors, timed as one.
+    LatestAll,
     /// `/v1/events?key=hot`: 100 events.
     Range { desc: bool, page: RangePage },
 }
@@ -252,13 +254,14 @@ enum RangePage {
     Deep,
 }
 
-const WORKLOADS: [Workload; 10] = {
+const WORKLOADS: [Workload; 11] = {
     use RangePage::{Deep, First, Next};
     [
         Workload::LatestPrefix { filter: false },
         Workload::LatestPrefix { filter: true },
         Workload::LatestPage { filter: false },
         Workload::LatestPage { filter: true },
+        Workload::LatestAll,
         Workload::Range {
             desc: false,
             page: First,
@@ -298,6 +301,7 @@ impl Workload {
             Self::LatestPage { filter } => {
                 format!("page{LATEST_PAGE}{}", if filter { "+where" } else { "" })
             }
+            Self::LatestAll => "all".into(),
             Self::Range { desc, page } => format!(
                 "{}{}",
                 if desc { "desc" } else { "asc" },
@@ -324,6 +328,10 @@ impl Workload {
                 fx.keys / 1000,
                 filter(f)
             ),
+            Self::LatestAll => format!(
+                "latest, all {}k keys (every page, through the cursors; one row = the sweep)",
+                fx.keys / 1000
+            ),
             Self::Range { desc, page } => {
                 let dir = if desc { "desc" } else { "asc" };
                 let (hot, all) = (fx.hot() / 1000, fx.events() / 1000);
@@ -346,10 +354,12 @@ impl Workload {
         }
     }
 
-    fn rows(self) -> usize {
+    fn rows(self, fx: &Fixture) -> usize {
         match self {
             Self::LatestPrefix { .. } => PREFIX_KEYS,
             Self::LatestPage { .. } => LATEST_PAGE,
+            // The `dev/` keys and `hot`.
+            Self::LatestAll => fx.keys + 1,
             Self::Range { .. } => RANGE_PAGE,
         }
     }
@@ -361,6 +371,7 @@ impl Workload {
             Self::LatestPrefix { .. } => rng.below((fx.keys / PREFIX_KEYS) as u64) as i64,
             // The page after key `n` holds keys n+1 ..= n+LATEST_PAGE, all `dev/` keys.
             Self::LatestPage { .. } => rng.below((fx.keys - LATEST_PAGE) as u64) as i64,
+            Self::LatestAll => 0,
             Self::Range {
                 page: RangePage::Deep,
                 ..
@@ -383,7 +394,24 @@ fn hex(s: &str) -> String {
 /// Asks the collector; returns the time of the (last) request and the ids it answered.
 async fn ours(client: &mut Client, fx: &Fixture, w: Workload, n: i64) -> (Duration, Vec<i64>) {
     let where_ = |f: bool| if f { "&where=plan%3Dpro" } else { "" };
+    if matches!(w, Workload::LatestAll) {
+        let start = Instant::now();
+        let mut ids = Vec::with_capacity(w.rows(fx));
+        let mut uri = format!("/v1/latest?limit={LATEST_PAGE}");
+        loop {
+            let (page_ids, next) = page(&client.get(&uri).await);
+            ids.extend(page_ids);
+            match next {
+                Some(c) => uri = format!("/v1/latest?limit={LATEST_PAGE}&cursor={c}"),
+                None => break,
+            }
+        }
+        let took = start.elapsed();
+        assert_eq!(ids.len(), w.rows(fx));
+        return (took, ids);
+    }
     let mut uri = match w {
+        Workload::LatestAll => unreachable!("answered above"),
         Workload::LatestPrefix { filter } => {
             format!("/v1/latest?prefix=dev/{n:03}{}", where_(filter))
         }
@@ -428,7 +456,7 @@ async fn ours(client: &mut Client, fx: &Fixture, w: Workload, n: i64) -> (Durati
     let body = client.get(&uri).await;
     let took = start.elapsed();
     let (ids, next) = page(&body);
-    assert_eq!(ids.len(), w.rows(), "{uri}");
+    assert_eq!(ids.len(), w.rows(fx), "{uri}");
     assert_eq!(
         next.is_some(),
         !matches!(w, Workload::LatestPrefix { .. }),
@@ -445,7 +473,7 @@ fn now_ns() -> i64 {
 }
 
 /// Asks the peer's table the same question.
-fn peer(conn: &Connection, w: Workload, n: i64) -> (Duration, Vec<i64>) {
+fn peer(conn: &Connection, fx: &Fixture, w: Workload, n: i64) -> (Duration, Vec<i64>) {
     use rusqlite::types::Value as Sql;
     let filter = |f: bool| if f { WHERE_SQL } else { "" };
     let (sql, values) = match w {
@@ -472,6 +500,11 @@ fn peer(conn: &Connection, w: Workload, n: i64) -> (Duration, Vec<i64>) {
                 Sql::Integer(LATEST_PAGE as i64),
                 Sql::Integer(n + 1),
             ],
+        ),
+        Workload::LatestAll => (
+            "SELECT rowid, key, max(ts), data FROM tlytics WHERE ts <= ? GROUP BY key ORDER BY key"
+                .to_owned(),
+            vec![Sql::Integer(now_ns())],
         ),
         Workload::Range { desc, page } => {
             let (from, to, offset) = match page {
@@ -507,7 +540,7 @@ fn peer(conn: &Connection, w: Workload, n: i64) -> (Duration, Vec<i64>) {
         .collect::<Result<_, _>>()
         .unwrap();
     let took = start.elapsed();
-    assert_eq!(ids.len(), w.rows(), "{sql}");
+    assert_eq!(ids.len(), w.rows(fx), "{sql}");
     (took, ids)
 }
 
@@ -535,7 +568,7 @@ fn bench(
     fx: &Fixture,
     samples: &mut Samples,
 ) {
-    for (name, range) in [("latest", 0..4), ("range", 4..WORKLOADS.len())] {
+    for (name, range) in [("latest", 0..5), ("range", 5..WORKLOADS.len())] {
         let mut group = c.benchmark_group(name);
         // The peer takes up to seconds a request: the same few iterations per sample.
         group.sampling_mode(SamplingMode::Flat);
@@ -558,7 +591,7 @@ fn bench(
             group.bench_function(format!("{}/peer", w.id()), |b| {
                 b.iter_custom(|iters| {
                     let took: Vec<Duration> = (0..iters)
-                        .map(|_| peer(conn, w, w.draw(fx, &mut rng)).0)
+                        .map(|_| peer(conn, fx, w, w.draw(fx, &mut rng)).0)
                         .collect();
                     let total = took.iter().sum();
                     samples.entry((i, "peer")).or_default().push(took);
@@ -652,7 +685,7 @@ fn main() {
     for (i, &w) in WORKLOADS.iter().enumerate() {
         let n = w.draw(&fx, &mut Rng(1000 + i as u64));
         let (_, a) = rt.block_on(ours(&mut client, &fx, w, n));
-        let (_, p) = peer(&conn, w, n);
+        let (_, p) = peer(&conn, &fx, w, n);
         assert_eq!(a, p, "{w:?} at {n}");
     }
 

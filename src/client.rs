@@ -65,7 +65,10 @@ pub use self::middleware::{
     AccrueLayer, AccrueService, CountedBody, EventFields, ResponseBody, ResponseFuture,
 };
 #[cfg(feature = "client")]
-pub use self::query::{DeleteRequest, EventPage, LatestRequest, Order, RangeRequest, StoredEvent};
+pub use self::query::{
+    DeleteRequest, EventPage, EventQuery, Latest, LatestRequest, Order, Range, RangeRequest, Route,
+    StoredEvent,
+};
 #[cfg(feature = "metrics")]
 pub use self::recorder::{
     MetricAggregator, MetricKey, MetricKind, MetricMerge, MetricValue, Recorder, RecorderBuilder,

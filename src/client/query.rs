@@ -108,7 +108,46 @@ where
     }
 }
 
-/// `GET /v1/events`: one key's events in `[from, to]`, keyset-paged; from [`Client::events`].
+/// The route an [`EventQuery`] asks: [`Range`] (`GET /v1/events`) or [`Latest`]
+/// (`GET /v1/latest`). Sealed.
+pub trait Route: sealed::Sealed + Clone {}
+
+/// `GET /v1/events`: one key's events in `[from, to]`, keyset-paged.
+#[derive(Debug, Clone, Copy)]
+pub struct Range;
+
+/// `GET /v1/latest`: per key with a prefix, its newest event at or before `at` that matches
+/// the predicates (applied *before* choosing), in key order.
+#[derive(Debug, Clone, Copy)]
+pub struct Latest;
+
+mod sealed {
+    pub trait Sealed {
+        const PATH: &'static str;
+    }
+    impl Sealed for super::Range {
+        const PATH: &'static str = "v1/events";
+    }
+    impl Sealed for super::Latest {
+        const PATH: &'static str = "v1/latest";
+    }
+}
+
+impl Route for Range {}
+impl Route for Latest {}
+
+/// A query over stored events, paged by cursor: [`RangeRequest`] from [`Client::events`],
+/// [`LatestRequest`] from [`Client::latest`]. Set its parameters, then await
+/// [`page`](Self::page) or [`collect`](Self::collect).
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until `page` or `collect` is awaited"]
+pub struct EventQuery<'a, R> {
+    core: &'a HttpCore,
+    params: Params,
+    route: std::marker::PhantomData<R>,
+}
+
+/// One key's events in a time range, keyset-paged; from [`Client::events`].
 ///
 /// # Examples
 ///
@@ -133,45 +172,36 @@ where
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
-#[must_use = "a query does nothing until `page` or `collect` is awaited"]
-pub struct RangeRequest<'a> {
-    core: &'a HttpCore,
-    params: Params,
-}
+pub type RangeRequest<'a> = EventQuery<'a, Range>;
 
-impl RangeRequest<'_> {
-    /// Events at or after this instant.
-    pub fn from(mut self, t: Timestamp) -> Self {
-        self.params.set("from", t.to_string());
-        self
-    }
+/// Every key's latest event (with a prefix, as of a time, matching predicates); from
+/// [`Client::latest`]. One event per key, in key order.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), accrue::client::ClientError> {
+/// use accrue::client::Client;
+///
+/// let client = Client::new("http://127.0.0.1:8081")?;
+/// // Every sensor's last reading above 20 degrees, as of now.
+/// let latest = client.latest().prefix("sensor/").filter("temp>20").collect(10_000).await?;
+/// println!("{} sensors", latest.len());
+/// # Ok(()) }
+/// ```
+pub type LatestRequest<'a> = EventQuery<'a, Latest>;
 
-    /// Events at or before this instant.
-    pub fn to(mut self, t: Timestamp) -> Self {
-        self.params.set("to", t.to_string());
-        self
-    }
-
-    /// Events per page, 1 to 10 000 (server default 100).
+impl<R: Route> EventQuery<'_, R> {
+    /// Events per page, 1 to 10 000 (server default: 100 for a range, 1 000 for latest).
     pub fn limit(mut self, n: usize) -> Self {
         self.params.set("limit", n.to_string());
         self
     }
 
-    /// The order (default oldest first).
-    pub fn order(mut self, order: Order) -> Self {
-        let o = match order {
-            Order::Asc => "asc",
-            Order::Desc => "desc",
-        };
-        self.params.set("order", o.into());
-        self
-    }
-
     /// A `where` predicate on `data`, `PATH OP VALUE` (`user.plan=pro`, `ms>=100`,
-    /// `name~smith`); repeatable, all must hold. The server checks it (a bad one is a
-    /// [`ClientError::Rejected`] with status 400).
+    /// `name~smith`); repeatable, all must hold. For latest it is applied before the latest
+    /// event is chosen. The server checks it (a bad one is a [`ClientError::Rejected`] with
+    /// status 400).
     pub fn filter(mut self, predicate: impl Into<String>) -> Self {
         self.params.add("where", predicate.into());
         self
@@ -190,15 +220,15 @@ impl RangeRequest<'_> {
     /// [`ClientError::Rejected`] for a refused query (`400` names the bad parameter; `401` /
     /// `403` for the key); [`ClientError::TimedOut`] when the server stayed unreachable.
     pub async fn page(&self) -> Result<EventPage, ClientError> {
-        let url = self.params.url(self.core.url("v1/events"));
+        let url = self.params.url(self.core.url(<R as sealed::Sealed>::PATH));
         self.core
             .call(Method::GET, url, None, Replay::Safe)
             .await?
             .json()
     }
 
-    /// Reads pages from the cursor (or the start) on until the range ends or `max` events
-    /// were read.
+    /// Reads pages from the cursor (or the start) on until the query ends or `max` events were
+    /// read.
     ///
     /// # Errors
     ///
@@ -215,25 +245,28 @@ impl RangeRequest<'_> {
     }
 }
 
-/// `GET /v1/latest`: per key with a prefix, its newest event at or before `at` that matches
-/// the predicates (applied *before* choosing); from [`Client::latest`]. Pages in key order.
-///
-/// # Examples
-///
-/// ```no_run
-/// # #[tokio::main] async fn main() -> Result<(), accrue::client::ClientError> {
-/// use accrue::client::Client;
-///
-/// let client = Client::new("http://127.0.0.1:8081")?;
-/// // Every sensor's last reading above 20 degrees, as of now.
-/// let latest = client.latest().prefix("sensor/").filter("temp>20").collect(10_000).await?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "a query does nothing until `page` or `collect` is awaited"]
-pub struct LatestRequest<'a> {
-    core: &'a HttpCore,
-    params: Params,
+impl RangeRequest<'_> {
+    /// Events at or after this instant.
+    pub fn from(mut self, t: Timestamp) -> Self {
+        self.params.set("from", t.to_string());
+        self
+    }
+
+    /// Events at or before this instant.
+    pub fn to(mut self, t: Timestamp) -> Self {
+        self.params.set("to", t.to_string());
+        self
+    }
+
+    /// The order (default oldest first).
+    pub fn order(mut self, order: Order) -> Self {
+        let o = match order {
+            Order::Asc => "asc",
+            Order::Desc => "desc",
+        };
+        self.params.set("order", o.into());
+        self
+    }
 }
 
 impl LatestRequest<'_> {
@@ -253,54 +286,6 @@ impl LatestRequest<'_> {
     pub fn since(mut self, t: Timestamp) -> Self {
         self.params.set("since", t.to_string());
         self
-    }
-
-    /// Keys per page, 1 to 10 000 (server default 1 000).
-    pub fn limit(mut self, n: usize) -> Self {
-        self.params.set("limit", n.to_string());
-        self
-    }
-
-    /// A `where` predicate on `data` (as [`RangeRequest::filter`]), applied before the latest
-    /// event is chosen.
-    pub fn filter(mut self, predicate: impl Into<String>) -> Self {
-        self.params.add("where", predicate.into());
-        self
-    }
-
-    /// Continues after a page: its [`EventPage::next_cursor`].
-    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
-        self.params.set("cursor", cursor.into());
-        self
-    }
-
-    /// Reads one page (one event per key).
-    ///
-    /// # Errors
-    ///
-    /// As [`RangeRequest::page`].
-    pub async fn page(&self) -> Result<EventPage, ClientError> {
-        let url = self.params.url(self.core.url("v1/latest"));
-        self.core
-            .call(Method::GET, url, None, Replay::Safe)
-            .await?
-            .json()
-    }
-
-    /// Reads pages until every key was seen or `max` events were read.
-    ///
-    /// # Errors
-    ///
-    /// As [`RangeRequest::page`].
-    pub async fn collect(&self, max: usize) -> Result<Vec<StoredEvent>, ClientError> {
-        collect_pages(max, |cursor| {
-            let mut q = self.clone();
-            if let Some(c) = cursor {
-                q = q.cursor(c);
-            }
-            async move { q.page().await.map(|p| (p.events, p.next_cursor)) }
-        })
-        .await
     }
 }
 
@@ -359,18 +344,20 @@ impl Client {
     pub fn events(&self, key: impl Into<String>) -> RangeRequest<'_> {
         let mut params = Params::default();
         params.set("key", key.into());
-        RangeRequest {
+        EventQuery {
             core: self.core(),
             params,
+            route: std::marker::PhantomData,
         }
     }
 
     /// The latest event of every key (with a prefix, as of a time, matching predicates): see
     /// [`LatestRequest`]. Needs the `read` scope on a secured server.
     pub fn latest(&self) -> LatestRequest<'_> {
-        LatestRequest {
+        EventQuery {
             core: self.core(),
             params: Params::default(),
+            route: std::marker::PhantomData,
         }
     }
 
