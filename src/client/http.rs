@@ -203,32 +203,20 @@ impl HttpCore {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = self.retry_after(&resp);
-                    let body = match read_limited(resp, ANSWER_MAX + 1).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            return Err(ClientError::TimedOut {
-                                last: Some(format!("reading the answer: {}", transport_error(&e))),
-                            });
-                        }
-                    };
-                    if body.len() > ANSWER_MAX {
-                        return Err(ClientError::Protocol(format!(
-                            "the answer is larger than {ANSWER_MAX} bytes"
-                        )));
+                    match read_limited(resp, ANSWER_MAX + 1).await {
+                        Err(e) => (
+                            format!("reading the answer: {}", transport_error(&e)),
+                            retry_after,
+                            replay == Replay::Safe,
+                        ),
+                        Ok(body) => match final_answer(status, body)? {
+                            Ok(answer) => return Ok(answer),
+                            Err(why) => {
+                                let refused = matches!(status.as_u16(), 429 | 503);
+                                (why, retry_after, refused || replay == Replay::Safe)
+                            }
+                        },
                     }
-                    let code = status.as_u16();
-                    if !matches!(code, 408 | 429 | 500..=599) {
-                        return Ok(Answer {
-                            status,
-                            body: body.into(),
-                        });
-                    }
-                    let refused = matches!(code, 429 | 503);
-                    (
-                        format!("{code} {}", error_message(&body)),
-                        retry_after,
-                        refused || replay == Replay::Safe,
-                    )
                 }
             };
             let wait = backoff(&self.retry, attempt, retry_after);
@@ -285,15 +273,12 @@ impl HttpCore {
 
     /// `POST /events` with a JSON array body, once.
     pub(crate) async fn post_events(&self, body: Bytes) -> Attempt {
-        let mut req = self
+        let req = self
             .http
             .post(self.events.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
-        if let Some(auth) = &self.auth {
-            req = req.header(AUTHORIZATION, auth.clone());
-        }
-        let resp = match req.send().await {
+        let resp = match self.authorize(req).send().await {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
@@ -347,6 +332,24 @@ pub(crate) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
             message: message(),
         },
     }
+}
+
+/// A call's answer: `Ok(Ok)` when final (a `2xx`, or a `4xx` other than `408` / `429`),
+/// `Ok(Err(why))` when worth retrying, `Err` for an answer over [`ANSWER_MAX`].
+fn final_answer(status: StatusCode, body: Vec<u8>) -> Result<Result<Answer, String>, ClientError> {
+    if body.len() > ANSWER_MAX {
+        return Err(ClientError::Protocol(format!(
+            "the answer is larger than {ANSWER_MAX} bytes"
+        )));
+    }
+    let code = status.as_u16();
+    if matches!(code, 408 | 429 | 500..=599) {
+        return Ok(Err(format!("{code} {}", error_message(&body))));
+    }
+    Ok(Ok(Answer {
+        status,
+        body: body.into(),
+    }))
 }
 
 /// An error answer's `error: detail`, or the start of its body.
