@@ -3,6 +3,7 @@
 //! * `core` – [`Aggregator`]: shards, add path, flush passes, shutdown.
 //! * `builder` – [`Builder`] and the [`Config`] snapshot.
 //! * `merge` – the [`Merge`] trait and the built-in merges.
+//! * `local` – [`LocalHandle`], a producer thread's private table in front of the shards.
 //! * `receiver` – [`Batch`] and [`BatchReceiver`], the consumer side.
 //! * `shard` – one shard's table and the order-preserving re-insertion.
 //! * `flusher` – the periodic flusher thread (not under loom).
@@ -11,6 +12,7 @@ mod builder;
 mod core;
 #[cfg(not(accrue_loom))]
 mod flusher;
+mod local;
 mod merge;
 mod receiver;
 mod shard;
@@ -22,5 +24,6 @@ mod tests;
 
 pub use self::builder::{Builder, Config};
 pub use self::core::{Aggregator, Counters, FlushReport};
+pub use self::local::LocalHandle;
 pub use self::merge::{Count, First, Last, Max, Merge, Min, Sum};
 pub use self::receiver::{Batch, BatchReceiver, RecvTimeoutError, TryRecvError};

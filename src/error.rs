@@ -22,6 +22,8 @@ pub enum BuildError {
     FlushThreshold,
     /// `max_keys` was set to zero; no key could ever be added with `try_add`.
     MaxKeys,
+    /// `local_capacity` was set to zero; a local handle could hold nothing.
+    LocalCapacity,
     /// The operating system refused to start the flusher thread.
     Spawn(String),
 }
@@ -42,6 +44,7 @@ impl fmt::Display for BuildError {
             ),
             Self::FlushThreshold => f.write_str("flush threshold must be at least 1 key"),
             Self::MaxKeys => f.write_str("max_keys must be at least 1 (omit it for no limit)"),
+            Self::LocalCapacity => f.write_str("local_capacity must be at least 1 key"),
             Self::Spawn(e) => write!(f, "failed to spawn the flusher thread: {e}"),
         }
     }

@@ -58,6 +58,15 @@
 //! The merge ([`Merge`]: [`Sum`], [`Count`], [`Min`], [`Max`], [`Last`], [`First`] or any
 //! `Fn(&mut V, V)`) runs under the shard lock, so it needs no atomics of its own.
 //!
+//! ## Hot paths on many threads: local handles
+//!
+//! [`Aggregator::local`] gives a producer thread a [`LocalHandle`]: its adds merge into a private
+//! table behind a lock only that thread takes, and reach the shards in bulk (one lock per shard)
+//! when the table holds [`Builder::local_capacity`] keys, at every flush pass, at shutdown, when
+//! the handle is dropped, and before any read ([`Aggregator::get`], `len`, `snapshot`,
+//! `counters`). Flushes and shutdown drain every live handle, so the delivery guarantees below
+//! hold unchanged; a handle's adds keep their order per key.
+//!
 //! ## When the channel is full
 //!
 //! A flush offers each shard's batch with `try_send`. When the channel is full, the batch comes
@@ -167,7 +176,7 @@ pub use crate::stats::{RedisDriver, RedisDriverBuilder};
 pub use crate::{
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,
-        Last, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
+        Last, LocalHandle, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
     },
     error::{AddError, BuildError, ShutdownError},
     time::{

@@ -9,8 +9,8 @@ use super::core::{Aggregator, Shared};
 use super::merge::{Merge, Sum};
 use super::receiver::BatchReceiver;
 use crate::constants::{
-    DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL, MAX_DEFAULT_SHARDS, MIN_DEFAULT_SHARDS,
-    SHARDS_PER_CPU,
+    DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_LOCAL_CAPACITY, MAX_DEFAULT_SHARDS,
+    MIN_DEFAULT_SHARDS, SHARDS_PER_CPU,
 };
 use crate::error::BuildError;
 use crate::sync::{Arc, Mutex, available_parallelism};
@@ -52,6 +52,7 @@ pub struct Builder<K, V, S = ahash::RandomState, M = Sum> {
     flush_interval: Duration,
     flush_threshold: Option<usize>,
     max_keys: Option<usize>,
+    local_capacity: usize,
     drop_timeout: Duration,
     thread_name: String,
     hasher: S,
@@ -67,6 +68,7 @@ pub struct Config {
     pub(crate) flush_interval: Option<Duration>,
     pub(crate) flush_threshold: Option<usize>,
     pub(crate) max_keys: Option<usize>,
+    pub(crate) local_capacity: usize,
 }
 
 impl Config {
@@ -95,6 +97,11 @@ impl Config {
     pub fn max_keys(&self) -> Option<usize> {
         self.max_keys
     }
+
+    /// Keys a [`LocalHandle`](crate::LocalHandle) holds before it spills into the shards.
+    pub fn local_capacity(&self) -> usize {
+        self.local_capacity
+    }
 }
 
 impl<K, V> Builder<K, V> {
@@ -105,6 +112,7 @@ impl<K, V> Builder<K, V> {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             flush_threshold: None,
             max_keys: None,
+            local_capacity: DEFAULT_LOCAL_CAPACITY,
             drop_timeout: DEFAULT_DROP_TIMEOUT,
             thread_name: "accrue-flusher".into(),
             hasher: ahash::RandomState::new(),
@@ -150,6 +158,15 @@ impl<K, V, S, M> Builder<K, V, S, M> {
         self
     }
 
+    /// Keys a [`LocalHandle`](crate::LocalHandle) (from [`Aggregator::local`]) merges privately
+    /// before it moves them into the shards in one go. Larger means fewer spills and more
+    /// memory per handle; the win is largest when it holds the thread's whole working set.
+    /// Default: 16,384.
+    pub fn local_capacity(mut self, keys: usize) -> Self {
+        self.local_capacity = keys;
+        self
+    }
+
     /// How long dropping the aggregator waits for the consumer before giving up (what is not
     /// delivered by then is logged and dropped). Default: 10 s.
     pub fn drop_timeout(mut self, timeout: Duration) -> Self {
@@ -171,6 +188,7 @@ impl<K, V, S, M> Builder<K, V, S, M> {
             flush_interval: self.flush_interval,
             flush_threshold: self.flush_threshold,
             max_keys: self.max_keys,
+            local_capacity: self.local_capacity,
             drop_timeout: self.drop_timeout,
             thread_name: self.thread_name,
             hasher,
@@ -188,6 +206,7 @@ impl<K, V, S, M> Builder<K, V, S, M> {
             flush_interval: self.flush_interval,
             flush_threshold: self.flush_threshold,
             max_keys: self.max_keys,
+            local_capacity: self.local_capacity,
             drop_timeout: self.drop_timeout,
             thread_name: self.thread_name,
             hasher: self.hasher,
@@ -214,12 +233,16 @@ impl<K, V, S, M> Builder<K, V, S, M> {
         if self.max_keys == Some(0) {
             return Err(BuildError::MaxKeys);
         }
+        if self.local_capacity == 0 {
+            return Err(BuildError::LocalCapacity);
+        }
         Ok(Config {
             shards,
             channel_capacity,
             flush_interval,
             flush_threshold: self.flush_threshold,
             max_keys: self.max_keys,
+            local_capacity: self.local_capacity,
         })
     }
 }
@@ -294,6 +317,7 @@ impl<K, V, S, M> fmt::Debug for Builder<K, V, S, M> {
             .field("flush_interval", &self.flush_interval)
             .field("flush_threshold", &self.flush_threshold)
             .field("max_keys", &self.max_keys)
+            .field("local_capacity", &self.local_capacity)
             .field("drop_timeout", &self.drop_timeout)
             .finish_non_exhaustive()
     }

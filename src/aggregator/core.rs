@@ -9,6 +9,7 @@ use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 
 use super::builder::{Builder, Config};
+use super::local::{LocalHandle, LocalTable, Registry};
 use super::merge::{Merge, Sum};
 use super::receiver::{Batch, BatchReceiver};
 use super::shard::{Age, Shard};
@@ -54,17 +55,22 @@ type Shards<K, V> = Box<[CachePadded<Mutex<Shard<K, V>>>]>;
 
 /// What the aggregator and its flusher thread share.
 pub(crate) struct Shared<K, V, S, M> {
-    shards: Shards<K, V>,
+    pub(super) shards: Shards<K, V>,
     /// `64 - log2(shards)`: the shard is taken from the hash bits just below the top 7, which
     /// hashbrown uses as its tag, and far from the low bits it probes with.
     shift: u32,
-    hasher: S,
-    merge: M,
+    pub(super) hasher: S,
+    pub(super) merge: M,
     pub(crate) config: Config,
     /// Pending keys over all shards. Kept only when `max_keys` or `flush_threshold` needs it,
     /// so the common path touches no shared counter.
-    keys: AtomicUsize,
-    count_keys: bool,
+    pub(super) keys: AtomicUsize,
+    pub(super) count_keys: bool,
+    /// Every live [`LocalHandle`]'s table.
+    pub(super) locals: Mutex<Registry<K, V>>,
+    /// [`Shared::spill_table`], monomorphised where the trait bounds are known, so that
+    /// shutdown and `Drop` (which have none) can drain handles.
+    pub(super) spill: fn(&Self, &mut LocalTable<K, V>),
     flush: Mutex<FlushState<K, V>>,
     /// "Another flush pass is wanted": set by every flush request, cleared by the pass that
     /// serves it. See [`Shared::flush_once`].
@@ -197,7 +203,12 @@ where
     }
 }
 
-impl<K, V, S, M> Shared<K, V, S, M> {
+impl<K, V, S, M> Shared<K, V, S, M>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+    M: Merge<V>,
+{
     pub(crate) fn new(
         config: Config,
         hasher: S,
@@ -217,6 +228,8 @@ impl<K, V, S, M> Shared<K, V, S, M> {
             count_keys: config.max_keys.is_some() || config.flush_threshold.is_some(),
             config,
             keys: AtomicUsize::new(0),
+            locals: Mutex::new(Registry::new()),
+            spill: Self::spill_table,
             flush: Mutex::new(FlushState {
                 tx: Some(tx),
                 seq: 0,
@@ -233,9 +246,11 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         };
         (shared, rx, wake_rx)
     }
+}
 
+impl<K, V, S, M> Shared<K, V, S, M> {
     #[inline]
-    fn shard_index(&self, hash: u64) -> usize {
+    pub(super) fn shard_index(&self, hash: u64) -> usize {
         // Two shifts so that a single shard (shift = 64) yields 0 without a branch.
         (((hash << 7) >> (self.shift - 1)) >> 1) as usize
     }
@@ -251,6 +266,8 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         };
         st.seq += 1;
         let seq = st.seq;
+        // Handles first, while the shards are still open: from here on they refuse adds.
+        self.drain_locals(true);
         let mut undelivered = Vec::new();
         let mut timed_out = false;
         let (mut batches, mut items) = (0, 0);
@@ -355,6 +372,12 @@ where
             }
             _ => self.keys.fetch_add(1, Ordering::AcqRel) + 1,
         };
+        self.note_pending(now);
+        true
+    }
+
+    /// Wakes the flusher when `now` pending keys cross the size trigger or `max_keys`.
+    pub(super) fn note_pending(&self, now: usize) {
         let over_threshold = self.config.flush_threshold.is_some_and(|t| now >= t)
             || self.config.max_keys.is_some_and(|m| now >= m);
         if over_threshold
@@ -363,7 +386,6 @@ where
         {
             let _ = self.wake_tx.try_send(());
         }
-        true
     }
 
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
@@ -372,6 +394,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
+        self.drain_locals(false);
         let hash = self.hasher.hash_one(key);
         let shard = self.shards[self.shard_index(hash)].lock();
         shard
@@ -434,6 +457,8 @@ where
         };
         // Re-arm the size trigger: adds from here on count toward the next flush.
         self.wake_pending.store(false, Ordering::Release);
+        // Everything the handles hold joins this pass.
+        self.drain_locals(false);
         *seq += 1;
         report.seq = *seq;
         report.passes += 1;
@@ -535,6 +560,7 @@ where
 
 impl<K, V, S, M> Shared<K, V, S, M> {
     pub(crate) fn counters(&self) -> Counters {
+        self.drain_locals(false);
         let mut c = Counters::default();
         for shard in self.shards.iter() {
             let s = shard.lock();
@@ -554,6 +580,7 @@ impl<K, V, S, M> Shared<K, V, S, M> {
     }
 
     pub(crate) fn len(&self) -> usize {
+        self.drain_locals(false);
         self.shards.iter().map(|s| s.lock().table.len()).sum()
     }
 
@@ -562,6 +589,7 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         K: Clone,
         V: Clone,
     {
+        self.drain_locals(false);
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let s = shard.lock();
@@ -698,6 +726,23 @@ where
         V: Clone,
     {
         self.shared.get(key)
+    }
+
+    /// A handle for one producer thread: its adds merge into a private table and reach the
+    /// shards in bulk, which is much faster on many keys from several threads. See
+    /// [`LocalHandle`] for when its data is delivered and how it orders with other adds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (agg, _rx) = accrue::Aggregator::<u64, u64>::builder().build().unwrap();
+    /// let local = agg.local();
+    /// local.add(1, 10).unwrap();
+    /// local.add(1, 5).unwrap();
+    /// assert_eq!(agg.get(&1), Some(15)); // reads drain the handles first
+    /// ```
+    pub fn local(&self) -> LocalHandle<K, V, S, M> {
+        LocalHandle::new(self.shared.clone())
     }
 
     /// Runs a flush now and waits for it: everything added before the call has been offered to

@@ -155,3 +155,96 @@ fn loom_shutdown_vs_add_loses_nothing() {
         assert!(rx.try_recv().is_err());
     });
 }
+
+/// A local handle's adds race a flush pass that drains it: every add is delivered once.
+#[test]
+fn loom_local_handle_add_vs_flush() {
+    loom::model(|| {
+        let (agg, rx) = summing(2, 8);
+        let a = agg.clone();
+        let producer = thread::spawn(move || {
+            let local = a.local();
+            local.add(1, 1).unwrap();
+            local.add(7, 1).unwrap();
+            local.add(1, 1).unwrap();
+            // Dropped here: whatever the flush did not take is spilled into the shards.
+        });
+        agg.flush_once();
+        producer.join().unwrap();
+        agg.shutdown().unwrap();
+        assert_eq!(totals(&rx), HashMap::from([(1, 2), (7, 1)]));
+    });
+}
+
+/// A handle with a one-key table spills on every new key, racing a flush into a capacity-1
+/// channel (so batches bounce back) and a direct add: totals exact, the handle's order kept.
+#[test]
+fn loom_local_spills_under_full_channel_keep_totals_and_order() {
+    loom::model(|| {
+        let (agg, rx) = Builder::<u8, Vec<u8>>::new()
+            .shards(2)
+            .channel_capacity(1)
+            .local_capacity(1)
+            .hasher(H::default())
+            .merge(append as Append)
+            .build()
+            .unwrap();
+        let agg = Arc::new(agg);
+        agg.add(7, vec![1]).unwrap();
+        let a = agg.clone();
+        let producer = thread::spawn(move || {
+            let local = a.local();
+            local.add(1, vec![1]).unwrap();
+            local.add(7, vec![2]).unwrap(); // spills key 1
+            local.add(1, vec![2]).unwrap(); // spills key 7
+        });
+        let f = agg.clone();
+        let flusher = thread::spawn(move || {
+            f.flush_once();
+        });
+        let consumer = thread::spawn(move || {
+            let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+            while let Some(batch) = rx.recv() {
+                for (k, mut v) in batch {
+                    got.entry(k).or_default().append(&mut v);
+                }
+            }
+            got
+        });
+        producer.join().unwrap();
+        flusher.join().unwrap();
+        agg.shutdown().unwrap();
+        let got = consumer.join().unwrap();
+        assert_eq!(got, HashMap::from([(1, vec![1, 2]), (7, vec![1, 2])]));
+    });
+}
+
+/// Shutdown races a handle's adds and its drop: every accepted add is delivered, every refused
+/// one comes back whole, and a handle made after shutdown refuses.
+#[test]
+fn loom_shutdown_vs_local_handle_loses_nothing() {
+    loom::model(|| {
+        let (agg, rx) = summing(2, 4);
+        let a = agg.clone();
+        let producer = thread::spawn(move || {
+            let local = a.local();
+            let mut accepted = 0;
+            for k in [1u8, 7] {
+                match local.add(k, 1) {
+                    Ok(()) => accepted += 1,
+                    Err(e) => {
+                        assert!(e.is_closed());
+                        assert_eq!(e.into_inner(), (k, 1));
+                    }
+                }
+            }
+            drop(local);
+            accepted
+        });
+        agg.shutdown().unwrap();
+        let accepted = producer.join().unwrap();
+        let delivered: u64 = totals(&rx).values().sum();
+        assert_eq!(delivered, accepted, "every accepted add is delivered");
+        assert!(agg.local().add(1, 1).unwrap_err().is_closed());
+    });
+}
