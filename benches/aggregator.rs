@@ -144,7 +144,7 @@ where
 {
     let barrier = Barrier::new(threads + 1);
     let chunk = seq.len() / threads;
-    let elapsed = thread::scope(|s| {
+    thread::scope(|s| {
         for t in 0..threads {
             let part = &seq[t * chunk..(t + 1) * chunk];
             let barrier = &barrier;
@@ -159,8 +159,7 @@ where
         barrier.wait();
         Instant::now()
     })
-    .elapsed();
-    elapsed
+    .elapsed()
 }
 
 /// The ceiling: each thread adds into its own `HashMap`, nothing shared.
@@ -231,7 +230,11 @@ where
                 for _ in 0..iters {
                     total += run_local(threads, &seq, keys, &accrue.0);
                 }
-                record(&workload, "accrue local", total.as_secs_f64() / iters as f64);
+                record(
+                    &workload,
+                    "accrue local",
+                    total.as_secs_f64() / iters as f64,
+                );
                 total
             })
         });

@@ -2,22 +2,21 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use accrue::Aggregator;
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
-    // Only the measured thread counts: the test harness allocates on its own threads.
+    // Only the measured thread counts, into its own counter: the harness allocates on its own
+    // threads, and tests run in parallel.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn count() {
     if COUNTING.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -43,11 +42,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn allocations_during(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = ALLOCS.with(Cell::get);
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::SeqCst) - before
+    ALLOCS.with(Cell::get) - before
 }
 
 #[test]
@@ -84,4 +83,47 @@ fn adds_to_existing_keys_allocate_nothing() {
     // through the owned `add` drops the caller's String, which it allocated, not us.
     let n = allocations_during(|| strings.add_ref("metric.new", 1).unwrap());
     assert!(n >= 1);
+}
+
+#[test]
+fn local_handle_hits_and_steady_state_spills_allocate_nothing() {
+    let (agg, _rx) = Aggregator::<String, u64>::builder()
+        .local_capacity(256)
+        .build()
+        .unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("metric.{i}")).collect();
+    let local = agg.local();
+    for name in &names {
+        local.add_ref(name.as_str(), 1).unwrap(); // new to the handle: clones the key
+    }
+    let n = allocations_during(|| {
+        for _ in 0..100 {
+            for name in &names {
+                local.add_ref(name.as_str(), 1).unwrap();
+            }
+        }
+    });
+    assert_eq!(n, 0, "String keys: hits in the handle's table");
+    assert_eq!(agg.get("metric.7"), Some(101));
+
+    // Spills move keys into the shards; with keys that need no allocation (u64), a steady state
+    // of spills on the add path and explicit ones allocates nothing: the handle's table, its
+    // spill scratch and the shard tables are reused. (A `String` key that comes back to a
+    // handle after a spill is cloned again, once, as after a flush.)
+    let (agg, _rx) = Aggregator::<u64, u64>::builder()
+        .local_capacity(256)
+        .build()
+        .unwrap();
+    let local = agg.local();
+    let round = || {
+        for k in 0..1000u64 {
+            local.add(k, 1).unwrap();
+        }
+        local.spill();
+    };
+    round();
+    round();
+    let n = allocations_during(|| (0..20).for_each(|_| round()));
+    assert_eq!(n, 0, "u64 keys: spills of known keys");
+    assert_eq!(agg.get(&7), Some(22));
 }

@@ -1,6 +1,8 @@
 //! The Go library's stress test, made harder: 1,000,000 adds from 1,000 threads over 10,000 keys
 //! into a capacity-1 channel, flushed every millisecond, read by a deliberately slow consumer.
-//! The consumer's totals must equal the inputs exactly — per key, not just in sum.
+//! The consumer's totals must equal the inputs exactly — per key, not just in sum. Run twice:
+//! with direct adds, and with one `LocalHandle` per thread whose small table spills into the
+//! shards while flushes drain it.
 
 use std::collections::HashMap;
 use std::thread;
@@ -18,7 +20,17 @@ fn key(thread: u64, i: u64) -> u64 {
 
 #[test]
 fn million_adds_thousand_threads_capacity_one_slow_consumer_exact_totals() {
+    run(false);
+}
+
+#[test]
+fn million_local_handle_adds_thousand_threads_spilling_exact_totals() {
+    run(true);
+}
+
+fn run(local: bool) {
     let (agg, rx) = Aggregator::<u64, u64>::builder()
+        .local_capacity(64)
         .channel_capacity(1)
         .flush_interval(Duration::from_millis(1))
         .spawn()
@@ -45,8 +57,15 @@ fn million_adds_thousand_threads_capacity_one_slow_consumer_exact_totals() {
             thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn_scoped(s, move || {
-                    for i in 0..ADDS_PER_THREAD {
-                        agg.add(key(t, i), 1).unwrap();
+                    if local {
+                        let local = agg.local();
+                        for i in 0..ADDS_PER_THREAD {
+                            local.add(key(t, i), 1).unwrap();
+                        }
+                    } else {
+                        for i in 0..ADDS_PER_THREAD {
+                            agg.add(key(t, i), 1).unwrap();
+                        }
                     }
                 })
                 .unwrap();
@@ -68,7 +87,7 @@ fn million_adds_thousand_threads_capacity_one_slow_consumer_exact_totals() {
     assert_eq!(counters.adds, THREADS * ADDS_PER_THREAD);
     assert!(batches > 0);
     eprintln!(
-        "stress: {batches} batches, {} flush passes, {} deferred by a full channel, {} items re-inserted",
+        "stress (local handles: {local}): {batches} batches, {} flush passes, {} deferred by a full channel, {} items re-inserted",
         counters.flushes, counters.deferred_flushes, counters.items_reinserted
     );
 }

@@ -67,6 +67,12 @@ impl<K, V> Registry<K, V> {
             slots: Vec::new(),
         }
     }
+
+    /// Live handles.
+    #[cfg(test)]
+    pub(crate) fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
 }
 
 /// A thread's own entry point into an [`Aggregator`](crate::Aggregator): adds merge into a
@@ -300,7 +306,7 @@ where
         let mut start = 0usize;
         let mut new_keys_total = 0usize;
         for (s, &end) in offsets[..n].iter().enumerate() {
-                        if start == end {
+            if start == end {
                 continue;
             }
             let mut shard = self.shards[s].lock();

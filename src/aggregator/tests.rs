@@ -386,6 +386,10 @@ fn invalid_settings_are_build_errors() {
         BuildError::FlushThreshold
     );
     assert_eq!(b().max_keys(0).build().unwrap_err(), BuildError::MaxKeys);
+    assert_eq!(
+        b().local_capacity(0).build().unwrap_err(),
+        BuildError::LocalCapacity
+    );
     assert!(
         BuildError::ShardCount(12)
             .to_string()
@@ -503,4 +507,204 @@ fn loom_models_put_their_two_keys_in_different_shards() {
     agg.add(7, 1).unwrap();
     agg.flush();
     assert_eq!(rx.len(), 2);
+}
+
+// ---- LocalHandle ----
+
+#[test]
+fn local_handle_merges_privately_and_reads_drain_it() {
+    let (agg, rx) = Aggregator::<String, u64>::builder().build().unwrap();
+    let local = agg.local();
+    local.add_ref("a", 1).unwrap();
+    local.add_ref("a", 2).unwrap();
+    local.add("b".to_string(), 5).unwrap();
+    agg.add_ref("a", 10).unwrap();
+    assert_eq!(
+        (local.len(), agg.len()),
+        (2, 2),
+        "len drains the handle first"
+    );
+    assert!(local.is_empty());
+    local.add_ref("a", 100).unwrap();
+    assert_eq!(agg.get("a"), Some(113));
+    local.add_ref("c", 1).unwrap();
+    let mut snap = agg.snapshot();
+    snap.sort();
+    assert_eq!(
+        snap,
+        vec![("a".into(), 113), ("b".into(), 5), ("c".into(), 1)]
+    );
+    let c = agg.counters();
+    assert_eq!(
+        (c.adds, c.new_keys, c.merges, c.pending_keys),
+        (6, 3, 3, 3),
+        "adds through the handle count once they reach the shards"
+    );
+    agg.flush();
+    assert_eq!(
+        drain(&rx),
+        HashMap::from([("a".into(), 113), ("b".into(), 5), ("c".into(), 1)])
+    );
+}
+
+#[test]
+fn local_handle_spills_at_its_capacity_and_keeps_at_most_that_many_keys() {
+    let (agg, rx) = Aggregator::<u64, u64>::builder()
+        .shards(4)
+        .local_capacity(8)
+        .build()
+        .unwrap();
+    let local = agg.local();
+    for round in 0..3u64 {
+        for k in 0..100u64 {
+            local.add(k, round + 1).unwrap();
+            assert!(local.len() <= 8);
+        }
+    }
+    assert_eq!(agg.config().local_capacity(), 8);
+    // Spills happened on the add path: the shards hold the other keys already.
+    let in_local = local.len();
+    assert!(in_local > 0);
+    let shard_keys: usize = agg.shared.shards.iter().map(|s| s.lock().table.len()).sum();
+    assert_eq!(shard_keys, 100, "every key has spilled at least once");
+    agg.flush();
+    let got = drain(&rx);
+    assert_eq!(got.len(), 100);
+    assert!(got.values().all(|&v| v == 6), "{got:?}");
+    assert!(local.is_empty(), "the flush drained the handle");
+}
+
+#[test]
+fn flush_delivers_what_handles_hold_and_later_adds_wait_for_the_next() {
+    let (agg, rx) = Aggregator::<u32, u64>::builder().build().unwrap();
+    let (a, b) = (agg.local(), agg.local());
+    a.add(1, 1).unwrap();
+    b.add(1, 2).unwrap();
+    b.add(2, 3).unwrap();
+    let report = agg.flush();
+    assert_eq!(report.items_sent, 2);
+    assert_eq!(drain(&rx), HashMap::from([(1, 3), (2, 3)]));
+    a.add(1, 7).unwrap();
+    assert!(rx.try_recv().is_err());
+    agg.flush();
+    assert_eq!(drain(&rx), HashMap::from([(1, 7)]));
+}
+
+#[test]
+fn dropping_a_handle_spills_it_and_handles_work_from_many_threads() {
+    let (agg, rx) = Aggregator::<u64, u64>::builder()
+        .local_capacity(64)
+        .build()
+        .unwrap();
+    thread::scope(|s| {
+        for t in 0..4u64 {
+            let agg = &agg;
+            s.spawn(move || {
+                let local = agg.local();
+                for i in 0..10_000u64 {
+                    local.add((t + i) % 500, 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        agg.shared.locals.lock().slots_len(),
+        0,
+        "dropped handles unregister"
+    );
+    agg.shutdown().unwrap();
+    let got = drain(&rx);
+    assert_eq!(got.len(), 500);
+    assert_eq!(got.values().sum::<u64>(), 40_000);
+    assert!(got.values().all(|&v| v == 80));
+}
+
+#[test]
+fn handle_order_survives_bounced_batches_and_spills() {
+    type Ids = Vec<u32>;
+    fn append(acc: &mut Ids, mut newer: Ids) {
+        acc.append(&mut newer);
+    }
+    let (agg, rx) = Aggregator::<u8, Ids>::builder()
+        .shards(2)
+        .channel_capacity(1)
+        .local_capacity(2)
+        .merge(append as fn(&mut Ids, Ids))
+        .build()
+        .unwrap();
+    let local = agg.local();
+    let mut expected: HashMap<u8, Ids> = HashMap::new();
+    let mut got: HashMap<u8, Ids> = HashMap::new();
+    for id in 0..200u32 {
+        let k = (id * 7 % 5) as u8;
+        local.add(k, vec![id]).unwrap();
+        expected.entry(k).or_default().push(id);
+        if id % 9 == 0 {
+            agg.flush_once(); // the channel holds one batch: the rest waits
+        }
+        if id % 23 == 0 {
+            for batch in rx.try_iter() {
+                for (k, mut ids) in batch {
+                    got.entry(k).or_default().append(&mut ids);
+                }
+            }
+        }
+    }
+    assert!(
+        agg.counters().deferred_flushes > 0,
+        "the full channel deferred flushes"
+    );
+    drop(local);
+    let consumer = thread::spawn(move || {
+        while let Some(batch) = rx.recv() {
+            for (k, mut ids) in batch {
+                got.entry(k).or_default().append(&mut ids);
+            }
+        }
+        got
+    });
+    agg.shutdown().unwrap();
+    assert_eq!(consumer.join().unwrap(), expected);
+}
+
+#[test]
+fn handles_refuse_after_shutdown_and_may_outlive_the_aggregator() {
+    let (agg, rx) = Aggregator::<u32, u64>::builder().build().unwrap();
+    let local = agg.local();
+    local.add(1, 1).unwrap();
+    drop(agg); // shuts down: the handle's value is delivered
+    assert_eq!(drain(&rx), HashMap::from([(1, 1)]));
+    assert!(rx.recv().is_none());
+    let err = local.add(2, 5).unwrap_err();
+    assert!(err.is_closed());
+    assert_eq!(err.into_inner(), (2, 5));
+    assert!(local.is_empty());
+
+    let (agg, _rx) = Aggregator::<u32, u64>::builder().build().unwrap();
+    agg.shutdown().unwrap();
+    let late = agg.local();
+    assert_eq!(late.add(1, 1).unwrap_err().into_inner(), (1, 1));
+}
+
+#[test]
+fn handle_spills_count_toward_the_size_trigger() {
+    let (agg, rx) = Aggregator::<u32, u64>::builder()
+        .flush_interval(Duration::from_secs(3600))
+        .flush_threshold(100)
+        .local_capacity(10)
+        .spawn()
+        .unwrap();
+    let local = agg.local();
+    for k in 0..200 {
+        local.add(k, 1).unwrap();
+    }
+    // Spills moved at least 190 keys into the shards: the trigger fired long before the hour.
+    let b = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("size-triggered flush");
+    assert!(!b.is_empty());
+    drop(local);
+    agg.shutdown().unwrap();
+    let total = b.len() as u64 + drain(&rx).values().sum::<u64>();
+    assert_eq!(total, 200);
 }
