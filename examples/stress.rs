@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! cargo run --release --example stress -- --threads 1000 --adds 1000 --keys 10000 \
-//!     --capacity 1 --flush-ms 1 --consumer-delay-us 0
+//!     --capacity 1 --flush-ms 1 --consumer-delay-us 0 [--local]
 //! ```
+//!
+//! `--local` makes each thread add through its own `LocalHandle` (`Aggregator::local`).
 
 use std::collections::HashMap;
 use std::thread;
@@ -19,6 +21,7 @@ struct Args {
     capacity: usize,
     flush_ms: u64,
     consumer_delay_us: u64,
+    local: bool,
 }
 
 fn parse() -> Args {
@@ -29,9 +32,14 @@ fn parse() -> Args {
         capacity: 1,
         flush_ms: 1,
         consumer_delay_us: 0,
+        local: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--local" {
+            a.local = true;
+            continue;
+        }
         let mut value = || -> u64 {
             it.next()
                 .and_then(|v| v.parse().ok())
@@ -47,7 +55,8 @@ fn parse() -> Args {
             "--help" | "-h" => {
                 println!(
                     "flags: --threads N (1000) --adds N per thread (1000) --keys N (10000) \
-                     --capacity N batches (1) --flush-ms N (1) --consumer-delay-us N per batch (0)"
+                     --capacity N batches (1) --flush-ms N (1) --consumer-delay-us N per batch (0) \
+                     --local (one LocalHandle per thread)"
                 );
                 std::process::exit(0);
             }
@@ -81,12 +90,19 @@ fn main() {
     thread::scope(|s| {
         for t in 0..a.threads {
             let agg = &agg;
-            let (adds, keys) = (a.adds, a.keys);
+            let (adds, keys, local) = (a.adds, a.keys, a.local);
             thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn_scoped(s, move || {
-                    for i in 0..adds {
-                        agg.add((t * adds + i) % keys, 1).unwrap();
+                    if local {
+                        let local = agg.local();
+                        for i in 0..adds {
+                            local.add((t * adds + i) % keys, 1).unwrap();
+                        }
+                    } else {
+                        for i in 0..adds {
+                            agg.add((t * adds + i) % keys, 1).unwrap();
+                        }
                     }
                 })
                 .expect("spawn");
@@ -107,7 +123,8 @@ fn main() {
     }
     assert_eq!(totals, expected, "per-key totals must be exact");
     println!(
-        "{total_adds} adds from {} threads over {} keys: adds done in {:.1} ms, delivered in {:.1} ms ({:.1} M adds/s); {} flushes, {} deferred (channel full), {} items re-inserted",
+        "{total_adds} adds{} from {} threads over {} keys: adds done in {:.1} ms, delivered in {:.1} ms ({:.1} M adds/s); {} flushes, {} deferred (channel full), {} items re-inserted",
+        if a.local { " (local handles)" } else { "" },
         a.threads,
         a.keys,
         added.as_secs_f64() * 1e3,
