@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use accrue::{Aggregator, BatchReceiver};
+use accrue::{Aggregator, Batch, BatchReceiver};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -37,7 +37,12 @@ fn append(acc: &mut Ids, mut newer: Ids) {
 }
 
 fn receive(rx: &BatchReceiver<u8, Ids>, got: &mut HashMap<u8, Ids>, max: usize) {
-    for batch in rx.try_iter().take(max) {
+    apply(got, rx.try_iter().take(max));
+}
+
+/// Applies batches in arrival order.
+fn apply(got: &mut HashMap<u8, Ids>, batches: impl Iterator<Item = Batch<u8, Ids>>) {
+    for batch in batches {
         for (k, mut ids) in batch {
             got.entry(k).or_default().append(&mut ids);
         }
@@ -107,11 +112,7 @@ proptest! {
         // channel closes.
         let consumer = std::thread::spawn(move || {
             let mut got = got;
-            while let Some(batch) = rx.recv() {
-                for (k, mut ids) in batch {
-                    got.entry(k).or_default().append(&mut ids);
-                }
-            }
+            apply(&mut got, rx.iter()); // blocks until the channel closes
             got
         });
         agg.shutdown().unwrap();
@@ -214,11 +215,7 @@ proptest! {
         }
         let consumer = std::thread::spawn(move || {
             let mut got = got;
-            while let Some(batch) = rx.recv() {
-                for (k, mut ids) in batch {
-                    got.entry(k).or_default().append(&mut ids);
-                }
-            }
+            apply(&mut got, rx.iter()); // blocks until the channel closes
             got
         });
         // Shut down with the handles still alive: their tables are delivered too.

@@ -47,6 +47,17 @@ fn totals(rx: &BatchReceiver<u8, u64>) -> HashMap<u8, u64> {
     out
 }
 
+/// A consumer applying batches in arrival order until the channel closes.
+fn in_arrival_order(rx: &BatchReceiver<u8, Vec<u8>>) -> HashMap<u8, Vec<u8>> {
+    let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+    while let Some(batch) = rx.recv() {
+        for (k, mut v) in batch {
+            got.entry(k).or_default().append(&mut v);
+        }
+    }
+    got
+}
+
 #[test]
 fn loom_add_vs_flush() {
     loom::model(|| {
@@ -109,16 +120,7 @@ fn loom_reinsert_under_full_channel_keeps_totals_and_order() {
             f.flush_once();
             f.flush_once();
         });
-        // The consumer applies batches in arrival order until the channel closes.
-        let consumer = thread::spawn(move || {
-            let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
-            while let Some(batch) = rx.recv() {
-                for (k, mut v) in batch {
-                    got.entry(k).or_default().append(&mut v);
-                }
-            }
-            got
-        });
+        let consumer = thread::spawn(move || in_arrival_order(&rx));
         producer.join().unwrap();
         flusher.join().unwrap();
         agg.shutdown().unwrap();
@@ -202,15 +204,7 @@ fn loom_local_spills_under_full_channel_keep_totals_and_order() {
         let flusher = thread::spawn(move || {
             f.flush_once();
         });
-        let consumer = thread::spawn(move || {
-            let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
-            while let Some(batch) = rx.recv() {
-                for (k, mut v) in batch {
-                    got.entry(k).or_default().append(&mut v);
-                }
-            }
-            got
-        });
+        let consumer = thread::spawn(move || in_arrival_order(&rx));
         producer.join().unwrap();
         flusher.join().unwrap();
         agg.shutdown().unwrap();
