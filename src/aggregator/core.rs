@@ -716,9 +716,11 @@ where
         self.shared.insert(Owned(key), value, true)
     }
 
-    /// The pending (not yet flushed) value of `key`, cloned.
+    /// The pending (not yet flushed) value of `key`, cloned. Like every read (`len`,
+    /// `snapshot`, `counters`), it first moves what the [`LocalHandle`]s hold into the shards,
+    /// so their adds are included.
     ///
-    /// **Blocking:** takes the key's shard lock.
+    /// **Blocking:** takes each live handle's lock in turn, then the key's shard lock.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
