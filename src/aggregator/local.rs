@@ -112,7 +112,7 @@ impl<K, V> Registry<K, V> {
 ///                 local.add(i % 10, 1).unwrap();
 ///             }
 ///         }); // dropping the handle moves its data into the shards
-///     });
+///     }
 /// });
 /// assert_eq!(agg.get(&3), Some(200));
 /// agg.shutdown().unwrap();
