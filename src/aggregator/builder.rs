@@ -13,7 +13,9 @@ use crate::constants::{
     MIN_DEFAULT_SHARDS, SHARDS_PER_CPU,
 };
 use crate::error::BuildError;
-use crate::sync::{Arc, Mutex, available_parallelism};
+#[cfg(not(accrue_loom))]
+use crate::sync::Mutex;
+use crate::sync::{Arc, available_parallelism};
 
 /// The default shard count: `SHARDS_PER_CPU × CPUs`, rounded up to a power of two, at least
 /// [`MIN_DEFAULT_SHARDS`] (64) and at most [`MAX_DEFAULT_SHARDS`].

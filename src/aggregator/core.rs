@@ -11,7 +11,9 @@ use hashbrown::HashTable;
 use super::builder::{Builder, Config};
 use super::local::{LocalHandle, LocalTable, Registry};
 use super::merge::{Merge, Sum};
-use super::receiver::{Batch, BatchReceiver};
+use super::receiver::Batch;
+#[cfg(not(accrue_loom))]
+use super::receiver::BatchReceiver;
 use super::shard::{Age, Shard};
 use crate::error::{AddError, ShutdownError};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, chan};
