@@ -13,7 +13,9 @@
 //! * `private` – one `HashMap` per thread, never shared (the ceiling, not a real aggregator).
 //!
 //! Also: the cost of a flush of 100,000 keys, and the Go library's stress test (1M adds from
-//! 1,000 threads over 10k keys into a capacity-1 channel with a 1 ms flush), timed end to end.
+//! 1,000 threads over 10k keys into a capacity-1 channel with a 1 ms flush), timed end to end,
+//! beside its floor (the same threads with no aggregator) and its ceiling (the same threads
+//! each merging into a private `HashMap`).
 //!
 //! Run: `cargo bench --bench aggregator` (about 5 minutes). Quick check:
 //! `cargo bench --bench aggregator -- --quick`.
@@ -429,6 +431,38 @@ fn stress(c: &mut Criterion) {
             total
         })
     });
+    // The ceiling of that test: the same threads, each merging its 1,000 adds into its own
+    // `HashMap` (nothing shared, nothing delivered), summed at the end.
+    group.bench_function("private_maps", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let sum = std::sync::atomic::AtomicU64::new(0);
+                thread::scope(|s| {
+                    for t in 0..1_000u64 {
+                        let sum = &sum;
+                        thread::Builder::new()
+                            .stack_size(64 * 1024)
+                            .spawn_scoped(s, move || {
+                                let mut map = HashMap::<u64, u64, Hasher>::default();
+                                for i in 0..1_000u64 {
+                                    *map.entry((t * 1_000 + i) % 10_000).or_default() += 1;
+                                }
+                                let local: u64 = map.values().sum();
+                                sum.fetch_add(local, std::sync::atomic::Ordering::Relaxed);
+                            })
+                            .unwrap();
+                    }
+                });
+                assert_eq!(sum.into_inner(), 1_000_000);
+                let elapsed = start.elapsed();
+                record("stress", "private_maps", elapsed.as_secs_f64());
+                total += elapsed;
+            }
+            total
+        })
+    });
     group.finish();
 }
 
@@ -504,6 +538,13 @@ fn report() {
                 "  floor: the same 1,000 threads with no aggregator: {:.1} ms (accrue adds {:.1} ms on top)",
                 f * 1e3,
                 (s - f) * 1e3
+            );
+        }
+        if let Some(p) = med("stress", "private_maps") {
+            println!(
+                "  ceiling: the same threads each merging into a private HashMap, nothing shared: {:.1} ms (accrue/private {:.2}x)",
+                p * 1e3,
+                s / p
             );
         }
     }

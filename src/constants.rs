@@ -18,3 +18,8 @@ pub(crate) const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(10);
 /// size it spills into the shards. 16,384 `u64` pairs take about 0.6 MB per handle and hold the
 /// whole working set of the 1k-key workloads; size it to your key count when that is larger.
 pub(crate) const DEFAULT_LOCAL_CAPACITY: usize = 16_384;
+/// Emptied tables of dropped [`LocalHandle`](crate::LocalHandle)s kept for the next handle, so
+/// a handle per short-lived thread or task does not allocate and regrow its table each time
+/// (in the 1,000-thread stress run, a fresh table per thread cost more than its adds). Bounds
+/// the memory kept: at most this many tables of at most `local_capacity` slots.
+pub(crate) const SPARE_LOCAL_TABLES: usize = 8;

@@ -127,3 +127,35 @@ fn local_handle_hits_and_steady_state_spills_allocate_nothing() {
     assert_eq!(n, 0, "u64 keys: spills of known keys");
     assert_eq!(agg.get(&7), Some(22));
 }
+
+#[test]
+fn a_new_handle_reuses_a_dropped_handles_table() {
+    let (agg, _rx) = Aggregator::<u64, u64>::builder().build().unwrap();
+    // One handle per short-lived task: the first grows its table, the ones after it reuse it.
+    let task = |base: u64| {
+        let local = agg.local();
+        for k in base..base + 1_000 {
+            local.add(k % 1_000, 1).unwrap();
+        }
+    };
+    task(0);
+    task(1);
+    // Making the handle, its 1,000 adds (new keys to the handle's table) and its spill of keys
+    // the shards already hold: nothing allocates.
+    let n = allocations_during(|| (2..12).for_each(task));
+    assert_eq!(n, 0, "a handle per task reuses the dropped handle's table");
+    assert_eq!(agg.get(&7), Some(12));
+
+    // Two handles alive at once: the second gets a fresh table, and both are kept after.
+    let (a, b) = (agg.local(), agg.local());
+    a.add(1, 1).unwrap();
+    b.add(2, 1).unwrap();
+    drop((a, b));
+    let n = allocations_during(|| {
+        let (a, b) = (agg.local(), agg.local());
+        a.add(1, 1).unwrap();
+        b.add(2, 1).unwrap();
+    });
+    assert_eq!(n, 0, "both dropped tables are kept");
+    assert_eq!(agg.get(&1), Some(14));
+}

@@ -242,3 +242,31 @@ fn loom_shutdown_vs_local_handle_loses_nothing() {
         assert!(agg.local().add(1, 1).unwrap_err().is_closed());
     });
 }
+
+/// A handle made after another was dropped reuses its table; the pair races a flush and then
+/// shutdown: every accepted add is delivered once, a refused one comes back whole, and a table
+/// recycled around shutdown refuses adds.
+#[test]
+fn loom_recycled_handle_vs_flush_and_shutdown_loses_nothing() {
+    loom::model(|| {
+        let (agg, rx) = summing(2, 4);
+        let a = agg.clone();
+        let producer = thread::spawn(move || {
+            let mut accepted = 0;
+            for k in [1u8, 7] {
+                let local = a.local(); // the second one takes the first one's table
+                match local.add(k, 1) {
+                    Ok(()) => accepted += 1,
+                    Err(e) => assert_eq!(e.into_inner(), (k, 1)),
+                }
+            }
+            accepted
+        });
+        agg.flush_once();
+        agg.shutdown().unwrap();
+        let accepted = producer.join().unwrap();
+        let delivered: u64 = totals(&rx).values().sum();
+        assert_eq!(delivered, accepted, "every accepted add is delivered");
+        assert!(agg.local().add(1, 1).unwrap_err().is_closed());
+    });
+}
