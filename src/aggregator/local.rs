@@ -84,10 +84,11 @@ impl<K, V> Registry<K, V> {
 /// private table first and reach the shared shards in bulk. From [`Aggregator::local`](crate::Aggregator::local).
 ///
 /// Use one per producer thread on hot paths: its add path touches no cache line another
-/// thread writes, so on two threads it ran 2.1x–3.8x dashmap's best usage (1.5x–4x
-/// [`Aggregator::add`](crate::Aggregator::add)) over 1, 1k and 100k `u64` keys and 1k `String` keys; see the README's
-/// bench table. It gains least where keys rarely repeat between spills (each key new to the
-/// handle is cloned once, as [`add_ref`](Self::add_ref) does after every flush).
+/// thread writes, so on two threads it ran 1.7x–4.5x dashmap's best usage (1.2x–4.5x
+/// [`Aggregator::add`](crate::Aggregator::add)) over 1, 1k and 100k `u64` keys and 1 and 1k
+/// `String` keys; see the README's bench table. It gains least where keys rarely repeat
+/// between spills (each key new to the handle is cloned once, as [`add_ref`](Self::add_ref)
+/// does after every flush).
 ///
 /// **Acknowledged** means the same as for [`Aggregator::add`](crate::Aggregator::add): once `add` returns `Ok`, the
 /// value is delivered by a later flush or handed back by [`shutdown`](crate::Aggregator::shutdown);
