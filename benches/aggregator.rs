@@ -400,70 +400,57 @@ fn stress(c: &mut Criterion) {
     });
     // The floor of that test on this machine: the same 1,000 threads doing the same 1,000
     // iterations into a per-thread sum, no aggregator — thread creation alone.
-    group.bench_function("spawn_floor", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let sum = std::sync::atomic::AtomicU64::new(0);
-                thread::scope(|s| {
-                    for t in 0..1_000u64 {
-                        let sum = &sum;
-                        thread::Builder::new()
-                            .stack_size(64 * 1024)
-                            .spawn_scoped(s, move || {
-                                let mut local = 0u64;
-                                for i in 0..1_000u64 {
-                                    local += u64::from(
-                                        std::hint::black_box((t * 1_000 + i) % 10_000) < 10_000,
-                                    );
-                                }
-                                sum.fetch_add(local, std::sync::atomic::Ordering::Relaxed);
-                            })
-                            .unwrap();
-                    }
-                });
-                assert_eq!(sum.into_inner(), 1_000_000);
-                let elapsed = start.elapsed();
-                record("stress", "spawn_floor", elapsed.as_secs_f64());
-                total += elapsed;
-            }
-            total
-        })
+    thousand_threads(&mut group, "spawn_floor", |t| {
+        let mut local = 0u64;
+        for i in 0..1_000u64 {
+            local += u64::from(std::hint::black_box((t * 1_000 + i) % 10_000) < 10_000);
+        }
+        local
     });
-    // The ceiling of that test: the same threads, each merging its 1,000 adds into its own
-    // `HashMap` (nothing shared, nothing delivered), summed at the end.
-    group.bench_function("private_maps", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let sum = std::sync::atomic::AtomicU64::new(0);
-                thread::scope(|s| {
-                    for t in 0..1_000u64 {
-                        let sum = &sum;
-                        thread::Builder::new()
-                            .stack_size(64 * 1024)
-                            .spawn_scoped(s, move || {
-                                let mut map = HashMap::<u64, u64, Hasher>::default();
-                                for i in 0..1_000u64 {
-                                    *map.entry((t * 1_000 + i) % 10_000).or_default() += 1;
-                                }
-                                let local: u64 = map.values().sum();
-                                sum.fetch_add(local, std::sync::atomic::Ordering::Relaxed);
-                            })
-                            .unwrap();
-                    }
-                });
-                assert_eq!(sum.into_inner(), 1_000_000);
-                let elapsed = start.elapsed();
-                record("stress", "private_maps", elapsed.as_secs_f64());
-                total += elapsed;
-            }
-            total
-        })
+    // Its ceiling: the same threads, each merging its 1,000 adds into its own `HashMap`
+    // (nothing shared, nothing delivered).
+    thousand_threads(&mut group, "private_maps", |t| {
+        let mut map = HashMap::<u64, u64, Hasher>::default();
+        for i in 0..1_000u64 {
+            *map.entry((t * 1_000 + i) % 10_000).or_default() += 1;
+        }
+        map.values().sum()
     });
     group.finish();
+}
+
+/// Times 1,000 threads (64 KiB stacks, as in the stress run) each running `work(thread index)`;
+/// the results must sum to 1,000,000.
+fn thousand_threads(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &'static str,
+    work: fn(u64) -> u64,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let sum = std::sync::atomic::AtomicU64::new(0);
+                thread::scope(|s| {
+                    for t in 0..1_000u64 {
+                        let sum = &sum;
+                        thread::Builder::new()
+                            .stack_size(64 * 1024)
+                            .spawn_scoped(s, move || {
+                                sum.fetch_add(work(t), std::sync::atomic::Ordering::Relaxed);
+                            })
+                            .unwrap();
+                    }
+                });
+                assert_eq!(sum.into_inner(), 1_000_000);
+                let elapsed = start.elapsed();
+                record("stress", name, elapsed.as_secs_f64());
+                total += elapsed;
+            }
+            total
+        })
+    });
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
