@@ -81,7 +81,8 @@ impl<K, V> Registry<K, V> {
 }
 
 /// A thread's own entry point into an [`Aggregator`](crate::Aggregator): adds merge into a
-/// private table first and reach the shared shards in bulk. From [`Aggregator::local`](crate::Aggregator::local).
+/// private table first and reach the shared shards in bulk. From
+/// [`Aggregator::local`](crate::Aggregator::local).
 ///
 /// Use one per producer thread on hot paths: its add path touches no cache line another
 /// thread writes, so on two threads it ran 1.7x–4.5x dashmap's best usage (1.2x–4.5x
@@ -90,19 +91,21 @@ impl<K, V> Registry<K, V> {
 /// between spills (each key new to the handle is cloned once, as [`add_ref`](Self::add_ref)
 /// does after every flush).
 ///
-/// **Acknowledged** means the same as for [`Aggregator::add`](crate::Aggregator::add): once `add` returns `Ok`, the
-/// value is delivered by a later flush or handed back by [`shutdown`](crate::Aggregator::shutdown);
+/// **Acknowledged** means the same as for [`Aggregator::add`](crate::Aggregator::add): once
+/// `add` returns `Ok`, the value is delivered by a later flush or handed back by
+/// [`shutdown`](crate::Aggregator::shutdown);
 /// it is never lost, whether the handle lives on, is dropped, or outlives the aggregator. Every
 /// flush pass drains every handle, so a flush still delivers everything added before it.
 ///
 /// **Order:** a handle's adds to one key merge in the order they were made. Relative to adds
-/// made elsewhere (other handles, [`Aggregator::add`](crate::Aggregator::add)) they are ordered as of the spill that
-/// moves them into the shards, so do not mix a handle and direct adds to the same key from one
-/// thread when the merge is order-sensitive.
+/// made elsewhere (other handles, [`Aggregator::add`](crate::Aggregator::add)) they are
+/// ordered as of the spill that moves them into the shards, so do not mix a handle and direct
+/// adds to the same key from one thread when the merge is order-sensitive.
 ///
 /// **Bounds:** a handle holds at most [`local_capacity`](crate::Builder::local_capacity) keys;
 /// those keys count toward the size trigger and `max_keys` once spilled. A handle never refuses
-/// a key for capacity (like `add`); use [`Aggregator::try_add`](crate::Aggregator::try_add) for a bounded add.
+/// a key for capacity (like `add`); use [`Aggregator::try_add`](crate::Aggregator::try_add) for
+/// a bounded add.
 ///
 /// **Short-lived handles:** a dropped handle's emptied table (with its allocation) is kept for
 /// the next [`local`](crate::Aggregator::local), up to 8 tables, until shutdown; so a handle per
@@ -189,8 +192,9 @@ impl<K, V, S, M> LocalHandle<K, V, S, M> {
         self.len() == 0
     }
 
-    /// Moves this handle's table into the shards now, so [`Aggregator::get`](crate::Aggregator::get) and the next
-    /// flush see it without draining every other handle.
+    /// Moves this handle's table into the shards now, so
+    /// [`Aggregator::get`](crate::Aggregator::get) and the next flush see it without draining
+    /// every other handle.
     pub fn spill(&self) {
         let mut local = self.slot.lock();
         (self.shared.spill)(&self.shared, &mut local);
