@@ -17,6 +17,10 @@
 //! beside its floor (the same threads with no aggregator) and its ceiling (the same threads
 //! each merging into a private `HashMap`).
 //!
+//! The ratios in the final table (and the bars' verdicts) come from a paired pass after each
+//! workload's criterion group: rounds in which accrue, accrue local and dashmap each run once,
+//! the ratio taken within the round, the median over the rounds reported (see `paired`).
+//!
 //! Run: `cargo bench --bench aggregator` (about 5 minutes). Quick check:
 //! `cargo bench --bench aggregator -- --quick`.
 
@@ -254,6 +258,55 @@ where
             })
         });
         group.finish();
+        paired(
+            &workload,
+            &mut || run_shared(threads, &seq, keys, &dash),
+            &mut [
+                ("paired accrue", &mut || {
+                    run_shared(threads, &seq, keys, &accrue)
+                }),
+                ("paired accrue local", &mut || {
+                    run_local(threads, &seq, keys, &accrue.0)
+                }),
+            ],
+        );
+    }
+}
+
+/// Rounds of the paired comparison that follows each workload's criterion group.
+const PAIRED_ROUNDS: usize = 15;
+
+/// The ratios the bars are judged on, measured in pairs: each round times every contender once
+/// (starting with a different one each round), and the ratio to dashmap is taken within the
+/// round. On a shared machine whose speed drifts by 2x over seconds, criterion's medians (each
+/// contender measured in its own 2.5 s window) can flip a verdict; a slowdown that lasts a
+/// round now hits both sides of its ratio. Records, per contender label, the median over the
+/// rounds of dashmap's time divided by the contender's.
+fn paired(
+    workload: &str,
+    dashmap: &mut dyn FnMut() -> Duration,
+    contenders: &mut [(&'static str, &mut dyn FnMut() -> Duration)],
+) {
+    let mut ratios = vec![Vec::with_capacity(PAIRED_ROUNDS); contenders.len()];
+    for round in 0..PAIRED_ROUNDS {
+        // Slot `contenders.len()` is dashmap; the starting slot rotates.
+        let slots = contenders.len() + 1;
+        let mut secs = vec![0.0; slots];
+        for j in 0..slots {
+            let i = (round + j) % slots;
+            secs[i] = match contenders.get_mut(i) {
+                Some((_, run)) => run(),
+                None => dashmap(),
+            }
+            .as_secs_f64();
+        }
+        for (i, r) in ratios.iter_mut().enumerate() {
+            r.push(secs[slots - 1] / secs[i]);
+        }
+    }
+    let mut results = RESULTS.lock().unwrap();
+    for ((label, _), r) in contenders.iter().zip(ratios) {
+        results.push((workload.to_string(), label, median(r)));
     }
 }
 
@@ -470,7 +523,9 @@ fn report() {
     }
     let med = |w: &str, s: &str| by.get(&(w.to_string(), s)).map(|v| median(v.clone()));
     let mops = |secs: f64| ADDS as f64 / secs / 1e6;
-    println!("\n## accrue aggregator vs peers (Mops/s = million adds per second, medians)\n");
+    println!(
+        "\n## accrue aggregator vs peers (Mops/s = million adds per second, criterion medians; add/dashmap and local/dashmap: medians of paired per-round ratios)\n"
+    );
     println!(
         "| workload | accrue add | accrue local | dashmap get_mut | Mutex<HashMap> | private (ceiling) | add/dashmap | local/dashmap | add/mutex | bar (best of add, local) |"
     );
@@ -485,7 +540,12 @@ fn report() {
         ) else {
             continue;
         };
-        let (add_ratio, local_ratio) = (d / a, d / l);
+        // The verdict uses the paired ratios (see `paired`); criterion's give the Mops/s.
+        let (Some(add_ratio), Some(local_ratio)) =
+            (med(w, "paired accrue"), med(w, "paired accrue local"))
+        else {
+            continue;
+        };
         let best = add_ratio.max(local_ratio);
         let multi_2t = w.ends_with("/2T") && !w.contains("/1keys/");
         let bar = if multi_2t { 1.3 } else { 0.9 };
