@@ -4,8 +4,9 @@
 //! on the add path (uncontended: one cache line that never moves between cores). The shards see
 //! the handle's data when it *spills*: when the table reaches `local_capacity` keys, at every
 //! flush pass, at shutdown, when the handle is dropped, and before any read of the aggregator
-//! (`get`, `len`, `snapshot`, `counters`). A spill groups the table by shard and takes each
-//! shard lock once.
+//! (`get`, `len`, `snapshot`, `counters`). A spill of at least as many keys as there are shards
+//! groups them by shard in one pass and takes each shard lock once; a smaller one takes each
+//! key's shard lock in turn, as that many `add`s would.
 //!
 //! Lock order, everywhere: flush lock → registry → a handle's table → a shard. The add path
 //! takes only the last two; a flush pass or shutdown drains every registered table while
@@ -20,6 +21,7 @@ use hashbrown::HashTable;
 
 use super::core::{Borrowed, KeyArg, Owned, Shared};
 use super::merge::{Merge, Sum};
+use super::shard::Shard;
 use crate::constants::SPARE_LOCAL_TABLES;
 use crate::error::AddError;
 use crate::sync::{Arc, Mutex, Ordering};
@@ -32,11 +34,10 @@ pub(crate) struct LocalTable<K, V> {
     adds: u64,
     /// Set by shutdown: adds are refused from then on.
     closed: bool,
-    /// Spill scratch, kept between spills so a steady state allocates nothing: the drained
-    /// entries, their order grouped by shard, and per-shard offsets into that order.
-    items: Vec<Option<(u64, K, V)>>,
-    order: Vec<usize>,
-    offsets: Vec<usize>,
+    /// Spill scratch: the drained entries grouped by shard, one `Vec` per shard (made at the
+    /// first spill of at least as many keys as there are shards), kept between spills so a
+    /// steady state allocates nothing (a group grows only past its largest share so far).
+    groups: Box<[Vec<(u64, K, V)>]>,
 }
 
 impl<K, V> LocalTable<K, V> {
@@ -45,9 +46,7 @@ impl<K, V> LocalTable<K, V> {
             table: HashTable::new(),
             adds: 0,
             closed,
-            items: Vec::new(),
-            order: Vec::new(),
-            offsets: Vec::new(),
+            groups: Box::default(),
         }
     }
 }
@@ -303,7 +302,7 @@ where
     }
 
     /// Moves a handle's table into the shards, newer than what they hold, grouped so each
-    /// shard lock is taken once. Monomorphised into [`Shared::spill`] so code without the trait
+    /// shard lock is taken once (below one key per shard, key by key). Monomorphised into [`Shared::spill`] so code without the trait
     /// bounds (`Drop`, shutdown) can call it.
     pub(crate) fn spill_table(&self, local: &mut LocalTable<K, V>) {
         let mut adds = std::mem::take(&mut local.adds);
@@ -312,64 +311,55 @@ where
             return;
         }
         let n = self.shards.len();
-        let LocalTable {
-            table,
-            items,
-            order,
-            offsets,
-            ..
-        } = local;
-        // Counting sort by shard: offsets[s + 1] counts shard s, then becomes its start.
-        offsets.clear();
-        offsets.resize(n + 1, 0);
-        items.clear();
-        for entry in table.drain() {
-            offsets[self.shard_index(entry.0) + 1] += 1;
-            items.push(Some(entry));
-        }
-        for s in 0..n {
-            offsets[s + 1] += offsets[s];
-        }
-        order.clear();
-        order.resize(items.len(), 0);
-        for (idx, entry) in items.iter().enumerate() {
-            let s = self.shard_index(entry.as_ref().map_or(0, |e| e.0));
-            order[offsets[s]] = idx;
-            offsets[s] += 1;
-        }
-        // offsets[s] is now the end of shard s's run (the start of s + 1's).
-        let mut start = 0usize;
+        let LocalTable { table, groups, .. } = local;
         let mut new_keys_total = 0usize;
-        for (s, &end) in offsets[..n].iter().enumerate() {
-            if start == end {
-                continue;
+        if table.len() < n {
+            // Fewer keys than shards: grouping would save no lock, so each key takes its own.
+            for (hash, key, value) in table.drain() {
+                let mut shard = self.shards[self.shard_index(hash)].lock();
+                debug_assert!(!shard.closed, "spill into a closed shard");
+                new_keys_total += usize::from(self.merge_into(&mut shard, hash, key, value));
+                shard.adds += std::mem::take(&mut adds);
             }
-            let mut shard = self.shards[s].lock();
-            // Shutdown closes the handles (under their locks) before it closes any shard.
-            debug_assert!(!shard.closed, "spill into a closed shard");
-            let mut new_keys = 0u64;
-            for &idx in &order[start..end] {
-                let (hash, key, value) = items[idx].take().expect("each entry once");
-                let hasher = &self.hasher;
-                match shard.table.find_mut(hash, |(k, _)| *k == key) {
-                    Some((_, acc)) => self.merge.merge(acc, value),
-                    None => {
-                        shard
-                            .table
-                            .insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
-                        new_keys += 1;
-                    }
+        } else {
+            if groups.len() != n {
+                *groups = (0..n).map(|_| Vec::new()).collect();
+            }
+            for entry in table.drain() {
+                groups[self.shard_index(entry.0)].push(entry);
+            }
+            for (s, group) in groups.iter_mut().enumerate() {
+                if group.is_empty() {
+                    continue;
                 }
+                let mut shard = self.shards[s].lock();
+                // Shutdown closes the handles (under their locks) before it closes any shard.
+                debug_assert!(!shard.closed, "spill into a closed shard");
+                for (hash, key, value) in group.drain(..) {
+                    new_keys_total += usize::from(self.merge_into(&mut shard, hash, key, value));
+                }
+                shard.adds += std::mem::take(&mut adds);
             }
-            shard.adds += std::mem::take(&mut adds);
-            shard.new_keys += new_keys;
-            new_keys_total += new_keys as usize;
-            start = end;
         }
-        items.clear();
         if self.count_keys && new_keys_total > 0 {
             let now = self.keys.fetch_add(new_keys_total, Ordering::AcqRel) + new_keys_total;
             self.note_pending(now);
         }
+    }
+
+    /// Merges one spilled entry into `shard`, newer than what it holds; `true` if the key was
+    /// new there (counted in the shard's `new_keys`).
+    #[inline]
+    fn merge_into(&self, shard: &mut Shard<K, V>, hash: u64, key: K, value: V) -> bool {
+        if let Some((_, acc)) = shard.table.find_mut(hash, |(k, _)| *k == key) {
+            self.merge.merge(acc, value);
+            return false;
+        }
+        let hasher = &self.hasher;
+        shard
+            .table
+            .insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+        shard.new_keys += 1;
+        true
     }
 }
