@@ -23,3 +23,6 @@ pub(crate) const DEFAULT_LOCAL_CAPACITY: usize = 16_384;
 /// (in the 1,000-thread stress run, a fresh table per thread cost more than its adds). Bounds
 /// the memory kept: at most this many tables of at most `local_capacity` slots.
 pub(crate) const SPARE_LOCAL_TABLES: usize = 8;
+/// Spill scratch buffers (a `Vec` per shard, see `LocalHandle`) an aggregator keeps for the
+/// next spill. One is in use per spill running at once; more than this are let go.
+pub(crate) const SPARE_SPILL_SCRATCH: usize = 8;

@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 
 use super::builder::{Builder, Config};
-use super::local::{LocalHandle, LocalTable, Registry};
+use super::local::{Groups, LocalHandle, LocalTable, Registry};
 use super::merge::{Merge, Sum};
 use super::receiver::Batch;
 #[cfg(not(accrue_loom))]
@@ -73,6 +73,8 @@ pub(crate) struct Shared<K, V, S, M> {
     /// [`Shared::spill_table`], monomorphised where the trait bounds are known, so that
     /// shutdown and `Drop` (which have none) can drain handles.
     pub(super) spill: fn(&Self, &mut LocalTable<K, V>),
+    /// Spill scratch not in use (see [`Groups`]).
+    pub(super) spill_groups: Mutex<Vec<Groups<K, V>>>,
     flush: Mutex<FlushState<K, V>>,
     /// "Another flush pass is wanted": set by every flush request, cleared by the pass that
     /// serves it. See [`Shared::flush_once`].
@@ -232,6 +234,7 @@ where
             keys: AtomicUsize::new(0),
             locals: Mutex::new(Registry::new()),
             spill: Self::spill_table,
+            spill_groups: Mutex::new(Vec::new()),
             flush: Mutex::new(FlushState {
                 tx: Some(tx),
                 seq: 0,

@@ -12,6 +12,8 @@
 //! takes only the last two; a flush pass or shutdown drains every registered table while
 //! holding the registry, and a dropped handle unregisters and drains under the registry too, so
 //! shutdown can never close the shards while a table still holds accepted data.
+//! The pool of spill scratch is a leaf: a spill takes it under a handle's table, with no
+//! shard held, and takes nothing else while holding it.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -22,7 +24,7 @@ use hashbrown::HashTable;
 use super::core::{Borrowed, KeyArg, Owned, Shared};
 use super::merge::{Merge, Sum};
 use super::shard::Shard;
-use crate::constants::SPARE_LOCAL_TABLES;
+use crate::constants::{SPARE_LOCAL_TABLES, SPARE_SPILL_SCRATCH};
 use crate::error::AddError;
 use crate::sync::{Arc, Mutex, Ordering};
 
@@ -34,10 +36,6 @@ pub(crate) struct LocalTable<K, V> {
     adds: u64,
     /// Set by shutdown: adds are refused from then on.
     closed: bool,
-    /// Spill scratch: the drained entries grouped by shard, one `Vec` per shard (made at the
-    /// first spill of at least as many keys as there are shards), kept between spills so a
-    /// steady state allocates nothing (a group grows only past its largest share so far).
-    groups: Box<[Vec<(u64, K, V)>]>,
 }
 
 impl<K, V> LocalTable<K, V> {
@@ -46,12 +44,17 @@ impl<K, V> LocalTable<K, V> {
             table: HashTable::new(),
             adds: 0,
             closed,
-            groups: Box::default(),
         }
     }
 }
 
 pub(crate) type Slot<K, V> = Arc<Mutex<LocalTable<K, V>>>;
+
+/// Spill scratch: a spill's entries grouped by shard, one `Vec` per shard. Kept in a pool on
+/// the aggregator (at most [`SPARE_SPILL_SCRATCH`]) rather than in each handle, so a fresh
+/// handle's first spill allocates nothing once the pool is warm, and a steady state allocates
+/// nothing (a group grows only past its largest share so far).
+pub(crate) type Groups<K, V> = Box<[Vec<(u64, K, V)>]>;
 
 /// Every live handle's table, so flushes and shutdown can drain them.
 pub(crate) struct Registry<K, V> {
@@ -311,7 +314,7 @@ where
             return;
         }
         let n = self.shards.len();
-        let LocalTable { table, groups, .. } = local;
+        let table = &mut local.table;
         let mut new_keys_total = 0usize;
         if table.len() < n {
             // Fewer keys than shards: grouping would save no lock, so each key takes its own.
@@ -322,9 +325,8 @@ where
                 shard.adds += std::mem::take(&mut adds);
             }
         } else {
-            if groups.len() != n {
-                *groups = (0..n).map(|_| Vec::new()).collect();
-            }
+            let pooled = self.spill_groups.lock().pop();
+            let mut groups = pooled.unwrap_or_else(|| (0..n).map(|_| Vec::new()).collect());
             for entry in table.drain() {
                 groups[self.shard_index(entry.0)].push(entry);
             }
@@ -339,6 +341,10 @@ where
                     new_keys_total += usize::from(self.merge_into(&mut shard, hash, key, value));
                 }
                 shard.adds += std::mem::take(&mut adds);
+            }
+            let mut pool = self.spill_groups.lock();
+            if pool.len() < SPARE_SPILL_SCRATCH {
+                pool.push(groups);
             }
         }
         if self.count_keys && new_keys_total > 0 {

@@ -213,6 +213,54 @@ fn loom_local_spills_under_full_channel_keep_totals_and_order() {
     });
 }
 
+/// Two handles spill at once through the aggregator's pool of spill scratch (one shard, so
+/// every spill groups its keys), racing a flush: totals exact, each handle's order kept.
+#[test]
+fn loom_concurrent_grouped_spills_share_the_scratch_pool() {
+    loom::model(|| {
+        let (agg, rx) = Builder::<u8, Vec<u8>>::new()
+            .shards(1)
+            .channel_capacity(4)
+            .local_capacity(1)
+            .hasher(H::default())
+            .merge(append as Append)
+            .build()
+            .unwrap();
+        let agg = Arc::new(agg);
+        let producers: Vec<_> = [1u8, 2]
+            .into_iter()
+            .map(|k| {
+                let a = agg.clone();
+                thread::spawn(move || {
+                    let local = a.local();
+                    local.add(k, vec![1]).unwrap();
+                    local.add(k + 10, vec![1]).unwrap(); // spills k
+                    local.add(k, vec![2]).unwrap(); // spills k + 10
+                })
+            })
+            .collect();
+        let f = agg.clone();
+        let flusher = thread::spawn(move || {
+            f.flush_once();
+        });
+        for p in producers {
+            p.join().unwrap();
+        }
+        flusher.join().unwrap();
+        agg.shutdown().unwrap();
+        let got = in_arrival_order(&rx);
+        assert_eq!(
+            got,
+            HashMap::from([
+                (1, vec![1, 2]),
+                (11, vec![1]),
+                (2, vec![1, 2]),
+                (12, vec![1])
+            ])
+        );
+    });
+}
+
 /// Shutdown races a handle's adds and its drop: every accepted add is delivered, every refused
 /// one comes back whole, and a handle made after shutdown refuses.
 #[test]
