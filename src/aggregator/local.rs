@@ -305,8 +305,8 @@ where
     }
 
     /// Moves a handle's table into the shards, newer than what they hold, grouped so each
-    /// shard lock is taken once (below one key per shard, key by key). Monomorphised into [`Shared::spill`] so code without the trait
-    /// bounds (`Drop`, shutdown) can call it.
+    /// shard lock is taken once (below one key per shard, key by key). Monomorphised into
+    /// [`Shared::spill`] so code without the trait bounds (`Drop`, shutdown) can call it.
     pub(crate) fn spill_table(&self, local: &mut LocalTable<K, V>) {
         let mut adds = std::mem::take(&mut local.adds);
         if local.table.is_empty() {
