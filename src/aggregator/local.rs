@@ -89,9 +89,9 @@ impl<K, V> Registry<K, V> {
 /// Use one per producer thread on hot paths: its add path touches no cache line another
 /// thread writes, so on two threads it ran 1.1x–4.4x dashmap's best usage (1.0x–4.6x
 /// [`Aggregator::add`](crate::Aggregator::add)) over 1, 1k and 100k `u64` keys and 1 and 1k
-/// `String` keys, least on 100k keys; see the README's bench table. It gains least where keys rarely repeat
-/// between spills (each key new to the handle is cloned once, as [`add_ref`](Self::add_ref)
-/// does after every flush).
+/// `String` keys; see the README's bench table. It gains least where keys rarely repeat
+/// between spills, as with 100k keys (each key new to the handle is cloned once, as
+/// [`add_ref`](Self::add_ref) does after every flush).
 ///
 /// **Acknowledged** means the same as for [`Aggregator::add`](crate::Aggregator::add): once
 /// `add` returns `Ok`, the value is delivered by a later flush or handed back by
