@@ -37,6 +37,16 @@ fn summing(
     (Arc::new(agg), rx)
 }
 
+/// An order-keeping aggregator (merge appends) on `shards` shards and a `capacity`-slot channel;
+/// set `local_capacity` on the builder where a model needs it.
+fn appending(shards: usize, capacity: usize) -> Builder<u8, Vec<u8>, H, Append> {
+    Builder::<u8, Vec<u8>>::new()
+        .shards(shards)
+        .channel_capacity(capacity)
+        .hasher(H::default())
+        .merge(append as Append)
+}
+
 fn totals(rx: &BatchReceiver<u8, u64>) -> HashMap<u8, u64> {
     let mut out = HashMap::new();
     for batch in rx.try_iter() {
@@ -100,13 +110,7 @@ fn loom_flush_vs_flush_never_skips_a_request() {
 #[test]
 fn loom_reinsert_under_full_channel_keeps_totals_and_order() {
     loom::model(|| {
-        let (agg, rx) = Builder::<u8, Vec<u8>>::new()
-            .shards(2)
-            .channel_capacity(1)
-            .hasher(H::default())
-            .merge(append as Append)
-            .build()
-            .unwrap();
+        let (agg, rx) = appending(2, 1).build().unwrap();
         let agg = Arc::new(agg);
         agg.add(1, vec![1]).unwrap();
         agg.add(7, vec![1]).unwrap();
@@ -183,14 +187,7 @@ fn loom_local_handle_add_vs_flush() {
 #[test]
 fn loom_local_spills_under_full_channel_keep_totals_and_order() {
     loom::model(|| {
-        let (agg, rx) = Builder::<u8, Vec<u8>>::new()
-            .shards(2)
-            .channel_capacity(1)
-            .local_capacity(1)
-            .hasher(H::default())
-            .merge(append as Append)
-            .build()
-            .unwrap();
+        let (agg, rx) = appending(2, 1).local_capacity(1).build().unwrap();
         let agg = Arc::new(agg);
         agg.add(7, vec![1]).unwrap();
         let a = agg.clone();
@@ -218,14 +215,7 @@ fn loom_local_spills_under_full_channel_keep_totals_and_order() {
 #[test]
 fn loom_concurrent_grouped_spills_share_the_scratch_pool() {
     loom::model(|| {
-        let (agg, rx) = Builder::<u8, Vec<u8>>::new()
-            .shards(1)
-            .channel_capacity(4)
-            .local_capacity(1)
-            .hasher(H::default())
-            .merge(append as Append)
-            .build()
-            .unwrap();
+        let (agg, rx) = appending(1, 4).local_capacity(1).build().unwrap();
         let agg = Arc::new(agg);
         let producers: Vec<_> = [1u8, 2]
             .into_iter()
