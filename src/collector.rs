@@ -39,6 +39,7 @@ mod json;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod route;
 mod routes;
 mod server;
 mod store;

@@ -121,6 +121,21 @@ async fn status(
     token: Option<&str>,
     body: &str,
 ) -> u16 {
+    answer(addr, method, path, token, body).await.0
+}
+
+/// The status of a request and whether a route answered it: the router's own 404 for an
+/// unrouted method or path is plain text, every handler answers JSON (or a stream).
+async fn answer(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, bool) {
+    let routed = |status: u16, content_type: Option<&str>| {
+        !(status == 404 && content_type == Some("text/plain"))
+    };
     if path.starts_with("/v1/live/sse") {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let io = hyper_util::rt::TokioIo::new(stream);
@@ -137,11 +152,15 @@ async fn status(
             .send_request(req.body(Empty::<bytes::Bytes>::new()).unwrap())
             .await
             .unwrap();
-        return res.status().as_u16();
+        let status = res.status().as_u16();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        return (status, routed(status, ct));
     }
-    call(addr, &method.to_uppercase(), path, token, body.to_owned())
-        .await
-        .status
+    let r = call(addr, &method.to_uppercase(), path, token, body.to_owned()).await;
+    (r.status, routed(r.status, r.header("content-type")))
 }
 
 #[tokio::test]
@@ -256,6 +275,87 @@ async fn every_scope_is_allowed_or_denied_on_every_route() {
     // (and the one a `POST /v1/keys` row created per admin caller).
     let keys = call(a, "GET", "/v1/keys", Some(ADMIN), "").await.json();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 6 + 2);
+}
+
+/// Every method a client can send. `HEAD` is answered by a `GET` route; anything no row of
+/// the table routes must be answered 404 whoever asks.
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE",
+];
+
+#[tokio::test]
+async fn every_method_on_every_path_is_checked_like_its_route_or_not_answered() {
+    let s = secured().await;
+    let a = s.addr;
+    let (_, read) = create_key(a, &["read"], None).await;
+    let (_, write) = create_key(a, &["write"], None).await;
+    let (_, delete) = create_key(a, &["delete"], None).await;
+    let (_, elsewhere) = create_key(a, &["read", "write", "delete"], Some("zzz/")).await;
+    // A stored secret that a `where=` oracle would reveal to an unchecked method.
+    let r = call(
+        a,
+        "POST",
+        "/events",
+        Some(ADMIN),
+        r#"[{"key":"app/t","data":{"password":"hunter2"}}]"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let callers: Vec<(&str, Option<&str>, &[Need])> = vec![
+        ("no key", None, &[]),
+        ("read", Some(&read), &[Need::Read, Need::ReadAll]),
+        ("write", Some(&write), &[Need::Write]),
+        ("delete", Some(&delete), &[Need::Delete]),
+        (
+            "admin",
+            Some(ADMIN),
+            &[
+                Need::Read,
+                Need::ReadAll,
+                Need::Write,
+                Need::Delete,
+                Need::Admin,
+            ],
+        ),
+    ];
+    let mut paths: Vec<(&str, &str)> = ROUTES.iter().map(|(_, t, p, ..)| (*t, *p)).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths.push(("/v1/events", "/v1/events?key=app/t&where=password=hunter2"));
+    let mut checked = 0;
+    for (template, path) in paths {
+        for method in METHODS {
+            let row = ROUTES.iter().find(|(m, t, ..)| {
+                *t == template
+                    && (m.eq_ignore_ascii_case(method) || (*method == "HEAD" && *m == "get"))
+            });
+            let body = row.map_or("", |(.., body, _)| *body);
+            for (who, token, may) in &callers {
+                let (got, routed) = answer(a, method, path, *token, body).await;
+                match row {
+                    None => assert!(
+                        got == 404 && !routed,
+                        "{who}: {method} {path} is not a route, got {got}"
+                    ),
+                    Some((.., need)) if *need == Need::Open || may.contains(need) => assert!(
+                        ![401, 403].contains(&got) && got < 500 && routed,
+                        "{who} must be answered {method} {path}: got {got}"
+                    ),
+                    Some(_) => {
+                        let expected = if token.is_none() { 401 } else { 403 };
+                        assert_eq!(got, expected, "{who} must be refused {method} {path}");
+                    }
+                }
+                checked += 1;
+            }
+            // A key confined to another prefix never reads this data, whatever the method.
+            if row.is_some_and(|(.., need)| *need == Need::Read) && path.contains("app") {
+                let got = status(a, method, path, Some(&elsewhere), body).await;
+                assert_eq!(got, 403, "a zzz/ key must be refused {method} {path}");
+            }
+        }
+    }
+    assert!(checked > ROUTES.len() * METHODS.len(), "{checked}");
 }
 
 #[tokio::test]

@@ -27,8 +27,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::{Mutex, RwLock};
@@ -37,7 +37,6 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
-use super::routes::AppState;
 
 /// The shortest admin key accepted: 32 bytes, e.g. 16 random bytes in hex.
 pub(crate) const MIN_ADMIN_KEY_LEN: usize = 32;
@@ -267,27 +266,6 @@ pub(crate) enum Access {
     Need(Scope),
     /// A key with this scope and no namespace (server-wide data such as `/metrics`).
     NeedUnlimited(Scope),
-}
-
-/// The access rule of every route, by method and route template. The security tests walk
-/// [`ROUTES`](super::routes::ROUTES) through this table.
-pub(crate) fn access(method: &Method, path: &str) -> Access {
-    use Access::*;
-    match (method.as_str(), path) {
-        ("GET", "/health" | "/ready" | "/openapi.json") => Open,
-        ("POST", "/events" | "/batch") => Need(Scope::Write),
-        (
-            "GET",
-            "/view" | "/v1/values" | "/v1/events" | "/v1/latest" | "/v1/kv/{ns}"
-            | "/v1/kv/{ns}/{*key}" | "/v1/live" | "/v1/live/sse",
-        ) => Need(Scope::Read),
-        ("GET", "/metrics") => NeedUnlimited(Scope::Read),
-        ("PUT", "/v1/kv/{ns}/{*key}") => Need(Scope::Write),
-        ("DELETE", "/v1/events" | "/v1/events/{id}" | "/v1/kv/{ns}/{*key}") => Need(Scope::Delete),
-        (_, "/v1/keys" | "/v1/keys/{id}") => Need(Scope::Admin),
-        // A known path with another method: let the router answer 404.
-        _ => Open,
-    }
 }
 
 pub(crate) fn api_error(status: StatusCode, error: &'static str, detail: String) -> ApiError {
@@ -530,18 +508,27 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Failure> {
     Ok(token)
 }
 
-/// The middleware on every matched route: finds the route's [`Access`], checks the key, and
-/// hands the [`Principal`] to the handler.
+/// The API-key check of one route: what it needs, and the keys to check against.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    keys: Arc<KeyRegistry>,
+    access: Access,
+}
+
+impl Guard {
+    pub(crate) fn new(keys: Arc<KeyRegistry>, access: Access) -> Self {
+        Self { keys, access }
+    }
+}
+
+/// The middleware in front of every route's handler: checks the key against the route's
+/// [`Access`] and hands the [`Principal`] to the handler.
 pub(crate) async fn authorize(
-    State(st): State<AppState>,
+    State(guard): State<Guard>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let need = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(Access::Open, |p| access(req.method(), p.as_str()));
-    match st.auth.check(req.headers(), need) {
+    match guard.keys.check(req.headers(), guard.access) {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await

@@ -1,7 +1,11 @@
-//! The OpenAPI 3.1 description served at `/openapi.json`. Its `paths` are exactly
-//! [`ROUTES`](super::routes::ROUTES); the collector tests check that and call every operation.
+//! The OpenAPI 3.1 description served at `/openapi.json`. Its `paths` are exactly the route
+//! table's rows, and each operation's security is its row's access (the tests check both and
+//! call every operation).
 
 use serde_json::{Value, json};
+
+use super::auth::Access;
+use super::route::Route;
 
 fn error_response(description: &str) -> Value {
     json!({
@@ -34,8 +38,8 @@ fn ingest_responses() -> Value {
     })
 }
 
-/// The document, as JSON text.
-pub(crate) fn document() -> String {
+/// The document of the routes in `routes`, as JSON text.
+pub(crate) fn document<S>(routes: &[Route<S>]) -> String {
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
@@ -203,11 +207,12 @@ pub(crate) fn document() -> String {
             }
         }}
     });
-    add_issue8(&mut doc);
+    add_queries_kv_live_keys(&mut doc);
+    add_security(&mut doc, routes);
     doc.to_string()
 }
 
-// --- issue 8: queries, KV, live feeds, API keys, and the security of every route -----------
+// --- queries, KV, live feeds, API keys ------------------------------------------------------
 
 fn param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": schema})
@@ -241,8 +246,8 @@ fn page_of_events(description: &str) -> Value {
     )
 }
 
-/// The routes of issue 8, and bearer security on every route that needs a key.
-fn add_issue8(doc: &mut Value) {
+/// The query, KV, live-feed and key-management routes.
+fn add_queries_kv_live_keys(doc: &mut Value) {
     let bad = error_response("`Invalid query` or `Invalid request`; `detail` says what.");
     let paths = json!({
         "/v1/events": {
@@ -470,32 +475,36 @@ fn add_issue8(doc: &mut Value) {
     for (name, schema) in schemas.as_object().expect("an object") {
         doc["components"]["schemas"][name] = schema.clone();
     }
+}
+
+/// Bearer security on every operation whose route needs a key, from the route's own row.
+fn add_security<S>(doc: &mut Value, routes: &[Route<S>]) {
     doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
         "description": "An API key. Only needed when the server has keys (an admin key or stored \
                 keys); without any, every route is open."}});
-    // Security from the same table the server enforces.
     let unauthorized =
         error_response("`Unauthorized`: no key, a malformed header, or an unknown or revoked key.");
     let forbidden = error_response(
         "`Forbidden`: the key lacks the scope, or the request leaves its namespace.",
     );
-    let paths = doc["paths"].as_object_mut().expect("an object");
-    for (path, ops) in paths.iter_mut() {
-        for (method, op) in ops.as_object_mut().expect("an object") {
-            let m = axum::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                .expect("a method");
-            let scope = match super::auth::access(&m, path) {
-                super::auth::Access::Open => continue,
-                super::auth::Access::Need(s) => s.as_str().to_owned(),
-                super::auth::Access::NeedUnlimited(s) => {
-                    format!("{} (without a prefix)", s.as_str())
-                }
-            };
-            op["security"] = json!([{"bearer": []}]);
-            op["x-scope"] = Value::String(scope);
-            op["responses"]["401"] = unauthorized.clone();
-            op["responses"]["403"] = forbidden.clone();
-        }
+    for r in routes {
+        let scope = match r.access {
+            Access::Open => continue,
+            Access::Need(s) => s.as_str().to_owned(),
+            Access::NeedUnlimited(s) => format!("{} (without a prefix)", s.as_str()),
+        };
+        // A row without its operation stays undocumented (and fails the tests), rather than
+        // being documented by its security alone.
+        let Some(op) = doc["paths"]
+            .get_mut(r.path)
+            .and_then(|ops| ops.get_mut(r.verb.as_str()))
+        else {
+            continue;
+        };
+        op["security"] = json!([{"bearer": []}]);
+        op["x-scope"] = Value::String(scope);
+        op["responses"]["401"] = unauthorized.clone();
+        op["responses"]["403"] = forbidden.clone();
     }
 }
 
@@ -503,6 +512,10 @@ fn add_issue8(doc: &mut Value) {
 mod tests {
     use super::super::routes::ROUTES;
     use super::*;
+
+    fn document() -> String {
+        super::document(ROUTES)
+    }
 
     #[test]
     fn documents_exactly_the_routes() {
@@ -520,7 +533,7 @@ mod tests {
             .collect();
         let mut routed: Vec<(String, String)> = ROUTES
             .iter()
-            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .map(|r| (r.verb.as_str().to_owned(), r.path.to_owned()))
             .collect();
         documented.sort();
         routed.sort();

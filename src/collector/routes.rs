@@ -16,7 +16,8 @@
 //! | `POST/GET /v1/keys`, `DELETE /v1/keys/{id}` | API-key management (`keys`) |
 //!
 //! With API keys configured every route but `/health`, `/ready` and `/openapi.json` needs
-//! `Authorization: Bearer <key>` with the scope [`access`](super::auth::access) names.
+//! `Authorization: Bearer <key>` with the scope its row of [`ROUTES`] names; `HEAD` is answered
+//! by the `GET` handler behind the same check.
 //!
 //! Everything else, including a known path with the wrong method, is Gin's plain-text
 //! `404 page not found`.
@@ -30,11 +31,12 @@ use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Router};
 use futures_util::StreamExt;
 
-use super::auth::{self, KeyRegistry, Principal};
+use super::auth::Access::{self, Need, NeedUnlimited, Open};
+use super::auth::{self, KeyRegistry, Principal, Scope};
 use super::error::ApiError;
 use super::event::{self, Event, Limits};
 use super::json;
@@ -42,37 +44,90 @@ use super::live::LiveHub;
 use super::metrics::{Gauges, Metrics};
 use super::ops::WriteOps;
 use super::pipeline::flusher::Pipeline;
+use super::route::{Route, Verb};
 use super::store::{PageQuery, ReadPool, read_page};
 use super::time_fmt::{EventTime, format_rfc3339};
 use super::writer::{Ingest, WriterShared, now_ns};
+use super::{keys, kv, live, openapi, query};
 
-/// Every route the server answers, as `(method, path)`; the OpenAPI document lists exactly
-/// these (a test checks both directions).
-#[cfg(test)]
-pub(crate) const ROUTES: &[(&str, &str)] = &[
-    ("post", "/events"),
-    ("post", "/batch"),
-    ("get", "/health"),
-    ("get", "/view"),
-    ("get", "/ready"),
-    ("get", "/v1/values"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
-    // Issue 8.
-    ("get", "/v1/events"),
-    ("delete", "/v1/events"),
-    ("delete", "/v1/events/{id}"),
-    ("get", "/v1/latest"),
-    ("get", "/v1/kv/{ns}"),
-    ("get", "/v1/kv/{ns}/{*key}"),
-    ("put", "/v1/kv/{ns}/{*key}"),
-    ("delete", "/v1/kv/{ns}/{*key}"),
-    ("get", "/v1/live"),
-    ("get", "/v1/live/sse"),
-    ("post", "/v1/keys"),
-    ("get", "/v1/keys"),
-    ("delete", "/v1/keys/{id}"),
+/// Every route the server answers, with the access it needs: the one list the router, the
+/// API-key check, `/openapi.json` and the tests are built from.
+pub(crate) const ROUTES: &[Route<AppState>] = &[
+    row(Verb::Post, "/events", Need(Scope::Write), |m| {
+        on(m, post_events)
+    }),
+    row(Verb::Post, "/batch", Need(Scope::Write), |m| {
+        on(m, post_batch)
+    }),
+    row(Verb::Get, "/health", Open, |m| on(m, health)),
+    row(Verb::Get, "/view", Need(Scope::Read), |m| on(m, view)),
+    row(Verb::Get, "/ready", Open, |m| on(m, ready)),
+    row(Verb::Get, "/v1/values", Need(Scope::Read), |m| {
+        on(m, values)
+    }),
+    row(Verb::Get, "/metrics", NeedUnlimited(Scope::Read), |m| {
+        on(m, metrics)
+    }),
+    row(Verb::Get, "/openapi.json", Open, |m| {
+        on(m, openapi_document)
+    }),
+    row(Verb::Get, "/v1/events", Need(Scope::Read), |m| {
+        on(m, query::range)
+    }),
+    row(Verb::Delete, "/v1/events", Need(Scope::Delete), |m| {
+        on(m, query::delete_many)
+    }),
+    row(Verb::Delete, "/v1/events/{id}", Need(Scope::Delete), |m| {
+        on(m, query::delete_one)
+    }),
+    row(Verb::Get, "/v1/latest", Need(Scope::Read), |m| {
+        on(m, query::latest)
+    }),
+    row(Verb::Get, "/v1/kv/{ns}", Need(Scope::Read), |m| {
+        on(m, kv::list)
+    }),
+    row(Verb::Get, "/v1/kv/{ns}/{*key}", Need(Scope::Read), |m| {
+        on(m, kv::get)
+    }),
+    row(Verb::Put, "/v1/kv/{ns}/{*key}", Need(Scope::Write), |m| {
+        on(m, kv::put)
+    }),
+    row(
+        Verb::Delete,
+        "/v1/kv/{ns}/{*key}",
+        Need(Scope::Delete),
+        |m| on(m, kv::delete),
+    ),
+    row(Verb::Get, "/v1/live", Need(Scope::Read), |m| {
+        on(m, live::ws)
+    }),
+    row(Verb::Get, "/v1/live/sse", Need(Scope::Read), |m| {
+        on(m, live::sse)
+    }),
+    row(Verb::Post, "/v1/keys", Need(Scope::Admin), |m| {
+        on(m, keys::create)
+    }),
+    row(Verb::Get, "/v1/keys", Need(Scope::Admin), |m| {
+        on(m, keys::list)
+    }),
+    row(Verb::Delete, "/v1/keys/{id}", Need(Scope::Admin), |m| {
+        on(m, keys::revoke)
+    }),
 ];
+
+const fn row(
+    verb: Verb,
+    path: &'static str,
+    access: Access,
+    handler: fn(MethodFilter) -> MethodRouter<AppState>,
+) -> Route<AppState> {
+    Route {
+        verb,
+        path,
+        access,
+        handler,
+    }
+}
 
 /// `/view` defaults and bounds (Tlytics: page 1, size 10; sizes above 1000 are clamped).
 const DEFAULT_PAGE_SIZE: i64 = 10;
@@ -97,11 +152,11 @@ pub(crate) struct AppInner {
     pub(crate) max_body: usize,
     /// The port actually bound, reported by `/health`.
     pub(crate) port: u16,
-    /// API keys (issue 8).
+    /// API keys.
     pub(crate) auth: Arc<KeyRegistry>,
-    /// Live-feed subscriptions (issue 8).
+    /// Live-feed subscriptions.
     pub(crate) live: Arc<LiveHub>,
-    /// Store writes other than inserts, run by the writer (issue 8).
+    /// Store writes other than inserts, run by the writer.
     pub(crate) ops: WriteOps,
 }
 
@@ -113,39 +168,26 @@ impl Deref for AppState {
     }
 }
 
-/// The router with every route, the 404 fallbacks and request counting.
+/// The router: every row of [`ROUTES`], each behind the API-key check of its own access, then
+/// the 404 fallbacks and request counting.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/events", post(post_events))
-        .route("/batch", post(post_batch))
-        .route("/health", get(health))
-        .route("/view", get(view))
-        .route("/ready", get(ready))
-        .route("/v1/values", get(values))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route(
-            "/v1/events",
-            get(super::query::range).delete(super::query::delete_many),
-        )
-        .route("/v1/events/{id}", delete(super::query::delete_one))
-        .route("/v1/latest", get(super::query::latest))
-        .route("/v1/kv/{ns}", get(super::kv::list))
-        .route(
-            "/v1/kv/{ns}/{*key}",
-            get(super::kv::get)
-                .put(super::kv::put)
-                .delete(super::kv::delete),
-        )
-        .route("/v1/live", get(super::live::ws))
-        .route("/v1/live/sse", get(super::live::sse))
-        .route("/v1/keys", post(super::keys::create).get(super::keys::list))
-        .route("/v1/keys/{id}", delete(super::keys::revoke))
-        // Every matched route: the key and scope its `auth::access` rule asks for.
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authorize,
-        ))
+    OPENAPI.get_or_init(|| openapi::document(ROUTES).into_bytes());
+    let mut paths: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for r in ROUTES {
+        let guard = auth::Guard::new(Arc::clone(&state.auth), r.access);
+        let endpoint = (r.handler)(r.verb.filter())
+            .route_layer(middleware::from_fn_with_state(guard, auth::authorize));
+        match paths.iter_mut().find(|(p, _)| *p == r.path) {
+            // `merge` panics on a method routed twice: a duplicate row fails every test.
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(endpoint),
+            None => paths.push((r.path, endpoint)),
+        }
+    }
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
         .method_not_allowed_fallback(not_found)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -461,8 +503,17 @@ async fn metrics(State(st): State<AppState>) -> Response {
     res
 }
 
-async fn openapi() -> Response {
-    json::response(StatusCode::OK, super::openapi::document().into_bytes())
+/// `/openapi.json`, written once from [`ROUTES`] by [`router`].
+static OPENAPI: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+async fn openapi_document() -> Response {
+    let doc = OPENAPI.get().map_or(&[][..], Vec::as_slice);
+    let mut res = Response::new(Body::from(bytes::Bytes::from_static(doc)));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
 }
 
 #[cfg(test)]
