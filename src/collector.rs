@@ -32,7 +32,9 @@
 //!   routes; `query` – range, latest-per-key and delete queries; `kv` – the KV store; `live` –
 //!   WebSocket and SSE feeds; `ops` – store writes other than inserts, run by the writer.
 
+mod body;
 mod config;
+mod data;
 mod error;
 mod event;
 mod json;
@@ -41,6 +43,7 @@ mod openapi;
 mod pipeline;
 mod route;
 mod routes;
+mod serve;
 mod server;
 mod store;
 mod target;

@@ -162,6 +162,16 @@ struct Serve {
     #[arg(long, env = "ACCRUE_MAX_DATA_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
     max_data_bytes: usize,
 
+    /// Deepest nesting of objects and arrays in an event's `data` (at most 100); deeper gets
+    /// 400.
+    #[arg(
+        long,
+        env = "ACCRUE_MAX_DATA_DEPTH",
+        default_value_t = 32,
+        value_name = "LEVELS"
+    )]
+    max_data_depth: usize,
+
     /// Events the ingest queue holds before answering 503 with Retry-After.
     #[arg(
         long,
@@ -180,7 +190,27 @@ struct Serve {
     #[arg(long, env = "ACCRUE_COMMIT_WINDOW", default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     commit_window: Duration,
 
-    /// How long a graceful shutdown waits for open requests, and then for a failing store.
+    /// Connections served at once; one more is answered 503 and closed. Keep it below the
+    /// open-file limit (ulimit -n).
+    #[arg(
+        long,
+        env = "ACCRUE_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    max_connections: usize,
+
+    /// How long a connection may take to send a request's headers, from connect or from the
+    /// previous response; also the idle limit of a kept-alive connection.
+    #[arg(long, env = "ACCRUE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    header_timeout: Duration,
+
+    /// How long a request body may take to arrive completely; later gets 408.
+    #[arg(long, env = "ACCRUE_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    body_timeout: Duration,
+
+    /// How long a graceful shutdown may take in all: open requests finish, the queue is
+    /// written, the metrics are flushed.
     #[arg(long, env = "ACCRUE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
 
@@ -331,10 +361,14 @@ fn serve(args: Serve) -> ExitCode {
             .max_events_per_request(args.max_events)
             .max_key_bytes(args.max_key_bytes)
             .max_data_bytes(args.max_data_bytes)
+            .max_data_depth(args.max_data_depth)
             .queue_events(args.queue_events)
             .queue_bytes(args.queue_bytes)
             .commit_window(args.commit_window)
             .shutdown_timeout(args.shutdown_timeout)
+            .max_connections(args.max_connections)
+            .header_timeout(args.header_timeout)
+            .body_timeout(args.body_timeout)
             .granularities(args.granularities.iter().map(|g| g.trim().to_owned()))
             .time_zone(args.time_zone.clone())
             .week_start(args.week_start)

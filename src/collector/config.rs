@@ -126,6 +126,9 @@ pub(crate) const DEFAULT_MAX_EVENTS: usize = 10_000;
 pub(crate) const DEFAULT_MAX_KEY: usize = 256;
 /// Spec §1.3.1: 64 KiB of `data` per event.
 pub(crate) const DEFAULT_MAX_DATA: usize = 64 * 1024;
+/// Deep enough for any document a person designs; the attacks it stops (a 10,000-deep `data`)
+/// are thousands of levels deep.
+pub(crate) const DEFAULT_MAX_DATA_DEPTH: usize = 32;
 /// Long enough for a UUID, ULID or a hash in hex.
 pub(crate) const DEFAULT_MAX_ID: usize = 128;
 /// Ten full requests, or about half a second of the load-generator's peak: enough to ride out a
@@ -139,6 +142,14 @@ pub(crate) const DEFAULT_MAX_GROUP: usize = 20_000;
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The metrics store's default granularities (Trifle Stats' list).
 pub(crate) const DEFAULT_GRANULARITIES: [&str; 7] = ["1m", "1h", "1d", "1w", "1mo", "1q", "1y"];
+/// Connections served at once; one more is answered `503`. Well under the usual open-file
+/// limits of a server process, with room left for the database files.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// How long a connection may take to deliver a request head (from connect, or from the end of
+/// the previous response on a kept-alive connection).
+pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request body may take to arrive: a full 5 MiB body at 90 KB/s.
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Concurrent `/view` readers (each is one SQLite connection).
 pub(crate) const DEFAULT_READERS: usize = 4;
 
@@ -186,6 +197,9 @@ pub struct CollectorBuilder {
     pub(crate) max_group_events: usize,
     pub(crate) commit_window: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     pub(crate) readers: usize,
     pub(crate) metrics: bool,
     pub(crate) granularities: Vec<String>,
@@ -212,6 +226,7 @@ impl Default for CollectorBuilder {
                 max_events: DEFAULT_MAX_EVENTS,
                 max_key_bytes: DEFAULT_MAX_KEY,
                 max_data_bytes: DEFAULT_MAX_DATA,
+                max_data_depth: DEFAULT_MAX_DATA_DEPTH,
                 max_id_bytes: DEFAULT_MAX_ID,
             },
             queue_events: DEFAULT_QUEUE_EVENTS,
@@ -219,6 +234,9 @@ impl Default for CollectorBuilder {
             max_group_events: DEFAULT_MAX_GROUP,
             commit_window: Duration::ZERO,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             readers: DEFAULT_READERS,
             metrics: true,
             granularities: DEFAULT_GRANULARITIES
@@ -311,6 +329,14 @@ impl CollectorBuilder {
         self
     }
 
+    /// Deepest nesting of objects and arrays in an event's `data` (the object itself is level
+    /// 1); deeper gets `400 Invalid event data`. Default: 32; at most 100, which every reader of
+    /// stored data (the `where=` filters, the metrics pipeline, the live feeds) can parse.
+    pub fn max_data_depth(mut self, levels: usize) -> Self {
+        self.limits.max_data_depth = levels;
+        self
+    }
+
     /// Events the ingest queue holds before the server answers `503` with `Retry-After`.
     /// Default: 100 000. Must be at least [`max_events_per_request`](Self::max_events_per_request).
     pub fn queue_events(mut self, events: usize) -> Self {
@@ -342,6 +368,30 @@ impl CollectorBuilder {
     /// How long shutdown waits for open requests and for a failing store. Default: 30 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Connections served at once; a connection beyond it is answered `503` with `Retry-After`
+    /// and closed. Keep it below the process's open-file limit (`ulimit -n`) minus a few dozen
+    /// for the database files. Default: 1024.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// How long a connection may take to deliver a complete request head, counted from the
+    /// moment the server is ready for it: when the connection opens, and after each response on
+    /// a kept-alive connection — so it also closes kept-alive connections left idle that long
+    /// (behind a load balancer, keep its upstream idle timeout below this). Default: 30 s.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a request body may take to arrive completely, from the end of its head; a body
+    /// still arriving then gets `408`. Default: 60 s.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -453,6 +503,9 @@ impl CollectorBuilder {
         if self.flush.is_zero() {
             return bad("the flush interval must be greater than zero".into());
         }
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
+            return bad("the header and body timeouts must be greater than zero".into());
+        }
         if self.retention.is_some_and(|r| r.is_zero()) {
             return bad("retention must be greater than zero (omit it to keep everything)".into());
         }
@@ -462,12 +515,21 @@ impl CollectorBuilder {
             ("max events per request", l.max_events),
             ("max key bytes", l.max_key_bytes),
             ("max data bytes", l.max_data_bytes),
+            ("max data depth", l.max_data_depth),
             ("max group events", self.max_group_events),
             ("read connections", self.readers),
+            ("max connections", self.max_connections),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
             }
+        }
+        if l.max_data_depth > super::data::MAX_DEPTH_LIMIT {
+            return bad(format!(
+                "max data depth {} is above {}, the deepest every reader of stored data parses",
+                l.max_data_depth,
+                super::data::MAX_DEPTH_LIMIT
+            ));
         }
         if self.queue_events < l.max_events {
             return bad(format!(

@@ -187,6 +187,12 @@ impl ApiError {
             ))
     }
 
+    pub(crate) fn invalid_data(index: usize, why: &super::data::DataError) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid event data")
+            .at(index)
+            .with_detail(why.to_string())
+    }
+
     pub(crate) fn bad_id(index: usize, len: usize, max: usize) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Invalid event id")
             .at(index)
@@ -226,6 +232,11 @@ impl ApiError {
     pub(crate) fn body_too_large(max: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
             .with_detail(format!("the limit is {max} bytes"))
+    }
+
+    pub(crate) fn body_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "Request body timeout")
+            .with_detail("the request body did not arrive within the server's body timeout")
     }
 
     pub(crate) fn busy(retry_after: u32, detail: &str) -> Self {

@@ -17,6 +17,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::data;
 use super::error::ApiError;
 use super::pipeline::sample::Sample;
 use super::time_fmt::{EventTime, parse_rfc3339};
@@ -27,6 +28,8 @@ pub(crate) struct Limits {
     pub(crate) max_events: usize,
     pub(crate) max_key_bytes: usize,
     pub(crate) max_data_bytes: usize,
+    /// Deepest nesting of objects and arrays in `data` (the object itself is level 1).
+    pub(crate) max_data_depth: usize,
     pub(crate) max_id_bytes: usize,
 }
 
@@ -416,7 +419,8 @@ pub(crate) fn decode_batch(
 /// # Errors
 ///
 /// `400 Event key is required` (the Tlytics message) for a missing or empty key; `400` naming
-/// the limit for an oversized key, `data` or id.
+/// the limit for an oversized key, `data` or id, for `data` nested too deep, or for a number in
+/// it beyond the range of a 64-bit float.
 fn validate(
     index: usize,
     w: WireEvent<'_>,
@@ -435,7 +439,8 @@ fn validate(
     }
     let data = match w.data {
         Some(raw) => {
-            let compact = minify(raw.get());
+            let compact = data::compact(raw.get(), limits.max_data_depth)
+                .map_err(|e| ApiError::invalid_data(index, &e))?;
             if compact.len() > limits.max_data_bytes {
                 return Err(ApiError::data_too_large(
                     index,
@@ -463,55 +468,6 @@ fn validate(
     })
 }
 
-/// Removes the whitespace between tokens of valid JSON text; strings are left untouched.
-/// Borrows when there is nothing to remove (the usual case for machine-written JSON).
-pub(crate) fn minify(json: &str) -> Cow<'_, str> {
-    let b = json.as_bytes();
-    let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
-    let (mut in_str, mut esc) = (false, false);
-    let first_ws = b.iter().position(|&c| {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
-            false
-        } else if c == b'"' {
-            in_str = true;
-            false
-        } else {
-            is_ws(c)
-        }
-    });
-    let Some(start) = first_ws else {
-        return Cow::Borrowed(json);
-    };
-    let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(&b[..start]);
-    for &c in &b[start..] {
-        if in_str {
-            out.push(c);
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else if c == b'"' {
-            in_str = true;
-            out.push(c);
-        } else if !is_ws(c) {
-            out.push(c);
-        }
-    }
-    // Only ASCII whitespace outside strings was removed, so the text is still UTF-8.
-    Cow::Owned(String::from_utf8(out).expect("removing ASCII whitespace keeps UTF-8 valid"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +476,7 @@ mod tests {
         max_events: 3,
         max_key_bytes: 8,
         max_data_bytes: 32,
+        max_data_depth: 3,
         max_id_bytes: 4,
     };
     const NOW: EventTime = EventTime {
@@ -716,15 +673,5 @@ mod tests {
     fn escaped_keys_are_decoded() {
         let ev = events(r#"[{"k\u0065y":"caf\u00e9"}]"#).unwrap();
         assert_eq!(&*ev[0].key, "café");
-    }
-
-    #[test]
-    fn minify_keeps_strings_intact() {
-        assert_eq!(minify(r#"{"a":1}"#), Cow::Borrowed(r#"{"a":1}"#));
-        assert_eq!(
-            minify("{ \"a b\" : [ 1 , \"\\\" x \" ] ,\n\t\"c\":{} }"),
-            "{\"a b\":[1,\"\\\" x \"],\"c\":{}}"
-        );
-        assert_eq!(minify(r#"{"\\":" "}"#), r#"{"\\":" "}"#);
     }
 }

@@ -3,8 +3,9 @@
 //! the token is shown once, in the answer to its creation.
 
 use axum::Extension;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rusqlite::{Connection, params};
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use super::auth::{
     MAX_PREFIX_LEN, Principal, Scope, Scopes, StoredKey, Who, api_error, hash_token, new_token,
 };
+use super::body;
 use super::error::ApiError;
 use super::json;
 use super::routes::AppState;
@@ -101,9 +103,6 @@ fn describe(k: &StoredKey) -> Value {
 
 /// Validates a creation request before anything is written.
 fn validate(body: &[u8]) -> Result<(Scopes, Option<String>, Option<String>), ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(bad(format!("the body is larger than {MAX_BODY} bytes")));
-    }
     let req: NewKey = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "expected {{\"scopes\": [\"read\"|\"write\"|\"delete\"|\"admin\", ...], \
@@ -151,8 +150,13 @@ fn validate(body: &[u8]) -> Result<(Scopes, Option<String>, Option<String>), Api
 pub(crate) async fn create(
     State(st): State<AppState>,
     Extension(by): Extension<Principal>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
+    let body = match body::read(body, &headers, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     match create_inner(&st, &by, &body).await {
         Ok(v) => json::response(StatusCode::CREATED, v.to_string().into_bytes()),
         Err(e) => e.into_response(),

@@ -14,14 +14,16 @@
 //! contain `/`. Unlike FluxionDB, deleting events never touches the KV store.
 
 use axum::Extension;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rusqlite::{OptionalExtension, params};
 use serde_json::value::RawValue;
 
 use super::auth::{Principal, api_error};
+use super::body;
 use super::error::ApiError;
 use super::json;
 use super::query::{Params, bad_query};
@@ -94,22 +96,20 @@ pub(crate) async fn put(
     Extension(by): Extension<Principal>,
     Path((ns, key)): Path<(String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
+    let body = match body::read(body, &headers, MAX_VALUE).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     let checked = (|| {
         check_ns(&by, &ns)?;
         check_name("key", &key)?;
         let expect = if_version(&pairs)?;
-        if body.len() > MAX_VALUE {
-            return Err(api_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Value is too large",
-                format!("the limit is {MAX_VALUE} bytes"),
-            ));
-        }
         let value: &RawValue = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid_json(format!("the body must be one JSON value: {e}")))?;
-        Ok((expect, value.get().to_owned()))
+        Ok::<_, ApiError>((expect, value.get().to_owned()))
     })();
     let (expect, value) = match checked {
         Ok(v) => v,

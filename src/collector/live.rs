@@ -63,7 +63,7 @@ use super::event::Event;
 use super::query::{Params, bad_query, prefix_range, write_event};
 use super::routes::AppState;
 use super::store::ReadPool;
-use super::time_fmt::{EventTime, format_rfc3339};
+use super::time_fmt::EventTime;
 use super::writer::CommitObserver;
 
 /// Default outbox bound of one connection, in messages.
@@ -359,7 +359,11 @@ impl LiveHub {
 
     /// Publishes one metrics flush that the metrics store took: `samples` are `(key, bucket
     /// start in ns, values)`.
-    pub(crate) fn publish_flush(&self, watermark: i64, samples: &[(Box<str>, i64, crate::Values)]) {
+    pub(crate) fn publish_flush(
+        &self,
+        watermark: i64,
+        samples: &[(Box<str>, jiff::Timestamp, crate::Values)],
+    ) {
         if !self.wants_flushes() {
             return;
         }
@@ -372,15 +376,8 @@ impl LiveHub {
                     body.push(b',');
                 }
                 any = true;
-                body.extend_from_slice(b"{\"at\":\"");
-                format_rfc3339(
-                    EventTime {
-                        unix_ns: *at,
-                        offset_s: 0,
-                    },
-                    &mut body,
-                );
-                body.extend_from_slice(b"\",\"key\":");
+                // Bucket starts are whole seconds: RFC 3339 in UTC without a fraction.
+                body.extend_from_slice(format!("{{\"at\":\"{at}\",\"key\":").as_bytes());
                 super::json::write_str(&mut body, key);
                 body.extend_from_slice(b",\"values\":");
                 let json = crate::Value::Map(values.clone()).to_json();

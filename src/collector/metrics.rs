@@ -73,6 +73,14 @@ pub(crate) struct Metrics {
     pub(crate) metrics_skipped: AtomicU64,
     /// Stored events aggregated again at start-up because the metrics store had not got them.
     pub(crate) metrics_replayed: AtomicU64,
+    /// `data` fields left out of a flush because their sum left the range of `f64`.
+    pub(crate) metrics_overflowed_fields: AtomicU64,
+    /// Connections being served.
+    pub(crate) connections_open: AtomicU64,
+    /// Connections answered `503` (or closed) because the connection cap was reached.
+    pub(crate) connections_refused: AtomicU64,
+    /// Failed accepts (out of file descriptors or memory), each followed by a backoff.
+    pub(crate) accept_errors: AtomicU64,
 }
 
 /// Point-in-time values owned by other parts of the server.
@@ -246,6 +254,31 @@ impl Metrics {
             "accrue_metrics_skipped_events_total",
             "Stored events the metrics store refused (for example a reserved key).",
             load(&self.metrics_skipped),
+        );
+        gauge(
+            &mut out,
+            "accrue_http_connections",
+            "Connections being served.",
+            i64::try_from(load(&self.connections_open)).unwrap_or(i64::MAX),
+        );
+        counter(
+            &mut out,
+            "accrue_http_connections_refused_total",
+            "Connections refused with 503 because the connection cap was reached.",
+            load(&self.connections_refused),
+        );
+        counter(
+            &mut out,
+            "accrue_http_accept_errors_total",
+            "Failed accepts (no file descriptors or memory left), each followed by a backoff.",
+            load(&self.accept_errors),
+        );
+        counter(
+            &mut out,
+            "accrue_metrics_overflowed_fields_total",
+            "Data fields left out of a flush window's metrics because their sum left the range \
+             of a 64-bit float (the count and the other fields were written).",
+            load(&self.metrics_overflowed_fields),
         );
         counter(
             &mut out,

@@ -200,6 +200,11 @@ pub(crate) enum Literal {
     Null,
 }
 
+/// The column `data` where SQLite's JSON functions can read it, else `NULL`: a row they cannot
+/// parse (one stored before ingest limited the nesting depth, or written by hand) matches no
+/// filter instead of failing every reader's query.
+const READABLE_DATA: &str = "(CASE WHEN json_valid(data) THEN data END)";
+
 /// One `where` condition on an event's `data`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Predicate {
@@ -248,18 +253,12 @@ impl Predicate {
     pub(crate) fn push_sql(&self, sql: &mut String, values: &mut Vec<Sql>) {
         let path = || Sql::Text(self.path.clone());
         let (is_type, val): (&str, Option<Sql>) = match &self.value {
-            Literal::Str(s) => ("json_type(data, ?) = 'text'", Some(Sql::Text(s.clone()))),
-            Literal::Int(i) => (
-                "json_type(data, ?) IN ('integer', 'real')",
-                Some(Sql::Integer(*i)),
-            ),
-            Literal::Float(f) => (
-                "json_type(data, ?) IN ('integer', 'real')",
-                Some(Sql::Real(*f)),
-            ),
-            Literal::Bool(true) => ("json_type(data, ?) = 'true'", None),
-            Literal::Bool(false) => ("json_type(data, ?) = 'false'", None),
-            Literal::Null => ("json_type(data, ?) = 'null'", None),
+            Literal::Str(s) => ("= 'text'", Some(Sql::Text(s.clone()))),
+            Literal::Int(i) => ("IN ('integer', 'real')", Some(Sql::Integer(*i))),
+            Literal::Float(f) => ("IN ('integer', 'real')", Some(Sql::Real(*f))),
+            Literal::Bool(true) => ("= 'true'", None),
+            Literal::Bool(false) => ("= 'false'", None),
+            Literal::Null => ("= 'null'", None),
         };
         let cmp = match self.op {
             Op::Eq | Op::Ne => "=",
@@ -269,13 +268,13 @@ impl Predicate {
             Op::Ge => ">=",
             Op::Contains => "",
         };
-        let mut cond = String::from(is_type);
+        let mut cond = format!("json_type({READABLE_DATA}, ?) {is_type}");
         values.push(path());
         if let Some(v) = val {
             if self.op == Op::Contains {
-                cond.push_str(" AND instr(json_extract(data, ?), ?) > 0");
+                let _ = write!(cond, " AND instr(json_extract({READABLE_DATA}, ?), ?) > 0");
             } else {
-                let _ = write!(cond, " AND json_extract(data, ?) {cmp} ?");
+                let _ = write!(cond, " AND json_extract({READABLE_DATA}, ?) {cmp} ?");
             }
             values.push(path());
             values.push(v);

@@ -33,7 +33,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Router};
-use futures_util::StreamExt;
 
 use super::auth::Access::{self, Need, NeedUnlimited, Open};
 use super::auth::{self, KeyRegistry, Principal, Scope};
@@ -48,7 +47,7 @@ use super::route::{Route, Verb};
 use super::store::{PageQuery, ReadPool, read_page};
 use super::time_fmt::{EventTime, format_rfc3339};
 use super::writer::{Ingest, WriterShared, now_ns};
-use super::{keys, kv, live, openapi, query};
+use super::{body, keys, kv, live, openapi, query};
 
 /// Every route the server answers, with the access it needs: the one list the router, the
 /// API-key check, `/openapi.json` and the tests are built from.
@@ -194,7 +193,14 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Failures are logged by the handlers with their cause, and every answer is counted by
+        // status in `/metrics`; logging each 5xx here would flood the log exactly when the
+        // server is overloaded (every 503).
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         .with_state(state)
 }
 
@@ -282,14 +288,7 @@ async fn ingest_inner(
     body: Body,
     shape: Shape,
 ) -> Result<(usize, usize), ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_body as u64) {
-        return Err(ApiError::body_too_large(st.max_body));
-    }
-    let body = read_body(body, st.max_body, declared).await?;
+    let body = body::read(body, headers, st.max_body).await?;
     let now = EventTime {
         unix_ns: now_ns(),
         offset_s: 0,
@@ -321,20 +320,6 @@ async fn ingest_inner(
     let count = events.len();
     let outcome = st.ingest.submit(events).await?;
     Ok((count, outcome.duplicates))
-}
-
-/// Collects the body, refusing it with 413 as soon as it passes `max` bytes.
-async fn read_body(body: Body, max: usize, declared: Option<u64>) -> Result<Vec<u8>, ApiError> {
-    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid_json(format!("reading the body: {e}")))?;
-        if buf.len() + chunk.len() > max {
-            return Err(ApiError::body_too_large(max));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
 }
 
 async fn health(State(st): State<AppState>) -> Response {

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +21,7 @@ use super::metrics::Metrics;
 use super::ops::WriteOps;
 use super::pipeline::flusher::Pipeline;
 use super::routes::{AppInner, AppState, router};
+use super::serve::ConnectionLimits;
 use super::store::{EventStore, ReadPool};
 use super::target::StatsTarget;
 use crate::{Driver, IdentifierMode, MemoryDriver, SqliteDriver, Stats};
@@ -262,6 +262,7 @@ impl CollectorBuilder {
         ));
         let live = LiveHub::new(cfg.live);
         let metrics = Arc::new(Metrics::default());
+        let metrics_handle = Arc::clone(&metrics);
         let writer_cfg = WriterConfig {
             ack: cfg.ack,
             queue_events: cfg.queue_events,
@@ -312,14 +313,18 @@ impl CollectorBuilder {
         let app = router(state);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let server = tracker.spawn({
-            let cancel = cancel.clone();
-            async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(cancel.cancelled_owned())
-                    .await
-            }
-        });
+        let limits = ConnectionLimits {
+            max_connections: cfg.max_connections,
+            header_timeout: cfg.header_timeout,
+            body_timeout: cfg.body_timeout,
+        };
+        let server = tracker.spawn(super::serve::serve(
+            listener,
+            app,
+            limits,
+            cancel.clone(),
+            Arc::clone(&metrics_handle),
+        ));
         let pipeline_stop = CancellationToken::new();
         if let Some(p) = &pipeline {
             tracker.spawn(Arc::clone(p).run(cfg.flush, pipeline_stop.clone()));
@@ -354,13 +359,14 @@ impl CollectorBuilder {
             let cancel = cancel.clone();
             async move {
                 cancel.cancelled().await;
+                // One deadline for the whole shutdown, shared by its steps.
+                let deadline = tokio::time::Instant::now() + timeout;
                 tracing::info!("shutting down: no new connections; finishing open requests");
                 // Live feeds never finish on their own: close them (code 1001 / end of stream).
                 live.shutdown();
                 let mut server = server;
-                match tokio::time::timeout(timeout, &mut server).await {
-                    Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed"),
+                match tokio::time::timeout_at(deadline, &mut server).await {
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
                     Err(_) => {
                         tracing::warn!(
@@ -372,12 +378,12 @@ impl CollectorBuilder {
                 }
                 ingest.close();
                 tracing::info!(queued = ingest.queued_events(), "writing the queued events");
-                let unwritten = join_writer(writer, &shared, timeout).await?;
+                let unwritten = join_writer(writer, &shared, deadline).await?;
                 pipeline_stop.cancel();
                 tracker.wait().await;
                 if let Some(p) = pipeline {
                     tracing::info!("flushing aggregated metrics");
-                    p.finish(timeout).await?;
+                    p.finish(deadline).await?;
                 }
                 tracing::info!("collector stopped");
                 if unwritten > 0 {
@@ -394,20 +400,19 @@ impl CollectorBuilder {
     }
 }
 
-/// Waits for the writer thread; after `timeout`, tells it to stop retrying a failing store.
+/// Waits for the writer thread; at `deadline`, tells it to stop retrying a failing store.
 async fn join_writer(
     writer: std::thread::JoinHandle<u64>,
     shared: &WriterShared,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<u64, CollectorError> {
     let joined = tokio::task::spawn_blocking(move || writer.join());
     tokio::pin!(joined);
-    let result = match tokio::time::timeout(timeout, &mut joined).await {
+    let result = match tokio::time::timeout_at(deadline, &mut joined).await {
         Ok(r) => r,
         Err(_) => {
             tracing::error!(
-                ?timeout,
-                "the event store is still failing; giving up on the queue"
+                "the event store is still failing at the shutdown deadline; giving up on the queue"
             );
             // The writer sees the flag at its next retry.
             shared.give_up.store(true, Ordering::Release);

@@ -19,8 +19,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::error::ApiError;
 use super::json;
+use super::pipeline::flusher::metric_key;
 use super::routes::AppState;
-use super::time_fmt::{EventTime, format_rfc3339};
 use crate::StatsError;
 
 fn parse_time(name: &str, v: &str) -> Result<Timestamp, ApiError> {
@@ -76,7 +76,7 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
     };
     let skip_blanks = matches!(first("skip_blanks"), Some("true" | "1"));
     let series = stats
-        .values(key, from, to, &granularity, skip_blanks)
+        .values(&metric_key(key), from, to, &granularity, skip_blanks)
         .await
         .map_err(|e| match e {
             StatsError::Granularity(_)
@@ -94,15 +94,16 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
         if i > 0 {
             out.push(b',');
         }
-        let offset_s = tz.to_offset(*at).seconds();
+        // Bucket starts are whole seconds, and may lie outside the nanosecond range of event
+        // times (the year bucket of an event in 1677 starts on 1677-01-01).
+        let offset = tz.to_offset(*at);
+        let text = if offset.seconds() == 0 {
+            at.to_string()
+        } else {
+            at.display_with_offset(offset).to_string()
+        };
         out.push(b'"');
-        format_rfc3339(
-            EventTime {
-                unix_ns: i64::try_from(at.as_nanosecond()).unwrap_or(i64::MAX),
-                offset_s,
-            },
-            &mut out,
-        );
+        out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     }
     out.extend_from_slice(b"],\"values\":[");

@@ -92,6 +92,9 @@ pub enum StatsError {
     },
     /// The store was shut down; the call was refused and changed nothing.
     Closed,
+    /// A call that only queues into the write buffer was made on a store built with
+    /// [`buffer(false)`](crate::StatsBuilder::buffer). Nothing was written.
+    Unbuffered,
     /// The driver failed. For a buffered write this is reported by `flush`/`shutdown`; the
     /// data stays in the buffer and is retried.
     Driver(DriverError),
@@ -120,6 +123,9 @@ impl fmt::Display for StatsError {
                 )
             }
             Self::Closed => f.write_str("the metrics store has been shut down"),
+            Self::Unbuffered => f.write_str(
+                "this call needs the write buffer, but the metrics store was built with buffer(false)",
+            ),
             Self::Driver(e) => write!(f, "driver error: {e}"),
             Self::Unflushed { batches, source } => write!(
                 f,

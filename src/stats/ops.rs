@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use hashbrown::HashTable;
 use jiff::Timestamp;
 use jiff::civil::Weekday;
 use parking_lot::RwLock;
@@ -17,7 +18,7 @@ use super::buffer::{Buffer, Pending, PendingKey};
 use super::driver::{BatchId, Driver, FieldOp, RowUpdate, WriteBatch};
 use super::error::{ConfigError, StatsError};
 use super::keys::{RowId, SYSTEM_KEY, UNTRACKED_KEY};
-use super::packer::{Leaves, PathCodec, encode_segment, pack, unpack};
+use super::packer::{Leaves, PathCodec, encode_segment_into, pack, unpack};
 use super::value::{Number, Value, Values};
 use crate::time::{Calendar, Granularity};
 
@@ -27,6 +28,17 @@ pub const MAX_KEY_LEN: usize = 200;
 
 /// Default limit of buckets one `values` call may read.
 const DEFAULT_MAX_BUCKETS: usize = 100_000;
+
+/// Bucket updates (calls pending × granularities) from which a flush drains the buffer and
+/// builds its rows on tokio's blocking pool instead of the calling task. That work costs about
+/// a microsecond per update (cloning its fields, merging the system rows), so below this it
+/// stays within a couple of milliseconds, where the hop to another thread (tens of
+/// microseconds, more when the pool is busy) does not pay; above it, inline work would hold an
+/// async worker long enough to stall every task queued behind it.
+const BLOCKING_ROWS_FROM: usize = 2048;
+
+/// System-row fields merged by a linear scan; a row with more gets an index by name.
+const SCAN_FIELDS: usize = 8;
 
 /// Configures a [`Stats`]. Created by [`Stats::builder`]; checked by [`build`](Self::build).
 ///
@@ -136,6 +148,12 @@ impl StatsBuilder {
     }
 
     /// Count writes per key in the `__system__key__` rows (default on).
+    ///
+    /// Each bucket's system row holds one field per distinct tracked key written to it, and
+    /// every flush that touches the bucket rewrites the fields it changed: with
+    /// high-cardinality keys (ids, URLs) the row and its writes grow with the number of keys.
+    /// Write those through [`Stats::untracked`] (counted once, under `__untracked__`) or turn
+    /// tracking off here.
     pub fn system_tracking(mut self, enabled: bool) -> Self {
         self.system_tracking = enabled;
         self
@@ -296,6 +314,41 @@ struct Inner {
 /// Reads ([`values`](Self::values)) go to the driver: buffered writes become visible after
 /// the next flush. Call `flush().await` first for read-your-writes.
 ///
+/// # System tracking and its cost
+///
+/// With [`system_tracking`](StatsBuilder::system_tracking) on (the default), every write also
+/// counts itself in the `__system__key__` row of each of its buckets: `count`, plus
+/// `keys.<metric key>` (`keys.__untracked__` for writes through [`untracked`](Self::untracked)).
+/// That row holds **one field per distinct tracked key** written to the bucket, and every
+/// flush that touches the bucket rewrites the fields it changed, so 100 000 distinct keys in
+/// an hour make a 100 000-field row for that hour (and larger ones for the day, week, …).
+/// Track high-cardinality keys (ids, URLs, user agents) through `untracked()`, or build with
+/// `system_tracking(false)`:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # use std::sync::Arc;
+/// # use accrue::{IdentifierMode, MemoryDriver, Stats};
+/// # use serde_json::json;
+/// let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+///     .time_zone("UTC")
+///     .granularities(["1h"])
+///     .build()
+///     .unwrap();
+/// let at = "2025-02-01T11:35:00Z".parse().unwrap();
+/// stats.track("signups", at, json!({"count": 1})).await.unwrap();
+/// for user in 0..1000 {
+///     let key = format!("user::{user}");
+///     stats.untracked().track(&key, at, json!({"count": 1})).await.unwrap();
+/// }
+/// stats.flush().await.unwrap();
+///
+/// let system = stats.values("__system__key__", at, at, "1h", true).await.unwrap();
+/// assert_eq!(accrue::Value::Map(system.values[0].clone()).to_json(),
+///            json!({"count": 1001, "keys": {"signups": 1, "__untracked__": 1000}}));
+/// # }
+/// ```
+///
 /// # Examples
 ///
 /// ```
@@ -362,10 +415,21 @@ pub struct FlushOutcome {
     pub rows: usize,
 }
 
+/// The two writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
+    /// Add numbers ([`Stats::track`]).
     Track,
+    /// Overwrite fields ([`Stats::assert`]).
     Assert,
+}
+
+/// One validated call, ready for the buffer or the driver.
+struct Call {
+    key: Arc<str>,
+    /// Granularity and Unix bucket start of each configured granularity.
+    buckets: Vec<(Granularity, i64)>,
+    fields: Arc<[(String, FieldOp)]>,
 }
 
 impl Stats {
@@ -452,6 +516,56 @@ impl Stats {
         at: Timestamp,
         values: &Value,
     ) -> Result<(), StatsError> {
+        if self.inner.buffer.is_some() {
+            if self.enqueue(op, key, at, values)?
+                && let Err(e) = self.flush().await
+            {
+                self.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("size-triggered flush failed, data kept for retry: {e}");
+            }
+            return Ok(());
+        }
+        let Some(call) = self.prepare(op, key, at, values)? else {
+            return Ok(());
+        };
+        if *self.inner.gate.read() {
+            return Err(StatsError::Closed);
+        }
+        let items = call
+            .buckets
+            .iter()
+            .map(|&(granularity, at)| {
+                let pk = PendingKey {
+                    key: call.key.clone(),
+                    granularity,
+                    at,
+                    op: 0,
+                };
+                let pending = Pending {
+                    first: 0,
+                    fields: super::buffer::Fields::Shared(call.fields.clone()),
+                    tracked: u64::from(!self.untracked),
+                    untracked: u64::from(self.untracked),
+                };
+                (pk, pending)
+            })
+            .collect();
+        let rows = self.rows(items, true)?;
+        let mut lane = self.inner.lane.lock().await;
+        let batch = lane.next_batch(rows);
+        self.inner.driver.write(&batch).await?;
+        Ok(())
+    }
+
+    /// Validates a call and turns it into its buckets and stored fields; `None` when it
+    /// writes nothing (no fields, or no granularities configured).
+    fn prepare(
+        &self,
+        op: Op,
+        key: &str,
+        at: Timestamp,
+        values: &Value,
+    ) -> Result<Option<Call>, StatsError> {
         validate_key(key)?;
         let leaves = if op == Op::Track {
             Leaves::Numbers
@@ -464,9 +578,9 @@ impl Stats {
             buckets.push((g, self.inner.calendar.floor(at, g)?.as_second()));
         }
         if packed.is_empty() || buckets.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let fields: Arc<[(String, FieldOp)]> = packed
+        let fields = packed
             .into_iter()
             .map(|(name, v)| {
                 let op = match (op, v.as_number()) {
@@ -476,62 +590,84 @@ impl Stats {
                 (name, op)
             })
             .collect();
-        let key: Arc<str> = Arc::from(key);
-        match &self.inner.buffer {
-            Some(buffer) => {
-                let full = {
-                    let closed = self.inner.gate.read();
-                    if *closed {
-                        return Err(StatsError::Closed);
-                    }
-                    buffer.add(&key, &buckets, fields, self.untracked)
-                };
-                if full && let Err(e) = self.flush().await {
-                    self.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("size-triggered flush failed, data kept for retry: {e}");
-                }
-                Ok(())
-            }
-            None => {
-                if *self.inner.gate.read() {
-                    return Err(StatsError::Closed);
-                }
-                let items = buckets
-                    .iter()
-                    .map(|&(granularity, at)| {
-                        let pk = PendingKey {
-                            key: key.clone(),
-                            granularity,
-                            at,
-                            op: 0,
-                        };
-                        let pending = Pending {
-                            first: 0,
-                            fields: super::buffer::Fields::Shared(fields.clone()),
-                            tracked: u64::from(!self.untracked),
-                            untracked: u64::from(self.untracked),
-                        };
-                        (pk, pending)
-                    })
-                    .collect();
-                let rows = self.rows(items, true)?;
-                let mut lane = self.inner.lane.lock().await;
-                let batch = lane.next_batch(rows);
-                self.inner.driver.write(&batch).await?;
-                Ok(())
-            }
-        }
+        Ok(Some(Call {
+            key: Arc::from(key),
+            buckets,
+            fields,
+        }))
     }
 
-    /// Turns pending bucket updates into row updates plus system rows.
+    /// The buffered half of [`track`](Self::track) / [`assert`](Self::assert), synchronous:
+    /// validates the call and adds it to the buffer. Returns whether the buffer reached
+    /// `buffer_size` with this call; flushing then is the caller's job.
+    ///
+    /// **Blocking:** only briefly, on the buffer's shard locks; callable from any thread.
+    ///
+    /// # Errors
+    ///
+    /// [`StatsError::Unbuffered`] on a store built with `buffer(false)` (checked first), then
+    /// as [`track`](Self::track): nothing was added.
+    pub(crate) fn enqueue(
+        &self,
+        op: Op,
+        key: &str,
+        at: Timestamp,
+        values: &Value,
+    ) -> Result<bool, StatsError> {
+        let Some(buffer) = &self.inner.buffer else {
+            return Err(StatsError::Unbuffered);
+        };
+        let Some(call) = self.prepare(op, key, at, values)? else {
+            return Ok(false);
+        };
+        let closed = self.inner.gate.read();
+        if *closed {
+            return Err(StatsError::Closed);
+        }
+        Ok(buffer.add(&call.key, &call.buckets, call.fields, self.untracked))
+    }
+
+    /// [`track`](Self::track) for a caller on a blocking thread that flushes itself (the
+    /// collector's metrics pipeline): adds the call to the buffer and never flushes, not even
+    /// when `buffer_size` is reached. Counted under `__untracked__` on an
+    /// [`untracked`](Self::untracked) handle.
+    ///
+    /// # Errors
+    ///
+    /// [`StatsError::Unbuffered`] on a store built with `buffer(false)`, otherwise as
+    /// [`track`](Self::track). Nothing was added.
+    #[allow(
+        dead_code,
+        reason = "the entry point of the collector's metrics pipeline, which is moving to it"
+    )]
+    pub(crate) fn track_buffered(
+        &self,
+        key: &str,
+        at: Timestamp,
+        values: &Value,
+    ) -> Result<(), StatsError> {
+        self.enqueue(Op::Track, key, at, values).map(|_reached_size| ())
+    }
+
+    /// Turns pending bucket updates into row updates plus system rows: the data rows in
+    /// `items` order, then the system rows in order of first use (one per bucket, or one per
+    /// item without `merge_system`), every row's fields sorted by name.
+    ///
+    /// Linear in the items: a bucket's system row has one field per distinct tracked key, so
+    /// merging into it goes through an index by name ([`SystemFields`]), not a scan.
     fn rows(
         &self,
         items: Vec<(PendingKey, Pending)>,
         merge_system: bool,
     ) -> Result<Vec<RowUpdate>, StatsError> {
         let mut rows = Vec::with_capacity(items.len() + 8);
-        let mut system: Vec<RowUpdate> = Vec::new();
-        let mut index: HashMap<(Granularity, i64), usize> = HashMap::new();
+        let mut system: Vec<(RowId, SystemFields)> = Vec::new();
+        let mut index: HashMap<(Granularity, i64), usize, ahash::RandomState> =
+            HashMap::default();
+        let hasher = ahash::RandomState::new();
+        // The `keys.<tracking key>` name at hand, rebuilt in place: a field name is allocated
+        // once per system row it is new to, not once per item.
+        let mut name = String::new();
         for (pk, pending) in items {
             let at = Timestamp::from_second(pk.at).map_err(|_| {
                 StatsError::Time(crate::time::TimeError::OutOfRange {
@@ -539,41 +675,28 @@ impl Stats {
                 })
             })?;
             if self.inner.system_tracking {
-                let mut sys = Vec::with_capacity(3);
-                let calls = pending.tracked + pending.untracked;
-                sys.push(("count".to_owned(), FieldOp::Inc(count(calls))));
+                let slot = if merge_system {
+                    index.get(&(pk.granularity, pk.at)).copied()
+                } else {
+                    None
+                };
+                let i = slot.unwrap_or_else(|| {
+                    if merge_system {
+                        index.insert((pk.granularity, pk.at), system.len());
+                    }
+                    let row = RowId::new(SYSTEM_KEY, pk.granularity, at);
+                    system.push((row, SystemFields::default()));
+                    system.len() - 1
+                });
+                let fields = &mut system[i].1;
+                fields.inc("count", count(pending.tracked + pending.untracked), &hasher);
                 if pending.tracked > 0 {
-                    sys.push((
-                        self.tracking_field(&pk.key),
-                        FieldOp::Inc(count(pending.tracked)),
-                    ));
+                    self.tracking_field(&mut name, &pk.key);
+                    fields.inc(&name, count(pending.tracked), &hasher);
                 }
                 if pending.untracked > 0 {
-                    sys.push((
-                        self.tracking_field(UNTRACKED_KEY),
-                        FieldOp::Inc(count(pending.untracked)),
-                    ));
-                }
-                let slot = merge_system
-                    .then(|| index.get(&(pk.granularity, pk.at)).copied())
-                    .flatten();
-                match slot {
-                    Some(i) => {
-                        let fields = &mut system[i].fields;
-                        for (name, op) in sys {
-                            match fields.iter_mut().find(|(n, _)| *n == name) {
-                                Some((_, existing)) => existing.merge(op),
-                                None => fields.push((name, op)),
-                            }
-                        }
-                    }
-                    None => {
-                        index.insert((pk.granularity, pk.at), system.len());
-                        system.push(RowUpdate {
-                            row: RowId::new(SYSTEM_KEY, pk.granularity, at),
-                            fields: sys,
-                        });
-                    }
+                    self.tracking_field(&mut name, UNTRACKED_KEY);
+                    fields.inc(&name, count(pending.untracked), &hasher);
                 }
             }
             let mut fields = pending.fields.into_vec();
@@ -583,30 +706,72 @@ impl Stats {
                 fields,
             });
         }
-        for s in &mut system {
-            s.fields.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        rows.extend(system);
+        rows.extend(system.into_iter().map(|(row, fields)| RowUpdate {
+            row,
+            fields: fields.into_sorted(),
+        }));
         Ok(rows)
     }
 
-    fn tracking_field(&self, key: &str) -> String {
+    /// Drains the buffer and builds the rows of its batch (`None`: nothing was pending). A
+    /// large flush (by the calls pending, see [`BLOCKING_ROWS_FROM`]) runs both steps on
+    /// tokio's blocking pool, so it does not hold the calling async worker; a small one runs
+    /// inline. The caller holds the lane, so batch order is the same either way.
+    async fn drain_rows(&self) -> Result<Option<Vec<RowUpdate>>, StatsError> {
+        let Some(buffer) = &self.inner.buffer else {
+            return Ok(None);
+        };
+        let updates = buffer
+            .pending_ops()
+            .saturating_mul(self.inner.granularities.len());
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if updates >= BLOCKING_ROWS_FROM => runtime,
+            _ => return self.drain_rows_now(),
+        };
+        let stats = self.clone();
+        match runtime.spawn_blocking(move || stats.drain_rows_now()).await {
+            Ok(rows) => rows,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Dropped unrun (the runtime is shutting down): the buffer is untouched.
+            Err(_) => self.drain_rows_now(),
+        }
+    }
+
+    fn drain_rows_now(&self) -> Result<Option<Vec<RowUpdate>>, StatsError> {
+        let Some(buffer) = &self.inner.buffer else {
+            return Ok(None);
+        };
+        let items = buffer.drain();
+        if items.is_empty() {
+            return Ok(None);
+        }
+        self.rows(items, buffer.aggregate).map(Some)
+    }
+
+    /// Writes `keys.<tracking key>` (the key encoded for the codec) into `out`.
+    fn tracking_field(&self, out: &mut String, key: &str) {
+        out.clear();
+        out.push_str("keys.");
         match self.inner.codec {
-            PathCodec::V1 => format!("keys.{}", encode_segment(key)),
-            PathCodec::Legacy => format!("keys.{key}"),
+            PathCodec::V1 => encode_segment_into(out, key),
+            PathCodec::Legacy => out.push_str(key),
         }
     }
 
     /// Writes everything pending now (first a batch kept from a failed flush, then the
     /// buffer) and waits for the driver. A no-op without a buffer.
     ///
+    /// Building the batch is CPU work linear in the pending bucket updates; from a few
+    /// thousand it runs on tokio's blocking pool, so a large flush does not stall the other
+    /// tasks of the calling worker.
+    ///
     /// # Errors
     ///
     /// [`StatsError::Driver`]: the batch is kept and retried by the next flush.
     pub async fn flush(&self) -> Result<FlushOutcome, StatsError> {
-        let Some(buffer) = &self.inner.buffer else {
+        if self.inner.buffer.is_none() {
             return Ok(FlushOutcome::default());
-        };
+        }
         let mut lane = self.inner.lane.lock().await;
         let mut outcome = FlushOutcome::default();
         if let Some(batch) = lane.stalled.take() {
@@ -617,11 +782,9 @@ impl Stats {
             outcome.batches += 1;
             outcome.rows += batch.len();
         }
-        let items = buffer.drain();
-        if items.is_empty() {
+        let Some(rows) = self.drain_rows().await? else {
             return Ok(outcome);
-        }
-        let rows = self.rows(items, buffer.aggregate)?;
+        };
         let batch = lane.next_batch(rows);
         match self.inner.driver.write(&batch).await {
             Ok(()) => {
@@ -651,12 +814,8 @@ impl Stats {
             Err(StatsError::Driver(source)) => {
                 let mut lane = self.inner.lane.lock().await;
                 let mut batches: Vec<WriteBatch> = lane.stalled.take().into_iter().collect();
-                if let Some(buffer) = &self.inner.buffer {
-                    let items = buffer.drain();
-                    if !items.is_empty() {
-                        let rows = self.rows(items, buffer.aggregate)?;
-                        batches.push(lane.next_batch(rows));
-                    }
+                if let Some(rows) = self.drain_rows().await? {
+                    batches.push(lane.next_batch(rows));
                 }
                 Err(StatsError::Unflushed { batches, source })
             }
@@ -721,6 +880,54 @@ impl Stats {
 
 fn count(n: u64) -> Number {
     Number::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// The fields of one system row while [`Stats::rows`] merges into it: one per distinct
+/// tracking key of its bucket, so tens of thousands with high-cardinality keys. Up to
+/// [`SCAN_FIELDS`] fields a merge scans them; past that an index by name keeps each merge
+/// O(1).
+#[derive(Default)]
+struct SystemFields {
+    fields: Vec<(String, FieldOp)>,
+    /// Positions in `fields` by the hash of their name; empty until `fields` outgrows
+    /// [`SCAN_FIELDS`], complete after.
+    index: HashTable<usize>,
+}
+
+impl SystemFields {
+    /// Folds an increment of `name` into the row (a new field when it is not there yet).
+    fn inc(&mut self, name: &str, n: Number, hasher: &ahash::RandomState) {
+        let Self { fields, index } = self;
+        let rehash = |fields: &[(String, FieldOp)], i: usize| hasher.hash_one(fields[i].0.as_str());
+        if index.is_empty() {
+            if let Some(i) = fields.iter().position(|(f, _)| f == name) {
+                fields[i].1.merge(FieldOp::Inc(n));
+                return;
+            }
+            fields.push((name.to_owned(), FieldOp::Inc(n)));
+            if fields.len() > SCAN_FIELDS {
+                // Outgrew the scan: index every field from now on.
+                for i in 0..fields.len() {
+                    index.insert_unique(rehash(fields, i), i, |&j| rehash(fields, j));
+                }
+            }
+            return;
+        }
+        let hash = hasher.hash_one(name);
+        if let Some(&i) = index.find(hash, |&i| fields[i].0 == name) {
+            fields[i].1.merge(FieldOp::Inc(n));
+            return;
+        }
+        fields.push((name.to_owned(), FieldOp::Inc(n)));
+        index.insert_unique(hash, fields.len() - 1, |&j| rehash(fields, j));
+    }
+
+    /// The fields sorted by name (names are unique).
+    fn into_sorted(self) -> Vec<(String, FieldOp)> {
+        let mut fields = self.fields;
+        fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        fields
+    }
 }
 
 impl Lane {
@@ -882,5 +1089,260 @@ impl fmt::Debug for BlockingStats {
         f.debug_struct("BlockingStats")
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::buffer::Fields;
+    use crate::stats::driver::MemoryDriver;
+    use crate::stats::keys::IdentifierMode;
+    use crate::stats::packer::encode_segment;
+    use serde_json::json;
+
+    fn store(codec: PathCodec) -> Stats {
+        Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+            .time_zone("UTC")
+            .buffer_size(usize::MAX)
+            .buffer_async(false)
+            .path_codec(codec)
+            .build()
+            .unwrap()
+    }
+
+    /// What `rows` computed before its system rows had an index: a scan per merge.
+    fn scanning_rows(
+        stats: &Stats,
+        items: Vec<(PendingKey, Pending)>,
+        merge_system: bool,
+    ) -> Vec<RowUpdate> {
+        let field = |key: &str| match stats.inner.codec {
+            PathCodec::V1 => format!("keys.{}", encode_segment(key)),
+            PathCodec::Legacy => format!("keys.{key}"),
+        };
+        let mut rows = Vec::new();
+        let mut system: Vec<RowUpdate> = Vec::new();
+        let mut index: HashMap<(Granularity, i64), usize> = HashMap::new();
+        for (pk, pending) in items {
+            let at = Timestamp::from_second(pk.at).unwrap();
+            let mut sys = vec![(
+                "count".to_owned(),
+                FieldOp::Inc(count(pending.tracked + pending.untracked)),
+            )];
+            if pending.tracked > 0 {
+                sys.push((field(&pk.key), FieldOp::Inc(count(pending.tracked))));
+            }
+            if pending.untracked > 0 {
+                sys.push((field(UNTRACKED_KEY), FieldOp::Inc(count(pending.untracked))));
+            }
+            let slot = merge_system
+                .then(|| index.get(&(pk.granularity, pk.at)).copied())
+                .flatten();
+            match slot {
+                Some(i) => {
+                    let fields = &mut system[i].fields;
+                    for (name, op) in sys {
+                        match fields.iter_mut().find(|(n, _)| *n == name) {
+                            Some((_, existing)) => existing.merge(op),
+                            None => fields.push((name, op)),
+                        }
+                    }
+                }
+                None => {
+                    index.insert((pk.granularity, pk.at), system.len());
+                    system.push(RowUpdate {
+                        row: RowId::new(SYSTEM_KEY, pk.granularity, at),
+                        fields: sys,
+                    });
+                }
+            }
+            let mut fields = pending.fields.into_vec();
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.push(RowUpdate {
+                row: RowId::new(&*pk.key, pk.granularity, at),
+                fields,
+            });
+        }
+        for s in &mut system {
+            s.fields.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        rows.extend(system);
+        rows
+    }
+
+    /// Pseudo-random pending items: 40 keys (some needing encoding) over two granularities and
+    /// three bucket starts, tracked and untracked calls, unsorted fields of both kinds.
+    fn items(n: usize, seed: u64) -> Vec<(PendingKey, Pending)> {
+        let grans: [Granularity; 2] = ["1m".parse().unwrap(), "1h".parse().unwrap()];
+        let mut x = seed | 1;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        (0..n)
+            .map(|i| {
+                let k = next(40);
+                let key: Arc<str> = if k % 7 == 0 {
+                    Arc::from(format!("odd.key$%{k}"))
+                } else {
+                    Arc::from(format!("key::{k}"))
+                };
+                let (tracked, untracked) = match next(3) {
+                    0 => (1 + next(3), 0),
+                    1 => (0, 1 + next(3)),
+                    _ => (1 + next(3), 1 + next(3)),
+                };
+                let fields = vec![
+                    ("z".to_owned(), FieldOp::Inc(Number::Int(1))),
+                    ("a.b".to_owned(), FieldOp::Set(Value::Int(2))),
+                ];
+                let pk = PendingKey {
+                    key,
+                    granularity: grans[next(2) as usize],
+                    at: 1_740_830_400 + 3600 * next(3) as i64,
+                    op: i as u64,
+                };
+                let pending = Pending {
+                    first: i as u64,
+                    fields: Fields::Owned(fields),
+                    tracked,
+                    untracked,
+                };
+                (pk, pending)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_equal_the_scanning_merge() {
+        for codec in [PathCodec::V1, PathCodec::Legacy] {
+            let stats = store(codec);
+            for (n, seed) in [(1, 3), (5, 7), (60, 11), (2000, 13)] {
+                for merge in [true, false] {
+                    let items = items(n, seed);
+                    assert_eq!(
+                        stats.rows(items.clone(), merge).unwrap(),
+                        scanning_rows(&stats, items, merge),
+                        "{codec:?} n={n} merge={merge}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_without_system_tracking() {
+        let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+            .buffer_async(false)
+            .system_tracking(false)
+            .build()
+            .unwrap();
+        let rows = stats.rows(items(50, 5), true).unwrap();
+        assert_eq!(rows.len(), 50);
+        assert!(rows.iter().all(|r| r.row.key != SYSTEM_KEY));
+    }
+
+    /// A metric named like the untracked marker, written both ways, is one field.
+    #[test]
+    fn untracked_marker_as_a_key_is_one_field() {
+        let stats = store(PathCodec::V1);
+        let mut items = items(1, 3);
+        items[0].0.key = Arc::from(UNTRACKED_KEY);
+        items[0].1.tracked = 2;
+        items[0].1.untracked = 3;
+        let rows = stats.rows(items, true).unwrap();
+        let system = &rows[1];
+        assert_eq!(
+            system.fields,
+            [
+                ("count".to_owned(), FieldOp::Inc(Number::Int(5))),
+                ("keys.__untracked__".to_owned(), FieldOp::Inc(Number::Int(5))),
+            ]
+        );
+    }
+
+    /// A flush past `BLOCKING_ROWS_FROM` goes through the blocking pool (here from a
+    /// current-thread runtime) and writes the same totals.
+    #[tokio::test]
+    async fn large_flush_on_the_blocking_pool() {
+        let stats = store(PathCodec::V1);
+        let keys = BLOCKING_ROWS_FROM / stats.granularities().len() + 100;
+        let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
+        for i in 0..keys {
+            stats
+                .track(&format!("k{i}"), at, json!({"count": 1}))
+                .await
+                .unwrap();
+        }
+        stats.untracked().track("u", at, json!({"count": 2})).await.unwrap();
+        assert!(stats.pending() * stats.granularities().len() >= BLOCKING_ROWS_FROM);
+        let outcome = stats.flush().await.unwrap();
+        assert_eq!(outcome.batches, 1);
+        assert_eq!(outcome.rows, (keys + 1 + 1) * 7);
+        let system = stats.values(SYSTEM_KEY, at, at, "1d", false).await.unwrap();
+        let system = Value::Map(system.values[0].clone()).to_json();
+        assert_eq!(system["count"], json!(keys + 1));
+        assert_eq!(system["keys"].as_object().unwrap().len(), keys + 1);
+        assert_eq!(system["keys"]["k0"], json!(1));
+        assert_eq!(system["keys"][UNTRACKED_KEY], json!(1));
+        assert_eq!(stats.flush().await.unwrap(), FlushOutcome::default());
+        stats.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn track_buffered_queues_and_never_flushes() {
+        let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+            .time_zone("UTC")
+            .granularities(["1h"])
+            .buffer_size(2)
+            .buffer_async(false)
+            .build()
+            .unwrap();
+        let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
+        for _ in 0..3 {
+            stats
+                .track_buffered("a", at, &json!({"n": 1}).into())
+                .unwrap();
+        }
+        stats
+            .untracked()
+            .track_buffered("b", at, &json!({"n": 1}).into())
+            .unwrap();
+        assert_eq!(stats.pending(), 4, "the size trigger is left to the caller");
+        assert!(matches!(
+            stats.track_buffered("a", at, &json!({"n": "x"}).into()),
+            Err(StatsError::InvalidValue(_))
+        ));
+        stats.flush().await.unwrap();
+        let system = stats.values(SYSTEM_KEY, at, at, "1h", false).await.unwrap();
+        assert_eq!(
+            Value::Map(system.values[0].clone()).to_json(),
+            json!({"count": 4, "keys": {"a": 3, UNTRACKED_KEY: 1}})
+        );
+        // `enqueue` reports the size trigger; `track` acts on it.
+        assert!(!stats.enqueue(Op::Track, "a", at, &json!({"n": 1}).into()).unwrap());
+        assert!(stats.enqueue(Op::Track, "a", at, &json!({"n": 1}).into()).unwrap());
+        stats.shutdown().await.unwrap();
+        assert!(matches!(
+            stats.track_buffered("a", at, &json!({"n": 1}).into()),
+            Err(StatsError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn track_buffered_needs_a_buffer() {
+        let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+            .buffer(false)
+            .build()
+            .unwrap();
+        let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
+        let err = stats
+            .track_buffered("a", at, &json!({"n": 1}).into())
+            .unwrap_err();
+        assert!(matches!(err, StatsError::Unbuffered), "{err}");
+        assert!(err.to_string().contains("buffer(false)"));
     }
 }

@@ -44,13 +44,18 @@ const ENCODED: [(char, &str); 7] = [
 /// ```
 pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
+    encode_segment_into(&mut out, segment);
+    out
+}
+
+/// [`encode_segment`] appending to `out` (no allocation when `out` has room).
+pub(crate) fn encode_segment_into(out: &mut String, segment: &str) {
     for c in segment.chars() {
         match ENCODED.iter().find(|(ch, _)| *ch == c) {
             Some((_, code)) => out.push_str(code),
             None => out.push(c),
         }
     }
-    out
 }
 
 /// Decodes a stored segment (V1); the exact inverse of [`encode_segment`]. Unknown `%xx`

@@ -10,6 +10,7 @@
 //! twice. A failed batch stays in the store's buffer and is retried unchanged (the driver
 //! applies a batch id at most once); no new samples are tracked until it went through.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -257,24 +258,23 @@ impl Pipeline {
             return Ok(());
         }
         let live = self.live.get().filter(|l| l.wants_flushes());
-        let mut published = Vec::new();
-        for ((key, bucket), sample) in items {
-            let at = Timestamp::from_nanosecond(i128::from(bucket))
-                .expect("i64 nanoseconds are within jiff's range");
-            let values = sample_values(sample);
-            if live.is_some() {
-                published.push((key.clone(), bucket, values.clone()));
+        // Turning samples into metric writes costs CPU linear in the keys of the window: off
+        // the async workers, so requests and health checks keep being answered meanwhile.
+        let published = {
+            let stats = self.stats.untracked();
+            let metrics = Arc::clone(&self.metrics);
+            let publish = live.is_some();
+            match tokio::task::spawn_blocking(move || {
+                track_samples(&stats, items, publish, &metrics)
+            })
+            .await
+            {
+                Ok(tracked) => tracked?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down; the events are replayed on the next start.
+                Err(_) => return Err(StatsError::Closed),
             }
-            match self.stats.track(&key, at, values).await {
-                Ok(()) => {}
-                Err(StatsError::Closed) => return Err(StatsError::Closed),
-                Err(e) => {
-                    // Checked at ingest, so only a rule this build does not know gets here.
-                    self.metrics.metrics_skipped.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(key = %key, error = %e, "metrics store refused a sample");
-                }
-            }
-        }
+        };
         let mut mark = Values::new();
         mark.insert("store".into(), Value::Int(self.store_id));
         mark.insert("id".into(), Value::Int(w));
@@ -348,11 +348,13 @@ impl Pipeline {
 
     /// The final flush after the writer stopped, retried until `deadline`; then closes the
     /// store. What cannot be written is rebuilt from the event store on the next start.
-    pub(crate) async fn finish(&self, timeout: Duration) -> Result<(), CollectorError> {
+    pub(crate) async fn finish(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), CollectorError> {
         if self.finished.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut delay = RETRY_MIN;
         let result = loop {
             match self.flush().await {
@@ -379,15 +381,88 @@ impl Pipeline {
     }
 }
 
-/// The metrics store's key rules (`Stats` checks the same before any write), plus the
-/// pipeline's own reserved prefix.
+/// What one flush hands the live feed: each sample's event key, bucket start and values.
+type Published = Vec<(Box<str>, Timestamp, Values)>;
+
+/// Tracks every sample of a flush into the store's buffer (blocking: run it on the blocking
+/// pool). Event keys are tracked *untracked*: the system rows count them without listing each
+/// key, so a bucket's system row has two fields however many keys it saw (the event store
+/// already lists keys, through `/v1/latest`).
+fn track_samples(
+    stats: &Stats,
+    items: Vec<(Key, Sample)>,
+    publish: bool,
+    metrics: &Metrics,
+) -> Result<Published, StatsError> {
+    let mut published = Vec::new();
+    for ((key, bucket), sample) in items {
+        let at = Timestamp::from_second(bucket).expect("bucket starts of event times are in range");
+        let (values, overflowed) = sample_values(sample);
+        if overflowed > 0 {
+            metrics
+                .metrics_overflowed_fields
+                .fetch_add(overflowed, Ordering::Relaxed);
+            tracing::warn!(
+                key = %key,
+                fields = overflowed,
+                "a data field's sum left the range of a 64-bit float in this flush window; \
+                 it is left out of the window's metrics (count and the other fields are written)"
+            );
+        }
+        match stats.track_buffered(&metric_key(&key), at, &Value::Map(values.clone())) {
+            Ok(()) => {}
+            Err(StatsError::Closed) => return Err(StatsError::Closed),
+            Err(e) => {
+                // Keys and numbers are checked at ingest, so only a rule this build does not
+                // know gets here.
+                metrics
+                    .metrics_skipped
+                    .fetch_add(sample_count(&values), Ordering::Relaxed);
+                tracing::error!(key = %key, error = %e, "metrics store refused a sample");
+                continue;
+            }
+        }
+        if publish {
+            published.push((key, at, values));
+        }
+    }
+    Ok(published)
+}
+
+fn sample_count(values: &Values) -> u64 {
+    match values.get("count") {
+        Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Bytes of an event key kept in front of the digest in a long key's metric key.
+const LONG_KEY_PREFIX: usize = MAX_KEY_LEN - 1 - LONG_KEY_DIGEST_HEX;
+/// Hex digits of SHA-256 in a long key's metric key (64 bits).
+const LONG_KEY_DIGEST_HEX: usize = 16;
+
+/// The metric key of an event key: the key itself when the metrics store can hold it (at most
+/// [`MAX_KEY_LEN`] bytes, so that the SQL drivers' key columns fit it with its granularity and
+/// bucket), otherwise its first bytes, `~` and 16 hex digits of its SHA-256 — so every event key
+/// the server accepts has metrics, and `/v1/values` finds them under the event key.
+pub(crate) fn metric_key(key: &str) -> Cow<'_, str> {
+    if key.len() <= MAX_KEY_LEN {
+        return Cow::Borrowed(key);
+    }
+    let mut cut = LONG_KEY_PREFIX;
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = crate::collector::auth::hash_token(key);
+    let hex = crate::collector::auth::hex(&digest[..LONG_KEY_DIGEST_HEX / 2]);
+    Cow::Owned(format!("{}~{hex}", &key[..cut]))
+}
+
+/// The metrics store's key rules that the event key limits do not already imply, plus the
+/// pipeline's own reserved prefix (length is not one: long keys get a digest, see
+/// [`metric_key`]).
 fn key_ok(key: &str) -> Result<(), String> {
-    if key.len() > MAX_KEY_LEN {
-        Err(format!(
-            "the key is {} bytes; metrics keys are at most {MAX_KEY_LEN}",
-            key.len()
-        ))
-    } else if key.chars().any(char::is_control) {
+    if key.chars().any(char::is_control) {
         Err("the key contains a control character".into())
     } else if key == SYSTEM_KEY || key.starts_with(WATERMARK_PREFIX) {
         Err(format!("{key:?} is reserved"))
@@ -396,41 +471,44 @@ fn key_ok(key: &str) -> Result<(), String> {
     }
 }
 
-/// `{"count": n, "data": {...numeric leaves...}}`.
-fn sample_values(sample: Sample) -> Values {
+/// `{"count": n, "data": {...numeric leaves...}}`, and how many fields overflowed (left out).
+fn sample_values(sample: Sample) -> (Values, u64) {
     let mut out = Values::new();
     out.insert(
         "count".into(),
         Value::Int(i64::try_from(sample.count).unwrap_or(i64::MAX)),
     );
-    if !sample.fields.is_empty() {
-        let mut data = Values::new();
-        for (path, num) in sample.fields {
-            let segments: Vec<&str> = segments(&path).collect();
-            insert_path(&mut data, &segments, num);
-        }
+    let mut overflowed = 0;
+    let mut data = Values::new();
+    for (path, num) in sample.fields {
+        let value = match num {
+            Num::Int(i) => Value::Int(i),
+            Num::Float(f) => Value::Float(f),
+            Num::Overflow => {
+                overflowed += 1;
+                continue;
+            }
+        };
+        let segments: Vec<&str> = segments(&path).collect();
+        insert_path(&mut data, &segments, value);
+    }
+    if !data.is_empty() {
         out.insert("data".into(), Value::Map(data));
     }
-    out
+    (out, overflowed)
 }
 
-fn insert_path(map: &mut Values, path: &[&str], num: Num) {
+fn insert_path(map: &mut Values, path: &[&str], value: Value) {
     let (first, rest) = path.split_first().expect("paths are never empty");
     if rest.is_empty() {
-        map.insert(
-            first.to_string(),
-            match num {
-                Num::Int(i) => Value::Int(i),
-                Num::Float(f) => Value::Float(f),
-            },
-        );
+        map.insert(first.to_string(), value);
         return;
     }
     let child = map
         .entry(first.to_string())
         .or_insert_with(|| Value::Map(Values::new()));
     if let Value::Map(inner) = child {
-        insert_path(inner, rest, num);
+        insert_path(inner, rest, value);
     }
 }
 

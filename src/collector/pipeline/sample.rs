@@ -13,22 +13,35 @@ use crate::collector::event::CowStr;
 pub(crate) enum Num {
     Int(i64),
     Float(f64),
+    /// A sum that left the range of `f64` (every input is finite: ingest refuses the rest).
+    /// It stays so for the rest of the flush window and is left out of what is written, so the
+    /// count and the other fields still arrive.
+    Overflow,
 }
 
 impl Num {
     fn add(self, other: Num) -> Num {
         match (self, other) {
+            (Num::Overflow, _) | (_, Num::Overflow) => Num::Overflow,
             (Num::Int(a), Num::Int(b)) => a
                 .checked_add(b)
                 .map_or(Num::Float(a as f64 + b as f64), Num::Int),
-            (a, b) => Num::Float(a.as_f64() + b.as_f64()),
+            (a, b) => {
+                let sum = a.as_f64() + b.as_f64();
+                if sum.is_finite() {
+                    Num::Float(sum)
+                } else {
+                    Num::Overflow
+                }
+            }
         }
     }
 
-    pub(crate) fn as_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         match self {
             Num::Int(i) => i as f64,
             Num::Float(f) => f,
+            Num::Overflow => f64::NAN,
         }
     }
 }
@@ -161,7 +174,12 @@ impl<'de> Visitor<'de> for Collect<'_> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.leaf(Num::Float(v));
+        // Ingest refuses numbers beyond f64; a stored one from before that rule overflowed.
+        self.leaf(if v.is_finite() {
+            Num::Float(v)
+        } else {
+            Num::Overflow
+        });
         Ok(())
     }
 
@@ -328,5 +346,31 @@ mod tests {
         let mut empty = Sample::default();
         m.merge(&mut empty, Sample::of_event(Some(r#"{"x":1}"#)));
         assert_eq!(empty.fields, vec![(path(&["x"]), Num::Int(1))]);
+    }
+
+    #[test]
+    fn a_sum_leaving_f64_overflows_that_field_alone_for_the_window() {
+        let m = SampleMerge;
+        let mut acc = Sample::of_event(Some(r#"{"v":1,"x":1e308}"#));
+        m.merge(&mut acc, Sample::of_event(Some(r#"{"v":2,"x":1e308}"#)));
+        m.merge(&mut acc, Sample::of_event(Some(r#"{"v":3,"x":-1e308}"#)));
+        assert_eq!(acc.count, 3);
+        assert_eq!(
+            acc.fields,
+            sorted(vec![
+                (path(&["v"]), Num::Int(6)),
+                (path(&["x"]), Num::Overflow),
+            ])
+        );
+        // Integers past i64 become floats, never an overflow.
+        let mut big = Sample::of_event(Some(r#"{"n":9223372036854775807}"#));
+        m.merge(
+            &mut big,
+            Sample::of_event(Some(r#"{"n":9223372036854775807}"#)),
+        );
+        assert_eq!(
+            big.fields[0].1,
+            Num::Float(2.0 * 9_223_372_036_854_775_807.0)
+        );
     }
 }

@@ -31,7 +31,8 @@ const ROWS_PER_READ: usize = 200;
 ///   (`INSERT … ON CONFLICT DO UPDATE SET data = json_set(data, '$."field"', …)`) with every
 ///   field path quoted (so `meta.duration` is one flat field, unlike upstream) and every value
 ///   bound as a parameter. Increments keep integers integral; a non-numeric stored value
-///   counts as 0.
+///   counts as 0; an increment whose sum would leave the range of `f64` leaves the stored value
+///   as it was.
 /// * The connection runs in WAL mode with `synchronous=NORMAL` and a 5 s busy timeout; calls
 ///   run on tokio's blocking pool.
 ///
@@ -170,6 +171,9 @@ fn number_sql(n: Number) -> Sql {
     }
 }
 
+/// The largest finite `f64`, as SQL text.
+const F64_MAX: &str = "1.7976931348623157e308";
+
 /// `data`, or `{}` when the stored text is not valid JSON.
 const DATA: &str = "(CASE WHEN json_valid(data) THEN data ELSE '{}' END)";
 
@@ -191,8 +195,15 @@ fn upsert_sql(table: &str, mode: IdentifierMode, inc: bool, fields: usize) -> St
         let p = data_param + 1 + 2 * i;
         let v = p + 1;
         if inc {
+            // An increment whose sum would leave the range of a 64-bit float keeps the stored
+            // value: JSON has no infinity, and one would make the whole row unreadable.
+            let old = format!(
+                "(CASE WHEN json_type({DATA}, ?{p}) IN ('integer', 'real') \
+                 THEN json_extract({DATA}, ?{p}) ELSE 0 END)"
+            );
             sql.push_str(&format!(
-                ", ?{p}, (CASE WHEN json_type({DATA}, ?{p}) IN ('integer', 'real') THEN json_extract({DATA}, ?{p}) ELSE 0 END) + ?{v}"
+                ", ?{p}, (CASE WHEN {old} + ?{v} BETWEEN -{F64_MAX} AND {F64_MAX} \
+                 THEN {old} + ?{v} ELSE {old} END)"
             ));
         } else {
             sql.push_str(&format!(", ?{p}, json(?{v})"));
