@@ -120,6 +120,9 @@ impl Error for CollectorError {
     }
 }
 
+/// What a client is told to wait after `507`: space rarely comes back within a second.
+const DISK_FULL_RETRY_AFTER_S: u32 = 10;
+
 /// The three Tlytics error strings, kept verbatim for its clients.
 pub(crate) const INVALID_JSON: &str = "Invalid JSON format";
 pub(crate) const INVALID_EVENT: &str = "Invalid event format";
@@ -246,6 +249,28 @@ impl ApiError {
         )
         .with_detail(detail);
         e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// The event store failed a write: nothing of the request was stored.
+    pub(crate) fn store_fault(fault: super::writer::StoreFault) -> Self {
+        use super::writer::StoreFault;
+        let mut e = match fault {
+            StoreFault::DiskFull => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "Insufficient storage").with_detail(
+                    "the event store's disk is full; nothing of this request was stored",
+                )
+            }
+            StoreFault::Failing => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "Event store unavailable").with_detail(
+                    "the event store failed to write; nothing of this request was stored",
+                )
+            }
+        };
+        e.retry_after = Some(match fault {
+            StoreFault::DiskFull => DISK_FULL_RETRY_AFTER_S,
+            StoreFault::Failing => 1,
+        });
         e
     }
 

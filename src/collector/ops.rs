@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::auth::api_error;
 use super::error::ApiError;
 use super::store::EventStore;
-use super::writer::Ingest;
+use super::writer::{Ingest, StoreFault};
 
 /// Ops queued or running at once; more get `503` (they are small requests, so this only bites
 /// a client flooding KV writes, whose memory it bounds).
@@ -77,14 +77,17 @@ impl WriteOps {
         }))?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "{what} failed");
-                Err(api_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Store error",
-                    format!("{what} failed; nothing was changed"),
-                ))
-            }
+            Ok(Err(e)) => match StoreFault::of(&e) {
+                StoreFault::DiskFull => Err(ApiError::store_fault(StoreFault::DiskFull)),
+                StoreFault::Failing => {
+                    tracing::error!(error = %e, "{what} failed");
+                    Err(api_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Store error",
+                        format!("{what} failed; nothing was changed"),
+                    ))
+                }
+            },
             Err(_) => Err(ApiError::shutting_down()),
         }
     }

@@ -46,7 +46,7 @@ use super::pipeline::flusher::Pipeline;
 use super::route::{Route, Verb};
 use super::store::{PageQuery, ReadPool, read_page};
 use super::time_fmt::{EventTime, format_rfc3339};
-use super::writer::{Ingest, WriterShared, now_ns};
+use super::writer::{Ingest, StoreFault, WriterShared, now_ns};
 use super::{body, keys, kv, live, openapi, query};
 
 /// Every route the server answers, with the access it needs: the one list the router, the
@@ -328,16 +328,21 @@ async fn health(State(st): State<AppState>) -> Response {
 }
 
 async fn ready(State(st): State<AppState>) -> Response {
-    let writer_ok = st.writer.healthy.load(Ordering::Acquire);
+    let fault = st.writer.fault();
     let read = st.readers.ping().await;
-    let (status, body) = match (writer_ok, read) {
-        (true, Ok(())) => (StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
-        (false, _) => (
+    let (status, body) = match (fault, read) {
+        (None, Ok(())) => (StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
+        (Some(StoreFault::DiskFull), _) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"detail":"the last event-store write failed and is being retried","status":"unavailable"}"#
+            r#"{"detail":"the event store's disk is full; writes are refused until space is freed","status":"unavailable"}"#
                 .to_owned(),
         ),
-        (true, Err(e)) => {
+        (Some(StoreFault::Failing), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"detail":"the last event-store write failed","status":"unavailable"}"#
+                .to_owned(),
+        ),
+        (None, Err(e)) => {
             let mut b = b"{\"detail\":".to_vec();
             json::write_str(&mut b, &format!("the event store does not answer: {e}"));
             b.extend_from_slice(b",\"status\":\"unavailable\"}");
@@ -473,7 +478,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         queue_bytes: st.ingest.queued_bytes() as u64,
         queue_capacity_bytes: cap_bytes as u64,
         stored_events: st.writer.stored.load(Ordering::Acquire),
-        store_healthy: st.writer.healthy.load(Ordering::Acquire),
+        store_healthy: st.writer.healthy(),
         metrics_watermark: st.writer.watermark.load(Ordering::Acquire),
         aggregator: st.pipeline.as_ref().map(|p| p.counters()),
     };

@@ -16,7 +16,7 @@
 //! the requests keep waiting (durable mode) and new ones get 503 once the queue is full.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,15 +57,53 @@ pub(crate) struct Outcome {
     pub(crate) duplicates: usize,
 }
 
-/// The writer could not store a job before shutdown gave up on a failing store.
-#[derive(Debug)]
-pub(crate) struct Abandoned;
+/// How long a durable request waits for a failing store (other than a full disk) to recover
+/// before it is answered `503`, nothing stored.
+const DURABLE_RETRY_FOR: Duration = Duration::from_secs(1);
+/// At most one log line per this period while the store keeps failing.
+const FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Why the event store refused a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreFault {
+    /// The disk (or the file system's quota) is full.
+    DiskFull = 1,
+    /// Any other write failure.
+    Failing = 2,
+}
+
+impl StoreFault {
+    /// The fault behind a store error.
+    pub(crate) fn of(e: &rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull,
+            _ => Self::Failing,
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::DiskFull),
+            2 => Some(Self::Failing),
+            _ => None,
+        }
+    }
+}
+
+/// Why a job was answered without being stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NotStored {
+    /// Shutdown gave up on a failing store.
+    Abandoned,
+    /// The store failed the job's group (durable mode); nothing of it was written.
+    Fault(StoreFault),
+}
 
 /// One request's events on their way to the store.
 pub(crate) struct Job {
     events: Vec<Event>,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-    ack: Option<oneshot::Sender<Result<Outcome, Abandoned>>>,
+    ack: Option<oneshot::Sender<Result<Outcome, NotStored>>>,
 }
 
 pub(crate) enum Msg {
@@ -91,7 +129,8 @@ pub(crate) trait CommitObserver: Send {
 /// State the writer shares with the rest of the server.
 #[derive(Debug)]
 pub(crate) struct WriterShared {
-    pub(crate) healthy: AtomicBool,
+    /// The last write's [`StoreFault`] (`0` when it succeeded).
+    fault: AtomicU8,
     /// Set by shutdown when its deadline passed: stop retrying a failing store.
     pub(crate) give_up: AtomicBool,
     pub(crate) stored: AtomicI64,
@@ -100,10 +139,28 @@ pub(crate) struct WriterShared {
     pub(crate) watermark: AtomicI64,
 }
 
+impl WriterShared {
+    /// Why the last write failed, or `None` when it succeeded.
+    pub(crate) fn fault(&self) -> Option<StoreFault> {
+        StoreFault::from_u8(self.fault.load(Ordering::Acquire))
+    }
+
+    /// Whether the last write succeeded.
+    pub(crate) fn healthy(&self) -> bool {
+        self.fault().is_none()
+    }
+
+    fn set_fault(&self, fault: Option<StoreFault>) {
+        self.fault
+            .store(fault.map_or(0, |f| f as u8), Ordering::Release);
+    }
+}
+
 /// The handlers' side of the queue.
 #[derive(Debug)]
 pub(crate) struct Ingest {
     tx: Sender<Msg>,
+    shared: Arc<WriterShared>,
     events: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     cap_events: usize,
@@ -117,10 +174,19 @@ impl Ingest {
     ///
     /// # Errors
     ///
-    /// `503` with `Retry-After` when the queue is full or the server is stopping.
+    /// `503` with `Retry-After` when the queue is full or the server is stopping; `507` (disk
+    /// full) or `503` when the store fails the job's commit (durable mode), or is failing when a
+    /// job would be queued (queued mode). Every error means nothing of the job was stored.
     pub(crate) async fn submit(&self, events: Vec<Event>) -> Result<Outcome, ApiError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ApiError::shutting_down());
+        }
+        // Queued mode answers before the commit: it must not accept what it cannot store now.
+        // (Durable mode tries, and finds out in the commit.)
+        if self.ack == AckMode::Queued
+            && let Some(fault) = self.shared.fault()
+        {
+            return Err(ApiError::store_fault(fault));
         }
         if events.is_empty() {
             return Ok(Outcome::default());
@@ -156,7 +222,8 @@ impl Ingest {
             }),
             Some(rx) => match rx.await {
                 Ok(Ok(outcome)) => Ok(outcome),
-                _ => Err(ApiError::shutting_down()),
+                Ok(Err(NotStored::Fault(fault))) => Err(ApiError::store_fault(fault)),
+                Ok(Err(NotStored::Abandoned)) | Err(_) => Err(ApiError::shutting_down()),
             },
         }
     }
@@ -219,6 +286,7 @@ pub(crate) struct Writer {
     cfg: WriterConfig,
     next_maintenance: Instant,
     unwritten: u64,
+    faults: FaultLog,
 }
 
 /// The handles of a started writer.
@@ -238,13 +306,14 @@ pub(crate) fn spawn(
 ) -> Result<Spawned, CollectorError> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let shared = Arc::new(WriterShared {
-        healthy: AtomicBool::new(true),
+        fault: AtomicU8::new(0),
         give_up: AtomicBool::new(false),
         stored: AtomicI64::new(store.count()),
         watermark: AtomicI64::new(0),
     });
     let ingest = Arc::new(Ingest {
         tx,
+        shared: Arc::clone(&shared),
         events: Arc::new(Semaphore::new(cfg.queue_events)),
         bytes: Arc::new(Semaphore::new(cfg.queue_bytes)),
         cap_events: cfg.queue_events,
@@ -261,6 +330,7 @@ pub(crate) fn spawn(
         cfg,
         next_maintenance: Instant::now() + Duration::from_secs(1),
         unwritten: 0,
+        faults: FaultLog::default(),
     };
     let handle = std::thread::Builder::new()
         .name("accrue-writer".into())
@@ -361,8 +431,12 @@ impl Writer {
         }
     }
 
-    /// Commits the group (retrying until it succeeds or shutdown gives up), tells the
-    /// observers, then answers every request.
+    /// Commits the group, tells the observers, then answers every request.
+    ///
+    /// A failed commit rolls the whole group back. In durable mode the requests are then
+    /// answered with the fault (nothing of them stored) — at once when the disk is full, after
+    /// [`DURABLE_RETRY_FOR`] of retries otherwise. Queued-mode requests were already answered
+    /// `200`, so their group is retried until it is written or shutdown gives up.
     fn commit(&mut self, group: &mut Vec<Job>) {
         let started = Instant::now();
         let mut delay = RETRY_MIN;
@@ -372,34 +446,46 @@ impl Writer {
                 .store
                 .insert(group.iter().flat_map(|j| j.events.iter()), received_ns)
             {
-                Ok(c) => break Some(c),
+                Ok(c) => break Ok(c),
                 Err(e) => {
+                    let fault = StoreFault::of(&e);
                     self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                    self.shared.healthy.store(false, Ordering::Release);
+                    self.shared.set_fault(Some(fault));
+                    self.faults
+                        .failed(&e, group.iter().map(|j| j.events.len()).sum());
                     if self.shared.give_up.load(Ordering::Acquire) {
-                        break None;
+                        break Err(NotStored::Abandoned);
                     }
-                    tracing::error!(
-                        error = %e,
-                        events = group.iter().map(|j| j.events.len()).sum::<usize>(),
-                        retry_in = ?delay,
-                        "event store write failed; retrying the same group"
-                    );
+                    let durable = self.cfg.ack == AckMode::Durable;
+                    if durable
+                        && (fault == StoreFault::DiskFull
+                            || started.elapsed() + delay > DURABLE_RETRY_FOR)
+                    {
+                        break Err(NotStored::Fault(fault));
+                    }
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(RETRY_MAX);
                 }
             }
         };
-        let Some(committed) = committed else {
-            for job in group.drain(..) {
-                self.unwritten += job.events.len() as u64;
-                if let Some(ack) = job.ack {
-                    let _ = ack.send(Err(Abandoned));
+        let committed = match committed {
+            Ok(c) => c,
+            Err(why) => {
+                for job in group.drain(..) {
+                    if matches!(why, NotStored::Abandoned) {
+                        self.unwritten += job.events.len() as u64;
+                    }
+                    if let Some(ack) = job.ack {
+                        let _ = ack.send(Err(why));
+                    }
                 }
+                return;
             }
-            return;
         };
-        self.shared.healthy.store(true, Ordering::Release);
+        if self.shared.fault().is_some() {
+            self.faults.recovered();
+        }
+        self.shared.set_fault(None);
         self.shared
             .stored
             .store(self.store.count(), Ordering::Release);
@@ -484,5 +570,38 @@ impl Writer {
         self.shared
             .stored
             .store(self.store.count(), Ordering::Release);
+    }
+}
+
+/// Logs store failures without flooding the log: the first of a run at once, then at most one
+/// line per [`FAULT_LOG_EVERY`] with the number of failures in between, and the recovery.
+#[derive(Debug, Default)]
+struct FaultLog {
+    unlogged: u64,
+    last: Option<Instant>,
+}
+
+impl FaultLog {
+    fn failed(&mut self, e: &rusqlite::Error, events: usize) {
+        self.unlogged += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= FAULT_LOG_EVERY) {
+            tracing::error!(
+                error = %e,
+                events,
+                failures = self.unlogged,
+                "event store write failed (at most one line per {}s while it fails)",
+                FAULT_LOG_EVERY.as_secs()
+            );
+            self.unlogged = 0;
+            self.last = Some(Instant::now());
+        }
+    }
+
+    fn recovered(&mut self) {
+        tracing::info!(
+            failures_since_last_line = self.unlogged,
+            "event store writes succeed again"
+        );
+        *self = Self::default();
     }
 }
