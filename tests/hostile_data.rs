@@ -336,3 +336,58 @@ async fn events_at_the_edges_of_time_land_in_their_own_buckets() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_keeps_answering_while_200k_distinct_keys_are_flushed() {
+    let s = TestServer::start_with(|b| {
+        b.flush_interval(Duration::from_secs(3600))
+            .granularities(["1m", "1h", "1d"])
+    })
+    .await;
+    // 200,000 distinct keys in one flush window.
+    for chunk in 0..200 {
+        let body: Vec<Value> = (0..1000)
+            .map(|i| json!({"key": format!("user/{chunk}/{i}"), "data": {"ms": i}}))
+            .collect();
+        let r = s.post("/events", Value::from(body).to_string()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A delete asks the pipeline for a flush first; run it beside a health prober.
+    let client = s.client();
+    let flush = tokio::spawn(async move {
+        let t = Instant::now();
+        let r = client
+            .request("DELETE", "/v1/events?key=none", Default::default(), &[])
+            .await;
+        (r.status, t.elapsed())
+    });
+    let mut worst = Duration::ZERO;
+    let mut probes = 0;
+    while !flush.is_finished() {
+        let t = Instant::now();
+        assert_eq!(s.get("/health").await.status, 200);
+        worst = worst.max(t.elapsed());
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, took) = flush.await.unwrap();
+    assert_eq!(status, 200);
+    eprintln!("flush of 200k keys: {took:?}; /health worst {worst:?} over {probes} probes");
+    assert!(probes >= 10, "the flush took {took:?}: too short to probe");
+    assert!(
+        worst < Duration::from_millis(100),
+        "/health took {worst:?} during the flush"
+    );
+    let m = s.get("/metrics").await.text();
+    assert!(metric(&m, "accrue_metrics_flushes_total") >= 1.0);
+    // Every key's metrics arrived, the last one included.
+    let v = s
+        .get("/v1/values?key=user/199/999&granularity=1d&skip_blanks=true")
+        .await
+        .json();
+    assert_eq!(
+        v["values"],
+        json!([{"count": 1, "data": {"ms": 999}}]),
+        "{v}"
+    );
+}
