@@ -40,6 +40,8 @@ mod event;
 mod json;
 mod metrics;
 mod openapi;
+#[cfg(test)]
+mod parser_props;
 mod pipeline;
 mod route;
 mod routes;
