@@ -168,3 +168,53 @@ async fn durable_writes_on_a_full_disk_get_507_and_resume_when_space_returns() {
 async fn queued_writes_on_a_full_disk_get_507_and_resume_when_space_returns() {
     full_disk_is_answered_507_and_recovers(AckMode::Queued).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_with_every_step_stuck_keeps_to_one_timeout() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?); the shutdown test did not run");
+        return;
+    };
+    let timeout = Duration::from_secs(3);
+    let dir = tempfile::TempDir::new_in(disk.path()).unwrap();
+    let mut s = TestServer::start_in(dir, |b| {
+        b.ack(AckMode::Queued)
+            .flush_interval(Duration::from_secs(3600))
+            .shutdown_timeout(timeout)
+    })
+    .await;
+    assert_eq!(s.post("/events", events(0..10)).await.status, 200);
+    let _filler = disk.fill();
+    // An acknowledged request the store cannot write (queued mode keeps retrying it), metrics
+    // the store cannot take, and a request whose body never finishes arriving.
+    let mut acked = 0;
+    for round in 0..200u32 {
+        let r = s
+            .post("/events", events(100 + round * 50..150 + round * 50))
+            .await;
+        if r.status != 200 {
+            break;
+        }
+        acked += 1;
+    }
+    assert!(acked > 0);
+    let mut hanging = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut hanging,
+        b"POST /events HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n[",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = s.collector().take().unwrap();
+    let t = Instant::now();
+    let stopped = server.stop().await;
+    let took = t.elapsed();
+    eprintln!("shutdown took {took:?} with a {timeout:?} timeout");
+    // Each step used to get the whole timeout of its own: three of them here.
+    assert!(took < timeout + Duration::from_secs(1), "{took:?}");
+    assert!(
+        matches!(stopped, Err(accrue::CollectorError::Unwritten { .. })),
+        "{stopped:?}"
+    );
+}

@@ -381,15 +381,20 @@ impl CollectorBuilder {
                 let unwritten = join_writer(writer, &shared, deadline).await?;
                 pipeline_stop.cancel();
                 tracker.wait().await;
-                if let Some(p) = pipeline {
-                    tracing::info!("flushing aggregated metrics");
-                    p.finish(deadline).await?;
-                }
+                let flushed = match pipeline {
+                    Some(p) => {
+                        tracing::info!("flushing aggregated metrics");
+                        p.finish(deadline).await
+                    }
+                    None => Ok(()),
+                };
                 tracing::info!("collector stopped");
+                // Acknowledged events not written outweigh metrics not flushed (those are
+                // replayed from the event store on the next start; `finish` logged why).
                 if unwritten > 0 {
                     return Err(CollectorError::Unwritten { events: unwritten });
                 }
-                Ok(())
+                flushed
             }
         });
         Ok(Collector {

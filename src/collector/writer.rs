@@ -463,7 +463,7 @@ impl Writer {
                     {
                         break Err(NotStored::Fault(fault));
                     }
-                    std::thread::sleep(delay);
+                    self.pause(delay);
                     delay = (delay * 2).min(RETRY_MAX);
                 }
             }
@@ -524,6 +524,19 @@ impl Writer {
                     duplicates: events.len() - stored,
                 }));
             }
+        }
+    }
+
+    /// Waits `delay` before a retry, or less when shutdown gives up on the store meanwhile.
+    fn pause(&self, delay: Duration) {
+        const STEP: Duration = Duration::from_millis(20);
+        let until = Instant::now() + delay;
+        while !self.shared.give_up.load(Ordering::Acquire) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(STEP));
         }
     }
 
