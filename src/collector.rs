@@ -8,9 +8,11 @@
 //!   (group commit), so `kill -9` right after a `200` loses nothing. [`AckMode::Queued`] answers
 //!   as soon as the events are queued, as Tlytics does.
 //! * **All or nothing.** A request is validated completely before anything is queued; a `400`
-//!   or `413` stores nothing, and a group that fails to commit is retried whole.
-//! * **Bounded.** Body, event count, key, `data` and the ingest queue all have limits; a full
-//!   queue answers `503` with `Retry-After` instead of growing.
+//!   or `413` stores nothing, and a group that fails to commit is rolled back whole (durable
+//!   requests are then answered `507`/`503`, nothing stored; queued ones are retried).
+//! * **Bounded.** Body, event count, key, `data` (size, depth, number range), the ingest queue,
+//!   connections and the time to send a request all have limits; a full queue answers `503`
+//!   with `Retry-After` instead of growing.
 //! * **Idempotent retries.** An event may carry an `id`; a second event with the same id is
 //!   skipped and counted in the answer's `duplicates`.
 //!
@@ -22,11 +24,16 @@
 //! ```
 //!
 //! * `config` – [`CollectorBuilder`], [`AckMode`], [`Synchronous`].
-//! * `server` – [`Collector`], [`ShutdownHandle`]: start, graceful stop.
-//! * `event` – wire decoding with Go's rules, validation; `time_fmt` – RFC 3339 in and out.
+//! * `server` – [`Collector`], [`ShutdownHandle`]: start, graceful stop; `serve` – the accept
+//!   loop (connection cap, header deadline, accept backoff).
+//! * `event` – wire decoding with Go's rules, validation; `data` – an event's `data` compacted
+//!   and checked (depth, number range); `time_fmt` – RFC 3339 in and out; `body` – bodies read
+//!   within their limit and deadline.
 //! * `writer` – the ingest queue and the group-commit writer thread.
 //! * `store` – the SQLite schema, writes and page reads.
-//! * `routes` – the axum handlers; `json` – Gin-compatible output; `openapi` – `/openapi.json`.
+//! * `routes` – the route table (`route` – one row: method, path, access, handler), the router
+//!   built from it and the core handlers; `json` – Gin-compatible output; `openapi` –
+//!   `/openapi.json`, from the same table.
 //! * `metrics` – the `/metrics` counters; `error` – [`CollectorError`] and the API's errors.
 //! * `auth` – API keys and scopes (bearer tokens, hashed, constant-time); `keys` – their admin
 //!   routes; `query` – range, latest-per-key and delete queries; `kv` – the KV store; `live` –
