@@ -120,6 +120,33 @@ impl Error for CollectorError {
     }
 }
 
+/// Why the event store refused a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreFault {
+    /// The disk (or the file system's quota) is full.
+    DiskFull = 1,
+    /// Any other write failure.
+    Failing = 2,
+}
+
+impl StoreFault {
+    /// The fault behind a store error.
+    pub(crate) fn of(e: &rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull,
+            _ => Self::Failing,
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::DiskFull),
+            2 => Some(Self::Failing),
+            _ => None,
+        }
+    }
+}
+
 /// What a client is told to wait after `507`: space rarely comes back within a second.
 const DISK_FULL_RETRY_AFTER_S: u32 = 10;
 
@@ -253,8 +280,7 @@ impl ApiError {
     }
 
     /// The event store failed a write: nothing of the request was stored.
-    pub(crate) fn store_fault(fault: super::writer::StoreFault) -> Self {
-        use super::writer::StoreFault;
+    pub(crate) fn store_fault(fault: StoreFault) -> Self {
         let mut e = match fault {
             StoreFault::DiskFull => {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "Insufficient storage").with_detail(

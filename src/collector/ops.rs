@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use tokio::sync::{Semaphore, oneshot};
 
 use super::auth::api_error;
-use super::error::ApiError;
+use super::error::{ApiError, StoreFault};
 use super::store::EventStore;
-use super::writer::{Ingest, StoreFault};
+use super::writer::Ingest;
 
 /// Ops queued or running at once; more get `503` (they are small requests, so this only bites
 /// a client flooding KV writes, whose memory it bounds).

@@ -36,7 +36,7 @@ use axum::{Extension, Router};
 
 use super::auth::Access::{self, Need, NeedUnlimited, Open};
 use super::auth::{self, KeyRegistry, Principal, Scope};
-use super::error::ApiError;
+use super::error::{ApiError, StoreFault};
 use super::event::{self, Event, Limits};
 use super::json;
 use super::live::LiveHub;
@@ -46,7 +46,7 @@ use super::pipeline::flusher::Pipeline;
 use super::route::{Route, Verb};
 use super::store::{PageQuery, ReadPool, read_page};
 use super::time_fmt::{EventTime, format_rfc3339};
-use super::writer::{Ingest, StoreFault, WriterShared, now_ns};
+use super::writer::{Ingest, WriterShared, now_ns};
 use super::{body, keys, kv, live, openapi, query};
 
 /// Every route the server answers, with the access it needs: the one list the router, the

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::config::AckMode;
-use super::error::{ApiError, CollectorError};
+use super::error::{ApiError, CollectorError, StoreFault};
 use super::event::Event;
 use super::metrics::Metrics;
 use super::store::EventStore;
@@ -62,33 +62,6 @@ pub(crate) struct Outcome {
 const DURABLE_RETRY_FOR: Duration = Duration::from_secs(1);
 /// At most one log line per this period while the store keeps failing.
 const FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Why the event store refused a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StoreFault {
-    /// The disk (or the file system's quota) is full.
-    DiskFull = 1,
-    /// Any other write failure.
-    Failing = 2,
-}
-
-impl StoreFault {
-    /// The fault behind a store error.
-    pub(crate) fn of(e: &rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull,
-            _ => Self::Failing,
-        }
-    }
-
-    fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            1 => Some(Self::DiskFull),
-            2 => Some(Self::Failing),
-            _ => None,
-        }
-    }
-}
 
 /// Why a job was answered without being stored.
 #[derive(Debug, Clone, Copy)]
