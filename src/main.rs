@@ -209,6 +209,11 @@ struct Serve {
     #[arg(long, env = "ACCRUE_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     body_timeout: Duration,
 
+    /// How long a request waits for a failing event store (--ack durable) before it is
+    /// answered 503 with nothing of it stored; a full disk is answered 507 at once.
+    #[arg(long, env = "ACCRUE_COMMIT_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    commit_timeout: Duration,
+
     /// How long a graceful shutdown may take in all: open requests finish, the queue is
     /// written, the metrics are flushed.
     #[arg(long, env = "ACCRUE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
@@ -366,6 +371,7 @@ fn serve(args: Serve) -> ExitCode {
             .queue_bytes(args.queue_bytes)
             .commit_window(args.commit_window)
             .shutdown_timeout(args.shutdown_timeout)
+            .commit_timeout(args.commit_timeout)
             .max_connections(args.max_connections)
             .header_timeout(args.header_timeout)
             .body_timeout(args.body_timeout)

@@ -10,27 +10,12 @@
 
 mod auth_support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use auth_support::collector_support::LogCapture;
 use auth_support::{ADMIN, call, create_key, secured, subscribe, ws_connect};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_never_appear_in_the_logs() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     // Everything at trace, except the *test's own* WebSocket client: tungstenite's client
     // handshake traces its request headers, Authorization included (a client-side concern;
@@ -80,7 +65,7 @@ async fn keys_never_appear_in_the_logs() {
     drop(ws);
     s.stop().await;
 
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let log = capture.text();
     assert!(log.len() > 10_000, "the capture saw the requests:\n{log}");
     assert!(log.contains("API key created") && log.contains("API key revoked"));
     assert!(

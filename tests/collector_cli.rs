@@ -35,6 +35,7 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--max-connections", "ACCRUE_MAX_CONNECTIONS"),
         ("--header-timeout", "ACCRUE_HEADER_TIMEOUT"),
         ("--body-timeout", "ACCRUE_BODY_TIMEOUT"),
+        ("--commit-timeout", "ACCRUE_COMMIT_TIMEOUT"),
         ("--queue-events", "ACCRUE_QUEUE_EVENTS"),
         ("--queue-bytes", "ACCRUE_QUEUE_BYTES"),
         ("--commit-window", "ACCRUE_COMMIT_WINDOW"),

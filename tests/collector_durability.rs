@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use accrue::AckMode;
-use collector_support::{TestServer, events_json};
+use collector_support::{TestServer, events_json, metric_value};
 use rusqlite::Connection;
 
 /// Takes SQLite's write lock on the event store, as another process could.
@@ -18,14 +18,6 @@ fn lock_db(path: &std::path::Path) -> Connection {
     let c = Connection::open(path).unwrap();
     c.execute_batch("BEGIN IMMEDIATE").unwrap();
     c
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing"))
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
@@ -60,7 +52,7 @@ async fn full_queue_answers_503_and_a_failing_store_is_retried_not_dropped() {
     let client = s.client();
     let first = tokio::spawn(async move { client.post("/events", events_json("k", 0, 10)).await });
     wait_for("the queue to fill", Duration::from_secs(5), async || {
-        metric(
+        metric_value(
             &s.get("/metrics").await.text(),
             "accrue_ingest_queue_events",
         ) == 10.0
@@ -81,8 +73,8 @@ async fn full_queue_answers_503_and_a_failing_store_is_retried_not_dropped() {
     let r = first.await.unwrap();
     assert_eq!((r.status, r.json()["count"].as_u64()), (200, Some(10)));
     let m = s.get("/metrics").await.text();
-    assert!(metric(&m, "accrue_store_errors_total") >= 1.0);
-    assert_eq!(metric(&m, "accrue_events_stored_total"), 10.0);
+    assert!(metric_value(&m, "accrue_store_errors_total") >= 1.0);
+    assert_eq!(metric_value(&m, "accrue_events_stored_total"), 10.0);
     assert_eq!(s.get("/ready").await.status, 200);
     let seqs: HashSet<u64> = s
         .all_events()
@@ -197,9 +189,9 @@ async fn concurrent_posts_have_exact_totals() {
         .unwrap();
     assert_eq!((rows, distinct, min, max), (40_000, 40_000, 0, 39_999));
     let m = s.get("/metrics").await.text();
-    assert_eq!(metric(&m, "accrue_events_stored_total"), 40_000.0);
+    assert_eq!(metric_value(&m, "accrue_events_stored_total"), 40_000.0);
     assert!(
-        metric(&m, "accrue_store_commits_total") < 400.0,
+        metric_value(&m, "accrue_store_commits_total") < 400.0,
         "400 concurrent requests should share commits"
     );
 }
@@ -227,5 +219,30 @@ async fn retention_deletes_old_events_only() {
     let events = s.all_events().await;
     assert_eq!(events[0]["key"], "new");
     let m = s.get("/metrics").await.text();
-    assert_eq!(metric(&m, "accrue_retention_deleted_total"), 2.0);
+    assert_eq!(metric_value(&m, "accrue_retention_deleted_total"), 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_request_outlasting_the_commit_timeout_is_answered_503_and_not_stored() {
+    let s = TestServer::start_with(|b| b.commit_timeout(Duration::from_secs(1))).await;
+    let lock = lock_db(&s.db_path());
+    let started = Instant::now();
+    let body = r#"[{"key":"k","id":"a"},{"key":"k","id":"b"}]"#;
+    let r = s.post("/events", body).await;
+    // The first attempt waits out SQLite's 5 s lock timeout; then the request is past its
+    // commit timeout and answered, not retried behind the client's back.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "Event store unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    drop(lock);
+    // Nothing of it was stored: sending it again stores both events, once.
+    let r = s.post("/events", body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json().get("duplicates").is_none(), "{}", r.text());
+    assert_eq!(s.total().await, 2);
 }

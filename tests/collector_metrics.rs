@@ -6,40 +6,10 @@
 
 mod collector_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use collector_support::TestServer;
-use serde_json::{Value, json};
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing"))
-}
-
-async fn values(s: &TestServer, query: &str) -> Value {
-    let r = s.get(&format!("/v1/values?{query}")).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// Waits until `/v1/values?{query}` equals `expected`.
-async fn wait_values(s: &TestServer, query: &str, expected: &Value) {
-    let start = Instant::now();
-    loop {
-        let got = values(s, query).await;
-        if &got == expected {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{query}: {got} != {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use collector_support::{TestServer, metric_value};
+use serde_json::json;
 
 fn fast(b: accrue::CollectorBuilder) -> accrue::CollectorBuilder {
     b.flush_interval(Duration::from_millis(100))
@@ -68,23 +38,19 @@ async fn values_count_events_and_sum_numeric_data_per_bucket() {
             {"count": 1}
         ]
     });
-    wait_values(
-        &s,
+    s.wait_values(
         "key=req&from=2025-08-25T10:00:00Z&to=2025-08-25T12:00:00Z&granularity=1h",
         &expected,
     )
     .await;
-    let day = values(
-        &s,
-        "key=req&from=2025-08-25T00:00:00Z&to=2025-08-25T23:59:59Z&granularity=1d",
-    )
-    .await;
+    let day = s
+        .values("key=req&from=2025-08-25T00:00:00Z&to=2025-08-25T23:59:59Z&granularity=1d")
+        .await;
     assert_eq!(
         day["values"],
         json!([{"count": 4, "data": {"ms": 13.5, "db": {"rows": 5}}}])
     );
-    let blanks = values(
-        &s,
+    let blanks = s.values(
         "key=other&from=2025-08-25T09:00:00Z&to=2025-08-25T11:00:00Z&granularity=1h&skip_blanks=true",
     )
     .await;
@@ -93,9 +59,9 @@ async fn values_count_events_and_sum_numeric_data_per_bucket() {
         json!({"at": ["2025-08-25T10:00:00Z"], "values": [{"count": 1, "data": {"ms": 100}}]})
     );
     let m = s.get("/metrics").await.text();
-    assert!(metric(&m, "accrue_metrics_flushes_total") >= 1.0);
-    assert_eq!(metric(&m, "accrue_aggregator_adds_total"), 5.0);
-    assert_eq!(metric(&m, "accrue_metrics_watermark"), 5.0);
+    assert!(metric_value(&m, "accrue_metrics_flushes_total") >= 1.0);
+    assert_eq!(metric_value(&m, "accrue_aggregator_adds_total"), 5.0);
+    assert_eq!(metric_value(&m, "accrue_metrics_watermark"), 5.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,8 +94,7 @@ async fn values_totals_equal_what_was_posted_under_concurrency() {
     // 8 × 20 × 50 = 8000 events; per key: i % 3 over i in 0..50 gives 17, 17, 16 per request.
     for (key, per_request, n_sum) in [("k0", 17, 408), ("k1", 17, 425), ("k2", 16, 392)] {
         let expected = json!({"at": ["2025-01-01T00:00:00Z"], "values": [{"count": per_request * 160, "data": {"n": n_sum * 160}}]});
-        wait_values(
-            &s,
+        s.wait_values(
             &format!("key={key}&from=2025-01-01T00:00:00Z&to=2025-01-01T00:00:00Z&granularity=1d"),
             &expected,
         )
@@ -153,14 +118,14 @@ async fn graceful_restart_flushes_and_crash_free_restart_replays_nothing() {
     })
     .await;
     let m = s.get("/metrics").await.text();
-    assert_eq!(metric(&m, "accrue_metrics_replayed_events_total"), 0.0);
-    assert_eq!(metric(&m, "accrue_metrics_watermark"), 2.0);
     assert_eq!(
-        values(
-            &s,
-            "key=a&from=2025-03-01T00:00:00Z&to=2025-03-01T00:00:00Z&granularity=1d"
-        )
-        .await["values"],
+        metric_value(&m, "accrue_metrics_replayed_events_total"),
+        0.0
+    );
+    assert_eq!(metric_value(&m, "accrue_metrics_watermark"), 2.0);
+    assert_eq!(
+        s.values("key=a&from=2025-03-01T00:00:00Z&to=2025-03-01T00:00:00Z&granularity=1d")
+            .await["values"],
         json!([{"count": 2, "data": {"v": 3}}])
     );
 }
@@ -177,12 +142,15 @@ async fn a_memory_metrics_store_is_rebuilt_from_the_events_on_restart() {
     let q = "key=m&from=2025-05-05T00:00:00Z&to=2025-05-05T00:00:00Z&granularity=1d";
     let expected =
         json!({"at": ["2025-05-05T00:00:00Z"], "values": [{"count": 1, "data": {"x": 7}}]});
-    wait_values(&s, q, &expected).await;
+    s.wait_values(q, &expected).await;
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, opts).await;
     let m = s.get("/metrics").await.text();
-    assert_eq!(metric(&m, "accrue_metrics_replayed_events_total"), 1.0);
-    wait_values(&s, q, &expected).await;
+    assert_eq!(
+        metric_value(&m, "accrue_metrics_replayed_events_total"),
+        1.0
+    );
+    s.wait_values(q, &expected).await;
 }
 
 #[tokio::test]
@@ -253,8 +221,7 @@ async fn bucket_starts_are_printed_in_the_configured_zone() {
     .await;
     // 20:00Z is 01:30 on June 2nd in Kolkata.
     let expected = json!({"at": ["2025-06-02T00:00:00+05:30"], "values": [{"count": 1}]});
-    wait_values(
-        &s,
+    s.wait_values(
         "key=z&from=2025-06-01T20:00:00Z&to=2025-06-01T20:00:00Z&granularity=1d",
         &expected,
     )

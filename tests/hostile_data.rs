@@ -10,7 +10,7 @@ mod collector_support;
 
 use std::time::{Duration, Instant};
 
-use collector_support::TestServer;
+use collector_support::{TestServer, metric_value};
 use serde_json::{Value, json};
 
 fn fast(b: accrue::CollectorBuilder) -> accrue::CollectorBuilder {
@@ -20,32 +20,6 @@ fn fast(b: accrue::CollectorBuilder) -> accrue::CollectorBuilder {
 
 fn nested_object(levels: usize) -> String {
     format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels))
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing"))
-}
-
-/// Waits until `/v1/values?{query}` equals `expected`.
-async fn wait_values(s: &TestServer, query: &str, expected: &Value) {
-    let start = Instant::now();
-    loop {
-        let r = s.get(&format!("/v1/values?{query}")).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let got = r.json();
-        if &got == expected {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{query}: {got} != {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every read path over `key`, with and without a filter on a nested field: none may fail.
@@ -157,8 +131,7 @@ async fn data_stored_before_the_depth_limit_never_breaks_anyone_s_read() {
     let r = s.get("/v1/latest?where=a=2").await.json();
     assert_eq!(r["events"][0]["key"], "other", "{r}");
     // Its metrics were replayed: the event is counted.
-    wait_values(
-        &s,
+    s.wait_values(
         "key=deep&from=1970-01-01T00:00:00Z&to=1970-01-01T00:00:00Z&granularity=1d",
         &json!({"at": ["1970-01-01T00:00:00Z"], "values": [{"count": 1}]}),
     )
@@ -216,21 +189,22 @@ async fn a_sum_leaving_f64_drops_that_field_of_that_window_and_nothing_else() {
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, fast).await;
     let q = "from=2025-08-25T10:00:00Z&to=2025-08-25T10:00:00Z&granularity=1h";
-    wait_values(
-        &s,
+    s.wait_values(
         &format!("key=k&{q}"),
         &json!({"at": ["2025-08-25T10:00:00Z"], "values": [{"count": 12, "data": {"v": 10}}]}),
     )
     .await;
-    wait_values(
-        &s,
+    s.wait_values(
         &format!("key=j&{q}"),
         &json!({"at": ["2025-08-25T10:00:00Z"], "values": [{"count": 1, "data": {"x": 1e308}}]}),
     )
     .await;
     // Exactly once: nothing is replayed after the graceful stop.
     let m = s.get("/metrics").await.text();
-    assert_eq!(metric(&m, "accrue_metrics_replayed_events_total"), 0.0);
+    assert_eq!(
+        metric_value(&m, "accrue_metrics_replayed_events_total"),
+        0.0
+    );
     // A stored sum that overflows across windows reads back as JSON, never breaks the read.
     let r = s
         .post(
@@ -262,7 +236,7 @@ async fn overflowed_fields_are_counted() {
         .await;
     assert_eq!(r.status, 200);
     let start = Instant::now();
-    while metric(
+    while metric_value(
         &s.get("/metrics").await.text(),
         "accrue_metrics_overflowed_fields_total",
     ) < 1.0
@@ -288,8 +262,7 @@ async fn every_key_up_to_the_documented_limit_has_its_own_metrics() {
     assert_eq!(r.status, 200, "{}", r.text());
     let q = "from=2025-08-25T10:00:00Z&to=2025-08-25T10:00:00Z&granularity=1h";
     for (key, count) in [(&long_a, 2), (&long_b, 1), (&mid, 1)] {
-        wait_values(
-            &s,
+        s.wait_values(
             &format!("key={key}&{q}"),
             &json!({"at": ["2025-08-25T10:00:00Z"], "values": [{"count": count}]}),
         )
@@ -317,20 +290,17 @@ async fn events_at_the_edges_of_time_land_in_their_own_buckets() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_values(
-        &s,
+    s.wait_values(
         "key=edge&from=1677-01-01T00:00:00Z&to=1677-12-31T00:00:00Z&granularity=1y",
         &json!({"at": ["1677-01-01T00:00:00Z"], "values": [{"count": 1}]}),
     )
     .await;
-    wait_values(
-        &s,
+    s.wait_values(
         "key=edge&from=2262-01-01T00:00:00Z&to=2262-12-31T00:00:00Z&granularity=1y",
         &json!({"at": ["2262-01-01T00:00:00Z"], "values": [{"count": 1}]}),
     )
     .await;
-    wait_values(
-        &s,
+    s.wait_values(
         "key=edge&from=1677-09-21T00:12:00Z&to=1677-09-21T00:12:00Z&granularity=1m",
         &json!({"at": ["1677-09-21T00:12:00Z"], "values": [{"count": 1}]}),
     )
@@ -379,7 +349,7 @@ async fn health_keeps_answering_while_200k_distinct_keys_are_flushed() {
         "/health took {worst:?} during the flush"
     );
     let m = s.get("/metrics").await.text();
-    assert!(metric(&m, "accrue_metrics_flushes_total") >= 1.0);
+    assert!(metric_value(&m, "accrue_metrics_flushes_total") >= 1.0);
     // Every key's metrics arrived, the last one included.
     let v = s
         .get("/v1/values?key=user/199/999&granularity=1d&skip_blanks=true")

@@ -138,6 +138,9 @@ pub(crate) const DEFAULT_QUEUE_EVENTS: usize = 100_000;
 pub(crate) const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Most events committed in one transaction; a larger backlog is split over several.
 pub(crate) const DEFAULT_MAX_GROUP: usize = 20_000;
+/// How long a durable request waits for a failing event store before it is answered `503`:
+/// under the usual client timeouts (30 s and up), over SQLite's 5 s wait for a write lock.
+pub(crate) const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the HTTP server waits for open requests on shutdown before closing them.
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The metrics store's default granularities (Trifle Stats' list).
@@ -196,6 +199,7 @@ pub struct CollectorBuilder {
     pub(crate) queue_bytes: usize,
     pub(crate) max_group_events: usize,
     pub(crate) commit_window: Duration,
+    pub(crate) commit_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) header_timeout: Duration,
@@ -233,6 +237,7 @@ impl Default for CollectorBuilder {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             max_group_events: DEFAULT_MAX_GROUP,
             commit_window: Duration::ZERO,
+            commit_timeout: DEFAULT_COMMIT_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
@@ -365,7 +370,16 @@ impl CollectorBuilder {
         self
     }
 
-    /// How long shutdown waits for open requests and for a failing store. Default: 30 s.
+    /// How long a request waits for a failing event store (with [`AckMode::Durable`]) before
+    /// it is answered `503` with nothing of it stored; the failed commit is retried with backoff
+    /// until then. A full disk is answered `507` at once. Default: 10 s.
+    pub fn commit_timeout(mut self, timeout: Duration) -> Self {
+        self.commit_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful shutdown may take in all: open requests finish, the queue is
+    /// written, the metrics are flushed. Default: 30 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -503,8 +517,11 @@ impl CollectorBuilder {
         if self.flush.is_zero() {
             return bad("the flush interval must be greater than zero".into());
         }
-        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
-            return bad("the header and body timeouts must be greater than zero".into());
+        if self.header_timeout.is_zero()
+            || self.body_timeout.is_zero()
+            || self.commit_timeout.is_zero()
+        {
+            return bad("the header, body and commit timeouts must be greater than zero".into());
         }
         if self.retention.is_some_and(|r| r.is_zero()) {
             return bad("retention must be greater than zero (omit it to keep everything)".into());

@@ -14,6 +14,52 @@ fn error_response(description: &str) -> Value {
     })
 }
 
+/// An error answer that tells the client when to retry.
+fn retry_response(description: &str) -> Value {
+    let mut r = error_response(description);
+    r["headers"] = json!({"Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": true,
+        "schema": {"type": "integer", "minimum": 0}
+    }});
+    r
+}
+
+/// `503`, which any request can get: the connection cap is reached (`Server is busy, retry
+/// later`), a queue is full, or the server is stopping.
+fn unavailable() -> Value {
+    retry_response(
+        "Nothing was done: the server is at its connection limit, a queue is full (`Server is \
+         busy, retry later`), the event store failed a write (`Event store unavailable`) or the \
+         server is stopping (`Server is shutting down`). Retry after `Retry-After` seconds.",
+    )
+}
+
+/// `507` of the routes that write to the event store.
+fn insufficient_storage() -> Value {
+    retry_response(
+        "`Insufficient storage`: the event store's disk is full; nothing was written. Retry \
+         after `Retry-After` seconds.",
+    )
+}
+
+/// `408` of the routes that read a request body.
+fn body_timeout() -> Value {
+    error_response(
+        "`Request body timeout`: the body did not arrive within the server's body timeout.",
+    )
+}
+
+/// `500` of the routes that write through the event store's writer.
+fn store_error() -> Value {
+    error_response("`Store error`: the event store failed; nothing was changed.")
+}
+
+/// `500` of the routes that read the event store.
+fn read_error() -> Value {
+    error_response("`Failed to retrieve events`: the event store failed to answer.")
+}
+
 fn ingest_responses() -> Value {
     json!({
         "200": {
@@ -24,17 +70,17 @@ fn ingest_responses() -> Value {
         "400": error_response(
             "Nothing was stored. `error` is `Invalid JSON format` (the body does not decode), \
              `Invalid event format` (/batch: an element does not decode), `Event key is \
-             required`, `Event key is too long`, `Event data is too large`, `Invalid event id` or \
-             `Invalid event key` (a key the metrics store reserves or refuses); `index` names \
-             the event."),
+             required`, `Event key is too long`, `Event data is too large`, `Invalid event data`, \
+             `Invalid event id` or `Invalid event key` (a key the metrics store reserves or \
+             refuses, or an event time outside its calendar); `index` names the event."),
+        "408": body_timeout(),
         "413": error_response(
             "Nothing was stored: `Request body is too large` or `Too many events in one request`."),
-        "503": {
-            "description": "Nothing was stored: the ingest queue is full or the server is \
-                stopping. Retry after the `Retry-After` header's seconds.",
-            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-        }
+        "503": retry_response(
+            "Nothing was stored: the ingest queue is full (`Server is busy, retry later`), the \
+             event store failed a write (`Event store unavailable`) or the server is stopping. \
+             Retry after `Retry-After` seconds."),
+        "507": insufficient_storage()
     })
 }
 
@@ -91,7 +137,8 @@ pub(crate) fn document<S>(routes: &[Route<S>]) -> String {
                     "200": {"description": "Ready.", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"status": {"const": "ready"}}
                     }}}},
-                    "503": {"description": "Not ready; `detail` says why.", "content": {
+                    "503": {"description": "Not ready; `detail` says why (or the connection \
+                        cap's `Server is busy, retry later`).", "content": {
                         "application/json": {"schema": {"type": "object", "properties": {
                             "status": {"const": "unavailable"}, "detail": {"type": "string"}
                         }}}
@@ -120,7 +167,7 @@ pub(crate) fn document<S>(routes: &[Route<S>]) -> String {
                             "total_pages": {"type": "integer"}
                         }
                     }}}},
-                    "500": error_response("`Failed to retrieve events`.")
+                    "500": read_error()
                 }
             }},
             "/v1/values": {"get": {
@@ -130,10 +177,12 @@ pub(crate) fn document<S>(routes: &[Route<S>]) -> String {
                     fields of its data are summed: each bucket is {\"count\": n, \"data\": {...}}, \
                     or {} when nothing was stored. Bucket starts are in the configured time zone.",
                 "parameters": [
-                    {"name": "key", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "key", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}},
                     {"name": "from", "in": "query", "description": "RFC 3339; default: 24 hours before `to`.", "schema": {"type": "string", "format": "date-time"}},
                     {"name": "to", "in": "query", "description": "RFC 3339; default: now.", "schema": {"type": "string", "format": "date-time"}},
-                    {"name": "granularity", "in": "query", "description": "e.g. 1h; default: the first configured.", "schema": {"type": "string"}},
+                    {"name": "granularity", "in": "query",
+                        "description": "A count and a unit (s m h d w mo q y), e.g. 1h; default: the first configured.",
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,8}(s|m|h|d|w|mo|q|y)$"}},
                     {"name": "skip_blanks", "in": "query", "schema": {"type": "boolean", "default": false}}
                 ],
                 "responses": {
@@ -209,6 +258,7 @@ pub(crate) fn document<S>(routes: &[Route<S>]) -> String {
     });
     add_queries_kv_live_keys(&mut doc);
     add_security(&mut doc, routes);
+    add_unavailable(&mut doc);
     doc.to_string()
 }
 
@@ -218,9 +268,31 @@ fn param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": schema})
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+fn path_param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
-        "schema": {"type": "string"}})
+        "schema": schema})
+}
+
+/// A KV namespace or key: 1 to 256 bytes of UTF-8 without control characters (a longer one
+/// gets `400`; `maxLength` counts characters, so it bounds but does not pin the limit).
+fn kv_name(what: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 256,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+        "description": format!("The {what}: 1 to 256 bytes of UTF-8, no control characters.")})
+}
+
+/// The KV routes' `{ns}`.
+fn ns_param() -> Value {
+    path_param("ns", "The namespace.", kv_name("namespace"))
+}
+
+/// The KV routes' `{*key}`: the rest of the path, so the key may contain `/`.
+fn key_param() -> Value {
+    path_param(
+        "*key",
+        "The key: the rest of the path, so it may contain `/`.",
+        kv_name("key"),
+    )
 }
 
 fn ok(description: &str, schema: Value) -> Value {
@@ -248,14 +320,18 @@ fn page_of_events(description: &str) -> Value {
 
 /// The query, KV, live-feed and key-management routes.
 fn add_queries_kv_live_keys(doc: &mut Value) {
-    let bad = error_response("`Invalid query` or `Invalid request`; `detail` says what.");
+    let bad = error_response(
+        "`Invalid query`: a parameter is unknown, repeated or malformed; \
+        `detail` says which.",
+    );
     let paths = json!({
         "/v1/events": {
             "get": {
                 "operationId": "queryRange",
                 "summary": "The events of one key in a time range, keyset-paged.",
                 "parameters": [
-                    param("key", "The event key (required).", json!({"type": "string"})),
+                    {"name": "key", "in": "query", "required": true, "description": "The event key.",
+                        "schema": {"type": "string", "minLength": 1}},
                     param("from", "RFC 3339, inclusive; default: the beginning.", json!({"type": "string", "format": "date-time"})),
                     param("to", "RFC 3339, inclusive; default: the end.", json!({"type": "string", "format": "date-time"})),
                     param("limit", "Events per page.", json!({"type": "integer", "minimum": 1, "maximum": 10000, "default": 100})),
@@ -264,7 +340,7 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
                     where_param()
                 ],
                 "responses": {"200": page_of_events("One page."), "400": bad.clone(),
-                    "500": error_response("`Failed to retrieve events`.")}
+                    "500": read_error()}
             },
             "delete": {
                 "operationId": "deleteEvents",
@@ -274,26 +350,36 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
                 flushed first and only events they include are deleted (metrics are never \
                 decremented); events committed while the delete runs may remain.",
                 "parameters": [
-                    param("key", "Delete this key's events.", json!({"type": "string"})),
-                    param("prefix", "Delete the events of every key starting with this.", json!({"type": "string"})),
+                    param("key", "Delete this key's events.", json!({"type": "string", "minLength": 1})),
+                    param("prefix", "Delete the events of every key starting with this.", json!({"type": "string", "minLength": 1})),
                     param("from", "RFC 3339, inclusive.", json!({"type": "string", "format": "date-time"})),
                     param("to", "RFC 3339, inclusive.", json!({"type": "string", "format": "date-time"}))
                 ],
                 "responses": {
                     "200": ok("Deleted.", json!({"$ref": "#/components/schemas/Deleted"})),
                     "400": bad.clone(),
-                    "503": error_response("The metrics store did not take the flush a delete needs, or too many store operations are pending.")
+                    "500": store_error(),
+                    "503": retry_response("Nothing was deleted: the metrics store did not take the \
+                        flush a delete needs, too many store operations are pending, or the \
+                        server is stopping. Retry after `Retry-After` seconds."),
+                    "507": insufficient_storage()
                 }
             }
         },
         "/v1/events/{id}": {"delete": {
             "operationId": "deleteEvent",
             "summary": "Delete one event by the `id` the queries return.",
-            "parameters": [path_param("id", "The event's id.")],
+            "parameters": [path_param("id", "The event's id.",
+                json!({"type": "integer", "format": "int64"}))],
             "responses": {
                 "200": ok("Deleted.", json!({"$ref": "#/components/schemas/Deleted"})),
-                "400": bad.clone(),
-                "404": error_response("No such event (in this key's namespace).")
+                "400": error_response("`Invalid query`: the id is not a 64-bit integer."),
+                "404": error_response("No such event (in this key's namespace)."),
+                "500": store_error(),
+                "503": retry_response("Nothing was deleted: the metrics store did not take the \
+                    flush a delete needs, too many store operations are pending, or the server \
+                    is stopping. Retry after `Retry-After` seconds."),
+                "507": insufficient_storage()
             }
         }},
         "/v1/latest": {"get": {
@@ -310,13 +396,13 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
                 where_param()
             ],
             "responses": {"200": page_of_events("One event per key."), "400": bad.clone(),
-                "500": error_response("`Failed to retrieve events`.")}
+                "500": read_error()}
         }},
         "/v1/kv/{ns}": {"get": {
             "operationId": "kvList",
             "summary": "The values of a namespace, in key order.",
             "parameters": [
-                path_param("ns", "The namespace."),
+                ns_param(),
                 param("prefix", "Only keys starting with this.", json!({"type": "string"})),
                 param("limit", "Values per page.", json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})),
                 param("cursor", "The previous page's `next_cursor`.", json!({"type": "string"}))
@@ -326,46 +412,60 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/KvItem"}},
                     "next_cursor": {"type": ["string", "null"]},
                     "ns": {"type": "string"}
-                }})), "400": bad.clone()}
+                }})), "400": bad.clone(), "500": read_error()}
         }},
         "/v1/kv/{ns}/{*key}": {
             "get": {
                 "operationId": "kvGet",
                 "summary": "One value.",
-                "parameters": [path_param("ns", "The namespace."), path_param("key", "The key (may contain /).")],
+                "parameters": [ns_param(), key_param()],
                 "responses": {
                     "200": ok("The value.", json!({"allOf": [{"$ref": "#/components/schemas/KvItem"},
                         {"type": "object", "required": ["ns"], "properties": {"ns": {"type": "string"}}}]})),
-                    "404": error_response("No value under this key.")
+                    "400": error_response("`Invalid query`: the namespace or key is too long \
+                        or has control characters, or a query parameter was given (this route \
+                        takes none)."),
+                    "404": error_response("No value under this key."),
+                    "500": read_error()
                 }
             },
             "put": {
                 "operationId": "kvPut",
                 "summary": "Set a value (any JSON), answered once committed.",
                 "parameters": [
-                    path_param("ns", "The namespace."), path_param("key", "The key (may contain /)."),
+                    ns_param(), key_param(),
                     param("if_version", "Write only if the stored version is this (0: only if absent).", json!({"type": "integer", "minimum": 0}))
                 ],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {}}}},
                 "responses": {
                     "200": ok("Stored.", json!({"type": "object", "required": ["key", "ns", "version"],
                         "properties": {"key": {"type": "string"}, "ns": {"type": "string"}, "version": {"type": "integer"}}})),
-                    "400": bad.clone(),
+                    "400": error_response("`Invalid JSON format` (the body is not one JSON value) \
+                        or `Invalid query` (the namespace, key or a parameter)."),
+                    "408": body_timeout(),
                     "409": error_response("`Version mismatch`."),
-                    "413": error_response("The value is larger than 64 KiB.")
+                    "413": error_response("`Request body is too large`: the value is larger \
+                        than 64 KiB."),
+                    "500": store_error(),
+                    "503": unavailable(),
+                    "507": insufficient_storage()
                 }
             },
             "delete": {
                 "operationId": "kvDelete",
                 "summary": "Delete a value.",
                 "parameters": [
-                    path_param("ns", "The namespace."), path_param("key", "The key (may contain /)."),
+                    ns_param(), key_param(),
                     param("if_version", "Delete only if the stored version is this.", json!({"type": "integer", "minimum": 0}))
                 ],
                 "responses": {
                     "200": ok("Deleted.", json!({"type": "object", "properties": {"deleted": {"const": true}}})),
+                    "400": bad.clone(),
                     "404": error_response("No value under this key."),
-                    "409": error_response("`Version mismatch`.")
+                    "409": error_response("`Version mismatch`."),
+                    "500": store_error(),
+                    "503": unavailable(),
+                    "507": insufficient_storage()
                 }
             }
         },
@@ -382,7 +482,7 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
                 "101": {"description": "Switching to the WebSocket protocol."},
                 "400": {"description": "Not a WebSocket upgrade request.", "content": {
                     "text/plain": {"schema": {"type": "string"}}}},
-                "503": error_response("Too many live connections.")
+                "503": retry_response("Too many live connections.")
             }
         }},
         "/v1/live/sse": {"get": {
@@ -399,7 +499,7 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
             "responses": {
                 "200": {"description": "The stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                 "400": bad.clone(),
-                "503": error_response("Too many live connections.")
+                "503": retry_response("Too many live connections.")
             }
         }},
         "/v1/keys": {
@@ -419,7 +519,13 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
                     "201": ok("Created.", json!({"allOf": [{"$ref": "#/components/schemas/ApiKey"},
                         {"type": "object", "required": ["key"], "properties": {"key": {"type": "string",
                             "description": "The bearer token. Store it now: only its hash is kept."}}}]})),
-                    "400": bad.clone()
+                    "400": error_response("`Invalid request`: the body is not a valid key \
+                        description; `detail` says what."),
+                    "408": body_timeout(),
+                    "413": error_response("`Request body is too large`: more than 16 KiB."),
+                    "500": store_error(),
+                    "503": unavailable(),
+                    "507": insufficient_storage()
                 }
             },
             "get": {
@@ -432,10 +538,13 @@ fn add_queries_kv_live_keys(doc: &mut Value) {
         "/v1/keys/{id}": {"delete": {
             "operationId": "revokeKey",
             "summary": "Revoke a key: refused from the next request on; its live connections close.",
-            "parameters": [path_param("id", "The key's id.")],
+            "parameters": [path_param("id", "The key's id.", json!({"type": "string"}))],
             "responses": {
                 "200": ok("Revoked.", json!({"type": "object", "properties": {"revoked": {"type": "string"}}})),
-                "404": error_response("No key has this id.")
+                "404": error_response("No key has this id."),
+                "500": store_error(),
+                "503": unavailable(),
+                "507": insufficient_storage()
             }
         }}
     });
@@ -482,8 +591,13 @@ fn add_security<S>(doc: &mut Value, routes: &[Route<S>]) {
     doc["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
         "description": "An API key. Only needed when the server has keys (an admin key or stored \
                 keys); without any, every route is open."}});
-    let unauthorized =
+    let mut unauthorized =
         error_response("`Unauthorized`: no key, a malformed header, or an unknown or revoked key.");
+    unauthorized["headers"] = json!({"WWW-Authenticate": {
+        "description": "`Bearer realm=\"accrue\"`.",
+        "required": true,
+        "schema": {"type": "string"}
+    }});
     let forbidden = error_response(
         "`Forbidden`: the key lacks the scope, or the request leaves its namespace.",
     );
@@ -505,6 +619,20 @@ fn add_security<S>(doc: &mut Value, routes: &[Route<S>]) {
         op["x-scope"] = Value::String(scope);
         op["responses"]["401"] = unauthorized.clone();
         op["responses"]["403"] = forbidden.clone();
+    }
+}
+
+/// The connection cap's `503` on every operation that does not describe its own.
+fn add_unavailable(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for op in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in op.values_mut() {
+            if op["responses"].get("503").is_none() {
+                op["responses"]["503"] = unavailable();
+            }
+        }
     }
 }
 

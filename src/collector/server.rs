@@ -269,6 +269,7 @@ impl CollectorBuilder {
             queue_bytes: cfg.queue_bytes,
             max_group: cfg.max_group_events,
             window: cfg.commit_window,
+            commit_timeout: cfg.commit_timeout,
             retention: cfg.retention,
             pipeline: cfg.metrics,
         };

@@ -57,9 +57,6 @@ pub(crate) struct Outcome {
     pub(crate) duplicates: usize,
 }
 
-/// How long a durable request waits for a failing store (other than a full disk) to recover
-/// before it is answered `503`, nothing stored.
-const DURABLE_RETRY_FOR: Duration = Duration::from_secs(1);
 /// At most one log line per this period while the store keeps failing.
 const FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -75,6 +72,7 @@ pub(crate) enum NotStored {
 /// One request's events on their way to the store.
 pub(crate) struct Job {
     events: Vec<Event>,
+    queued_at: Instant,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     ack: Option<oneshot::Sender<Result<Outcome, NotStored>>>,
 }
@@ -182,6 +180,7 @@ impl Ingest {
         };
         let job = Job {
             events,
+            queued_at: Instant::now(),
             _permits: (p_events, p_bytes),
             ack,
         };
@@ -244,6 +243,8 @@ pub(crate) struct WriterConfig {
     pub(crate) queue_bytes: usize,
     pub(crate) max_group: usize,
     pub(crate) window: Duration,
+    /// How long a durable request waits for a failing store before it is answered `503`.
+    pub(crate) commit_timeout: Duration,
     pub(crate) retention: Option<Duration>,
     /// Whether retention must wait for the metrics watermark.
     pub(crate) pipeline: bool,
@@ -406,10 +407,12 @@ impl Writer {
 
     /// Commits the group, tells the observers, then answers every request.
     ///
-    /// A failed commit rolls the whole group back. In durable mode the requests are then
-    /// answered with the fault (nothing of them stored) — at once when the disk is full, after
-    /// [`DURABLE_RETRY_FOR`] of retries otherwise. Queued-mode requests were already answered
-    /// `200`, so their group is retried until it is written or shutdown gives up.
+    /// A failed commit rolls the whole group back and is retried with backoff. In durable mode
+    /// a request is answered with the fault, nothing of it stored, rather than wait longer: at
+    /// once when the disk is full, and once it has waited the commit timeout otherwise (so the
+    /// answer comes before the client gives up, and a request it gave up on is never stored
+    /// later). Queued-mode requests were already answered `200`: their group is retried until
+    /// it is written or shutdown gives up.
     fn commit(&mut self, group: &mut Vec<Job>) {
         let started = Instant::now();
         let mut delay = RETRY_MIN;
@@ -419,7 +422,7 @@ impl Writer {
                 .store
                 .insert(group.iter().flat_map(|j| j.events.iter()), received_ns)
             {
-                Ok(c) => break Ok(c),
+                Ok(c) => break c,
                 Err(e) => {
                     let fault = StoreFault::of(&e);
                     self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -427,32 +430,25 @@ impl Writer {
                     self.faults
                         .failed(&e, group.iter().map(|j| j.events.len()).sum());
                     if self.shared.give_up.load(Ordering::Acquire) {
-                        break Err(NotStored::Abandoned);
+                        self.answer_unstored(group.drain(..), NotStored::Abandoned);
+                        return;
                     }
-                    let durable = self.cfg.ack == AckMode::Durable;
-                    if durable
-                        && (fault == StoreFault::DiskFull
-                            || started.elapsed() + delay > DURABLE_RETRY_FOR)
-                    {
-                        break Err(NotStored::Fault(fault));
+                    if self.cfg.ack == AckMode::Durable {
+                        let timeout = self.cfg.commit_timeout;
+                        let (expired, waiting) =
+                            std::mem::take(group).into_iter().partition(|j: &Job| {
+                                fault == StoreFault::DiskFull
+                                    || j.queued_at.elapsed() + delay >= timeout
+                            });
+                        *group = waiting;
+                        self.answer_unstored(expired, NotStored::Fault(fault));
+                        if group.is_empty() {
+                            return;
+                        }
                     }
                     self.pause(delay);
                     delay = (delay * 2).min(RETRY_MAX);
                 }
-            }
-        };
-        let committed = match committed {
-            Ok(c) => c,
-            Err(why) => {
-                for job in group.drain(..) {
-                    if matches!(why, NotStored::Abandoned) {
-                        self.unwritten += job.events.len() as u64;
-                    }
-                    if let Some(ack) = job.ack {
-                        let _ = ack.send(Err(why));
-                    }
-                }
-                return;
             }
         };
         if self.shared.fault().is_some() {
@@ -485,6 +481,7 @@ impl Writer {
             events,
             _permits: permits,
             ack,
+            ..
         } in group.drain(..)
         {
             let stored = ids.by_ref().take(events.len()).flatten().count();
@@ -496,6 +493,18 @@ impl Writer {
                     stored,
                     duplicates: events.len() - stored,
                 }));
+            }
+        }
+    }
+
+    /// Answers jobs that were not stored (their events rolled back).
+    fn answer_unstored(&mut self, jobs: impl IntoIterator<Item = Job>, why: NotStored) {
+        for job in jobs {
+            if matches!(why, NotStored::Abandoned) {
+                self.unwritten += job.events.len() as u64;
+            }
+            if let Some(ack) = job.ack {
+                let _ = ack.send(Err(why));
             }
         }
     }

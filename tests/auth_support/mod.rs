@@ -133,12 +133,5 @@ pub async fn subscribe(ws: &mut Ws, id: &str, stream: &str, prefix: &str) -> Str
 /// A metric from `/metrics` (first series with this name), fetched with `token`.
 pub async fn metric(addr: SocketAddr, token: Option<&str>, name: &str) -> f64 {
     let text = call(addr, "GET", "/metrics", token, "").await.text();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                .and_then(|rest| rest.rsplit(' ').next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    collector_support::metric_value(&text, name)
 }

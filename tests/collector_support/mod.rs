@@ -224,3 +224,61 @@ pub fn events_json(key: &str, start: usize, n: usize) -> String {
         .collect();
     format!("[{}]", items.join(","))
 }
+
+/// The value of the first series named `name` in a `/metrics` text (with or without labels).
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+impl TestServer {
+    /// `/v1/values?{query}`, which must answer 200.
+    pub async fn values(&self, query: &str) -> Value {
+        let r = self.get(&format!("/v1/values?{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Waits (up to 10 s) until `/v1/values?{query}` equals `expected`.
+    pub async fn wait_values(&self, query: &str, expected: &Value) {
+        let start = std::time::Instant::now();
+        loop {
+            let got = self.values(query).await;
+            if &got == expected {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{query}: {got} != {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A log writer that keeps everything written to it, for tests that read the server's log.
+#[derive(Clone, Default)]
+pub struct LogCapture(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
