@@ -636,9 +636,9 @@ impl Stats {
     ///
     /// [`StatsError::Unbuffered`] on a store built with `buffer(false)`, otherwise as
     /// [`track`](Self::track). Nothing was added.
-    #[allow(
-        dead_code,
-        reason = "the entry point of the collector's metrics pipeline, which is moving to it"
+    #[cfg_attr(
+        not(feature = "server"),
+        allow(dead_code, reason = "the collector's metrics pipeline calls it")
     )]
     pub(crate) fn track_buffered(
         &self,
@@ -646,7 +646,8 @@ impl Stats {
         at: Timestamp,
         values: &Value,
     ) -> Result<(), StatsError> {
-        self.enqueue(Op::Track, key, at, values).map(|_reached_size| ())
+        self.enqueue(Op::Track, key, at, values)
+            .map(|_reached_size| ())
     }
 
     /// Turns pending bucket updates into row updates plus system rows: the data rows in
@@ -662,8 +663,7 @@ impl Stats {
     ) -> Result<Vec<RowUpdate>, StatsError> {
         let mut rows = Vec::with_capacity(items.len() + 8);
         let mut system: Vec<(RowId, SystemFields)> = Vec::new();
-        let mut index: HashMap<(Granularity, i64), usize, ahash::RandomState> =
-            HashMap::default();
+        let mut index: HashMap<(Granularity, i64), usize, ahash::RandomState> = HashMap::default();
         let hasher = ahash::RandomState::new();
         // The `keys.<tracking key>` name at hand, rebuilt in place: a field name is allocated
         // once per system row it is new to, not once per item.
@@ -1259,7 +1259,10 @@ mod tests {
             system.fields,
             [
                 ("count".to_owned(), FieldOp::Inc(Number::Int(5))),
-                ("keys.__untracked__".to_owned(), FieldOp::Inc(Number::Int(5))),
+                (
+                    "keys.__untracked__".to_owned(),
+                    FieldOp::Inc(Number::Int(5))
+                ),
             ]
         );
     }
@@ -1277,7 +1280,11 @@ mod tests {
                 .await
                 .unwrap();
         }
-        stats.untracked().track("u", at, json!({"count": 2})).await.unwrap();
+        stats
+            .untracked()
+            .track("u", at, json!({"count": 2}))
+            .await
+            .unwrap();
         assert!(stats.pending() * stats.granularities().len() >= BLOCKING_ROWS_FROM);
         let outcome = stats.flush().await.unwrap();
         assert_eq!(outcome.batches, 1);
@@ -1323,8 +1330,16 @@ mod tests {
             json!({"count": 4, "keys": {"a": 3, UNTRACKED_KEY: 1}})
         );
         // `enqueue` reports the size trigger; `track` acts on it.
-        assert!(!stats.enqueue(Op::Track, "a", at, &json!({"n": 1}).into()).unwrap());
-        assert!(stats.enqueue(Op::Track, "a", at, &json!({"n": 1}).into()).unwrap());
+        assert!(
+            !stats
+                .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
+                .unwrap()
+        );
+        assert!(
+            stats
+                .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
+                .unwrap()
+        );
         stats.shutdown().await.unwrap();
         assert!(matches!(
             stats.track_buffered("a", at, &json!({"n": 1}).into()),
