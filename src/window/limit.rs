@@ -234,6 +234,23 @@ impl<G: std::ops::Deref<Target = Shard>> States for Held<'_, G> {
     }
 }
 
+/// Several keys locked, the checked one seen as `fresh` (the state it would be created with)
+/// while it is absent from memory.
+struct Creating<'s, G> {
+    held: &'s G,
+    key: &'s str,
+    fresh: Option<&'s KeyState>,
+}
+
+impl<G: States> States for Creating<'_, G> {
+    fn get(&self, key: &str) -> Option<&KeyState> {
+        match self.held.get(key) {
+            None if same(key, self.key) => self.fresh,
+            st => st,
+        }
+    }
+}
+
 impl<'a> Limiter<'a> {
     #[inline]
     pub(crate) fn new(store: &'a EventStore) -> Self {
@@ -360,7 +377,8 @@ impl<'a> Limiter<'a> {
     ///
     /// # Errors
     ///
-    /// As [`check`](Self::check); nothing is recorded.
+    /// As [`check`](Self::check); nothing is recorded, and a key not yet in the store is not
+    /// created.
     ///
     /// **Blocking:** holds the shard locks of every key the rules name for the check and the
     /// record.
@@ -373,7 +391,8 @@ impl<'a> Limiter<'a> {
     ///
     /// # Errors
     ///
-    /// As [`check`](Self::check); nothing is recorded.
+    /// As [`check`](Self::check); nothing is recorded, and a key not yet in the store is not
+    /// created.
     pub fn check_and_record_count(
         &self,
         key: impl AsRef<str>,
@@ -389,11 +408,11 @@ impl<'a> Limiter<'a> {
             }
         };
         if self.single_key(key) {
-            return inner.with_key_mut(key, |st, d| {
-                self.evaluate(key, count, &One(key, Some(st)), now)?;
-                act(st, d);
-                Ok(())
-            });
+            return inner.with_key_mut_if(
+                key,
+                |st| self.evaluate(key, count, &One(key, st), now),
+                act,
+            );
         }
         self.with_locked_mut(key, count, now, act)
     }
@@ -404,7 +423,8 @@ impl<'a> Limiter<'a> {
     ///
     /// # Errors
     ///
-    /// As [`check`](Self::check); nothing is reserved.
+    /// As [`check`](Self::check); nothing is reserved, and a key not yet in the store is not
+    /// created.
     ///
     /// # Examples
     ///
@@ -428,11 +448,7 @@ impl<'a> Limiter<'a> {
             d.mark(st);
         };
         if self.single_key(key) {
-            inner.with_key_mut(key, |st, d| {
-                self.evaluate(key, 1, &One(key, Some(st)), now)?;
-                act(st, d);
-                Ok::<_, WindowError>(())
-            })?;
+            inner.with_key_mut_if(key, |st| self.evaluate(key, 1, &One(key, st), now), act)?;
         } else {
             self.with_locked_mut(key, 1, now, act)?;
         }
@@ -451,11 +467,11 @@ impl<'a> Limiter<'a> {
     }
 
     /// `key` and the other keys the rules name, each once, each loaded into memory if it is
-    /// in storage (`key` created when `create`), with whether it exists.
-    fn keys<'k>(&'k self, key: &'k str, create: bool) -> Vec<(&'k str, bool)> {
+    /// in storage, with whether it exists. None is created.
+    fn keys<'k>(&'k self, key: &'k str) -> Vec<(&'k str, bool)> {
         let inner = &*self.store.inner;
         let mut out: Vec<(&str, bool)> = Vec::with_capacity(self.rules.len() + 1);
-        out.push((key, inner.ensure(key, create)));
+        out.push((key, inner.ensure(key, false)));
         for k in self.rules.iter().filter_map(RuleRef::key) {
             if !out.iter().any(|(o, _)| same(o, k)) {
                 out.push((k, inner.ensure(k, false)));
@@ -471,7 +487,7 @@ impl<'a> Limiter<'a> {
     ) -> Result<(), WindowError> {
         let inner = &*self.store.inner;
         loop {
-            let keys = self.keys(key, false);
+            let keys = self.keys(key);
             let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
             let held = inner.lock_read(&names);
             if keys
@@ -484,6 +500,9 @@ impl<'a> Limiter<'a> {
         }
     }
 
+    /// Checks the rules with every key they name locked and, if they pass, runs `act` on
+    /// `key` in the same critical section. `key` is created only once the rules have admitted
+    /// it: a denial leaves no key behind and marks nothing dirty.
     fn with_locked_mut(
         &self,
         key: &str,
@@ -492,8 +511,10 @@ impl<'a> Limiter<'a> {
         act: impl FnOnce(&mut KeyState, &mut Dirty<'_>),
     ) -> Result<(), WindowError> {
         let inner = &*self.store.inner;
+        // The state `key` starts from if the rules admit it while it is absent from memory.
+        let mut fresh: Option<KeyState> = None;
         loop {
-            let keys = self.keys(key, true);
+            let keys = self.keys(key);
             let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
             let mut held = inner.lock_write(&names);
             if keys
@@ -502,8 +523,24 @@ impl<'a> Limiter<'a> {
             {
                 continue; // compacted away in between: look again
             }
-            self.evaluate(key, count, &held, now)?;
-            let (st, mut d) = held.get_mut(key).expect("present under the lock");
+            let seen = Creating {
+                held: &held,
+                key,
+                fresh: fresh.as_ref(),
+            };
+            self.evaluate(key, count, &seen, now)?;
+            if let Some((st, mut d)) = held.get_mut(key) {
+                act(st, &mut d);
+                return Ok(());
+            }
+            let Some(state) = fresh.take() else {
+                // Admitted while absent: make its state outside the locks, then check again
+                // on that state (another caller may have taken the slot meanwhile).
+                drop(held);
+                fresh = Some(inner.state_to_create(key));
+                continue;
+            };
+            let (st, mut d) = held.insert(key, state).expect("the key's shard is held");
             act(st, &mut d);
             return Ok(());
         }

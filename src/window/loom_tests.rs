@@ -147,6 +147,33 @@ fn loom_rules_on_two_keys_are_checked_and_recorded_atomically() {
 }
 
 #[test]
+fn loom_a_new_key_is_created_once_and_only_by_the_admitted_caller() {
+    loom::model(|| {
+        let s = store();
+        // The same new key through the several-keys path and the one-key path: each admits
+        // while it is absent, makes its state outside the lock, then decides again.
+        let s2 = s.clone();
+        let several = thread::spawn(move || {
+            s2.limit()
+                .at_most("k", 1, Unit::Minute)
+                .at_most("g", 1, Unit::Minute)
+                .check_and_record("k")
+                .is_ok()
+        });
+        let one = s
+            .limit()
+            .at_most("k", 1, Unit::Minute)
+            .check_and_record("k")
+            .is_ok();
+        let several = several.join().unwrap();
+        assert!(one ^ several, "exactly one gets the slot");
+        assert_eq!(count(&s), 1);
+        // "g" was only checked, and the denied caller left nothing behind.
+        assert_eq!(s.len(), 1);
+    });
+}
+
+#[test]
 fn loom_sanity_a_split_check_then_record_is_caught() {
     let r = std::panic::catch_unwind(|| {
         loom::model(|| {

@@ -87,6 +87,17 @@ impl Dirty<'_> {
 /// Bound on remembered misses per shard; past it the set starts over.
 const MAX_MISSES_PER_SHARD: usize = 4096;
 
+/// Where the state of a key that was absent from memory came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Its stored copy.
+    Stored,
+    /// Nothing: storage has no copy (or there is no storage).
+    New,
+    /// Nothing, because the stored copy could not be read.
+    Unreadable,
+}
+
 /// Everything a store, its reservations and its auto-persist task share.
 pub(crate) struct Inner {
     shards: Box<[CachePadded<RwLock<Shard>>]>,
@@ -125,6 +136,21 @@ impl<'a> Held<'a, RwLockWriteGuard<'a, Shard>> {
         let count = &self.inner.dirty_count;
         let (_, g) = self.guards.iter_mut().find(|(j, _)| *j == i)?;
         g.find_mut(hash, key, count)
+    }
+
+    /// Puts `state` in memory for `key` unless it is there already, then returns `key`'s
+    /// state and what marks it dirty. `None` when `key`'s shard is not held.
+    pub(crate) fn insert(
+        &mut self,
+        key: &str,
+        state: KeyState,
+    ) -> Option<(&mut KeyState, Dirty<'_>)> {
+        let inner = self.inner;
+        let hash = inner.hash(key);
+        let i = inner.shard_index(hash);
+        let (_, g) = self.guards.iter_mut().find(|(j, _)| *j == i)?;
+        inner.insert(g, hash, key, state);
+        g.find_mut(hash, key, &inner.dirty_count)
     }
 }
 
@@ -278,7 +304,7 @@ impl Inner {
         let mut g = shard.write();
         if g.find(hash, key).is_none() {
             drop(g);
-            let loaded = self.load_for_write(key);
+            let (loaded, _) = self.load_for_write(key);
             g = shard.write();
             self.insert(&mut g, hash, key, loaded);
         }
@@ -286,6 +312,64 @@ impl Inner {
             .find_mut(hash, key, &self.dirty_count)
             .expect("present under the lock");
         f(st, &mut d)
+    }
+
+    /// Runs `check` on `key`'s state (`None`: the key is in neither memory nor storage) and,
+    /// if it passes, `act`, both under the shard's exclusive lock, in one critical section.
+    /// A key absent from memory is only created when `check` passes: a failing check leaves
+    /// no key behind and marks nothing dirty. Like a query, it may load the key's stored copy
+    /// into memory (clean) or remember that storage has none.
+    ///
+    /// `check` may run twice for a key absent from memory: once before its state is made
+    /// (outside the lock), again on that state.
+    #[inline]
+    pub(crate) fn with_key_mut_if<R, E>(
+        &self,
+        key: &str,
+        check: impl Fn(Option<&KeyState>) -> Result<(), E>,
+        act: impl FnOnce(&mut KeyState, &mut Dirty<'_>) -> R,
+    ) -> Result<R, E> {
+        let hash = self.hash(key);
+        let shard = self.shard(hash);
+        let mut g = shard.write();
+        if let Some((st, mut d)) = g.find_mut(hash, key, &self.dirty_count) {
+            check(Some(st))?;
+            return Ok(act(st, &mut d));
+        }
+        let missing = self.known_missing(&g, hash, key);
+        if missing {
+            // Known to be nowhere: a denial needs no state, so it makes none.
+            check(None)?;
+        }
+        drop(g);
+        let (fresh, origin) = if missing {
+            (
+                KeyState::new(&self.layout, &self.cal, self.now()),
+                Origin::New,
+            )
+        } else {
+            self.load_for_write(key)
+        };
+        let mut g = shard.write();
+        if let Some((st, mut d)) = g.find_mut(hash, key, &self.dirty_count) {
+            // Created meanwhile: decide on that state, ours is stale.
+            check(Some(st))?;
+            return Ok(act(st, &mut d));
+        }
+        if let Err(e) = check(Some(&fresh)) {
+            match origin {
+                // Keep what a read would keep: the clean stored copy, or the miss.
+                Origin::Stored => self.insert(&mut g, hash, key, fresh),
+                Origin::New if self.has_storage() => self.remember_miss(&mut g, hash, key),
+                Origin::New | Origin::Unreadable => {}
+            }
+            return Err(e);
+        }
+        self.insert(&mut g, hash, key, fresh);
+        let (st, mut d) = g
+            .find_mut(hash, key, &self.dirty_count)
+            .expect("present under the lock");
+        Ok(act(st, &mut d))
     }
 
     /// Inserts `state` for `key` unless it is present (someone raced us in).
@@ -348,14 +432,7 @@ impl Inner {
                 if g.find(hash, key).is_some() {
                     return true;
                 }
-                if g.misses.len() >= MAX_MISSES_PER_SHARD {
-                    g.misses.clear();
-                }
-                if g.misses.find(hash, |m| &**m == key).is_none() {
-                    let hasher = &self.hasher;
-                    g.misses
-                        .insert_unique(hash, key.into(), |m| hasher.hash_one(&**m));
-                }
+                self.remember_miss(&mut g, hash, key);
                 return false;
             }
             Err(e) => {
@@ -368,12 +445,44 @@ impl Inner {
         true
     }
 
-    /// The state a write to a key absent from memory starts from: the stored copy, or an
-    /// empty key (marked `unloaded` when the stored copy could not be read).
-    fn load_for_write(&self, key: &str) -> KeyState {
+    /// Remembers that `key` is in neither memory nor storage (the set starts over when full).
+    fn remember_miss(&self, g: &mut Shard, hash: u64, key: &str) {
+        if g.misses.len() >= MAX_MISSES_PER_SHARD {
+            g.misses.clear();
+        }
+        if g.misses.find(hash, |m| &**m == key).is_none() {
+            let hasher = &self.hasher;
+            g.misses
+                .insert_unique(hash, key.into(), |m| hasher.hash_one(&**m));
+        }
+    }
+
+    /// Whether `key`, absent from `g`, is known to be in storage neither.
+    #[inline]
+    fn known_missing(&self, g: &Shard, hash: u64, key: &str) -> bool {
+        !self.has_storage() || g.misses.find(hash, |m| &**m == key).is_some()
+    }
+
+    /// The state a key absent from memory starts from when a check admits it: an empty key
+    /// when it is known to be in storage neither (as the check saw it), else as
+    /// [`load_for_write`](Self::load_for_write).
+    pub(crate) fn state_to_create(&self, key: &str) -> KeyState {
+        let hash = self.hash(key);
+        if self.known_missing(&self.shard(hash).read(), hash, key) {
+            return KeyState::new(&self.layout, &self.cal, self.now());
+        }
+        self.load_for_write(key).0
+    }
+
+    /// The state a write to a key absent from memory starts from, and where it came from: the
+    /// stored copy, or an empty key (marked `unloaded` when the stored copy could not be read).
+    fn load_for_write(&self, key: &str) -> (KeyState, Origin) {
         match self.load_state(key) {
-            Ok(Some(state)) => state,
-            Ok(None) => KeyState::new(&self.layout, &self.cal, self.now()),
+            Ok(Some(state)) => (state, Origin::Stored),
+            Ok(None) => (
+                KeyState::new(&self.layout, &self.cal, self.now()),
+                Origin::New,
+            ),
             Err(e) => {
                 tracing::error!(
                     key,
@@ -383,7 +492,7 @@ impl Inner {
                 );
                 let mut state = KeyState::new(&self.layout, &self.cal, self.now());
                 state.unloaded = true;
-                state
+                (state, Origin::Unreadable)
             }
         }
     }
