@@ -395,21 +395,17 @@ fn track_samples(
     metrics: &Metrics,
 ) -> Result<Published, StatsError> {
     let mut published = Vec::new();
+    let mut overflowed = 0;
+    let mut overflowed_key = None;
     for ((key, bucket), sample) in items {
         let at = Timestamp::from_second(bucket).expect("bucket starts of event times are in range");
-        let (values, overflowed) = sample_values(sample);
-        if overflowed > 0 {
-            metrics
-                .metrics_overflowed_fields
-                .fetch_add(overflowed, Ordering::Relaxed);
-            tracing::warn!(
-                key = %key,
-                fields = overflowed,
-                "a data field's sum left the range of a 64-bit float in this flush window; \
-                 it is left out of the window's metrics (count and the other fields are written)"
-            );
+        let (values, lost) = sample_values(sample);
+        if lost > 0 {
+            overflowed += lost;
+            overflowed_key.get_or_insert_with(|| key.clone());
         }
-        match stats.track_buffered(&metric_key(&key), at, &Value::Map(values.clone())) {
+        let values = Value::Map(values);
+        match stats.track_buffered(&metric_key(&key), at, &values) {
             Ok(()) => {}
             Err(StatsError::Closed) => return Err(StatsError::Closed),
             Err(e) => {
@@ -422,16 +418,30 @@ fn track_samples(
                 continue;
             }
         }
-        if publish {
+        if publish && let Value::Map(values) = values {
             published.push((key, at, values));
         }
+    }
+    if let Some(key) = overflowed_key {
+        metrics
+            .metrics_overflowed_fields
+            .fetch_add(overflowed, Ordering::Relaxed);
+        tracing::warn!(
+            fields = overflowed,
+            example_key = %key,
+            "data fields whose sum left the range of a 64-bit float in this flush window are \
+             left out of its metrics (their counts and other fields are written)"
+        );
     }
     Ok(published)
 }
 
-fn sample_count(values: &Values) -> u64 {
-    match values.get("count") {
-        Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+fn sample_count(values: &Value) -> u64 {
+    match values {
+        Value::Map(m) => match m.get("count") {
+            Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        },
         _ => 0,
     }
 }
