@@ -215,15 +215,25 @@ pub(crate) fn document<S>(routes: &[Route<S>]) -> String {
         },
         "components": {"schemas": {
             "Event": {
-                "type": ["object", "null"],
-                "description": "Field names match case-insensitively; unknown fields are ignored.",
+                "type": "object",
+                "required": ["key"],
+                "description": "Field names match case-insensitively; unknown fields are ignored. \
+                    The limits are the defaults (`accrue serve --help`).",
                 "properties": {
-                    "key": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "key": {"type": "string", "minLength": 1, "maxLength": 256,
+                        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+                        "description": "At most 256 bytes of UTF-8; with the metrics pipeline on, no \
+                            control characters and none of the keys it reserves."},
                     "timestamp": {"type": ["string", "null"], "format": "date-time",
-                        "description": "RFC 3339; missing, null or 0001-01-01T00:00:00Z means the server's clock."},
-                    "data": {"type": ["object", "null"], "description": "Stored as received, at most 64 KiB."},
-                    "id": {"type": ["string", "null"], "maxLength": 128,
-                        "description": "Idempotency id: an event whose id is already stored is skipped and counted in `duplicates`."}
+                        "description": "RFC 3339 between 1677-09-21T00:12:44Z and \
+                            2262-04-11T23:47:16Z; missing, null or 0001-01-01T00:00:00Z means the \
+                            server's clock."},
+                    "data": {"type": ["object", "null"], "description": "Stored as received: at \
+                        most 64 KiB without whitespace, nested at most 32 deep, numbers within a \
+                        64-bit float."},
+                    "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 128,
+                        "description": "Idempotency id of 1 to 128 bytes: an event whose id is \
+                            already stored is skipped and counted in `duplicates`."}
                 }
             },
             "StoredEvent": {
@@ -675,6 +685,52 @@ mod tests {
         for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = &part[..part.find('"').unwrap()];
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+    }
+
+    /// Every `{name}` of a path template is a declared path parameter, and the other way round
+    /// (`{*key}` is the parameter `*key`): clients fill in exactly the declared ones.
+    #[test]
+    fn path_templates_match_their_parameters() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let mut in_template: Vec<&str> = path
+                .split('{')
+                .skip(1)
+                .map(|p| &p[..p.find('}').unwrap()])
+                .collect();
+            in_template.sort_unstable();
+            for (method, op) in ops.as_object().unwrap() {
+                let mut declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                declared.sort_unstable();
+                assert_eq!(declared, in_template, "{method} {path}");
+            }
+        }
+    }
+
+    /// Any request can meet the connection cap, so every operation documents its `503` and
+    /// the `Retry-After` that comes with it (`/ready`'s own `503` may come without).
+    #[test]
+    fn every_operation_documents_503_with_retry_after() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let busy = &op["responses"]["503"];
+                assert!(busy.is_object(), "{method} {path}");
+                if path != "/ready" {
+                    assert!(
+                        busy["headers"]["Retry-After"]["schema"].is_object(),
+                        "{method} {path}"
+                    );
+                }
+            }
         }
     }
 }
