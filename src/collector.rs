@@ -60,7 +60,7 @@ mod time_fmt;
 mod values;
 mod writer;
 
-// Issue 8: API keys, queries, the KV store and live feeds.
+// API keys, queries, the KV store and live feeds.
 mod auth;
 mod keys;
 mod kv;

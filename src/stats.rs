@@ -3,7 +3,7 @@
 //!
 //! * `value` – [`Value`] / [`Number`]: the typed tree, exact integers.
 //! * `packer` – tree ⇄ flat dotted field names ([`PathCodec`]).
-//! * `keys` – [`IdentifierMode`], [`RowId`], storage identities (spec §7).
+//! * `keys` – [`IdentifierMode`], [`RowId`], storage identities.
 //! * `buffer` – pending updates merged in an aggregator, drained per flush.
 //! * `ops` – [`Stats`], its builder, the flush lane, [`BlockingStats`].
 //! * `driver` – the [`Driver`] trait, [`WriteBatch`], and the drivers.
@@ -23,7 +23,7 @@ pub use self::driver::SqliteDriver;
 pub use self::driver::{
     BatchId, Driver, DriverFuture, FieldOp, MemoryDriver, RowUpdate, WriteBatch,
 };
-// Server drivers and the URL constructor (issue 4).
+// Server drivers and the URL constructor.
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use self::driver::MysqlDriver;

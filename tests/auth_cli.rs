@@ -1,4 +1,4 @@
-//! `accrue keys` and the admin key of `accrue serve` through the real binary (issue 8): the key
+//! `accrue keys` and the admin key of `accrue serve` through the real binary: the key
 //! comes from the environment or a file, never an argument; keys are created, listed and
 //! revoked at runtime; an open server says so loudly; no log line carries a key.
 

@@ -1,4 +1,4 @@
-//! No log line carries an API key (issue 8). The whole process logs at `trace` — accrue, axum,
+//! No log line carries an API key. The whole process logs at `trace` — accrue, axum,
 //! tower-http's request traces, hyper — into a buffer while keys are created, used (valid,
 //! wrong scope, revoked, malformed), sent on WebSocket and SSE handshakes, and revoked; then
 //! the buffer is searched for every token, its secret part, and the admin key.

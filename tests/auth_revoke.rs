@@ -1,4 +1,4 @@
-//! Revocation takes effect at once (issue 8): the next request with the key is refused, and the
+//! Revocation takes effect at once: the next request with the key is refused, and the
 //! live connections opened with it are closed — unlike FluxionDB, whose revoked keys kept
 //! reading on their open sockets.
 

@@ -1,4 +1,4 @@
-//! Every route × every kind of caller: what each scope may do, table-driven (issue 8), and the
+//! Every route × every kind of caller: what each scope may do, table-driven, and the
 //! namespace of prefix-limited keys on every kind of route.
 
 #![cfg(feature = "server")]

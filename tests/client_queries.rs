@@ -1,4 +1,4 @@
-//! The client's read-back calls against a real, secured `accrue serve` on loopback (issue 8):
+//! The client's read-back calls against a real, secured `accrue serve` on loopback:
 //! range and latest queries with paging and predicates, deletes, the KV store with
 //! compare-and-set, scopes and namespaces, and live feeds that reconnect across a server
 //! restart without missing or repeating an event.

@@ -1,5 +1,5 @@
-//! The HTTP contract of `accrue serve` through a real socket: the Tlytics surface (spec
-//! `collector.md` §1.3, §5.1) and the improvements of §5.2.
+//! The HTTP contract of `accrue serve` through a real socket: the Tlytics surface and our
+//! improvements on it.
 
 #![cfg(feature = "server")]
 
@@ -484,7 +484,7 @@ async fn openapi_describes_exactly_the_routes_that_answer() {
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 7);
     for (template, ops) in paths {
-        // Path parameters get example values (issue 8's routes have some).
+        // Path parameters get example values.
         let path = &template
             .replace("{ns}", "ns")
             .replace("{*key}", "k")

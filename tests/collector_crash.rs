@@ -1,6 +1,6 @@
 //! The crash test: the real `accrue` binary is SIGKILLed at a random moment while clients post
 //! concurrently, then restarted on the same file. Every event that was answered `200` must be
-//! there exactly once (durable acknowledgement, spec `collector.md` §5.2 #9), and the metrics
+//! there exactly once (durable acknowledgement), and the metrics
 //! store must count every stored event exactly once (the pipeline's watermark and replay).
 
 #![cfg(all(feature = "server", unix))]

@@ -1,4 +1,4 @@
-//! Live feeds (issue 8): every committed event in order to fast subscribers, an explicit
+//! Live feeds: every committed event in order to fast subscribers, an explicit
 //! `lagged` notice (never a silent drop, never unbounded memory) to a slow one, resumes without
 //! gaps, flushes, SSE, bad requests answered on an open connection, shutdown.
 

@@ -1,4 +1,4 @@
-//! Range, latest-per-key and delete queries, and the KV store, through the HTTP API (issue 8).
+//! Range, latest-per-key and delete queries, and the KV store, through the HTTP API.
 
 #![cfg(feature = "server")]
 

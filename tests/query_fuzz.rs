@@ -1,4 +1,4 @@
-//! Fuzzing the query parameters (issue 8): whatever a request carries — quotes, SQL, `%`, `_`,
+//! Fuzzing the query parameters: whatever a request carries — quotes, SQL, `%`, `_`,
 //! control characters, any Unicode — is a bound value, never SQL. Every answer is a 200 or a
 //! 400 (never a 5xx), results match a model of the stored events literally, and nothing is
 //! changed behind the model's back.

@@ -1,5 +1,5 @@
-//! Metrics-store vectors of `shared/spec/metrics-store-vectors.md` that are not driver
-//! conformance cases: packer (H), keys (G), buffer (K), typing (L), configuration (A10/A11),
+//! Metrics-store behaviour vectors (those of the stores we replace, and our fixes) that are not
+//! driver conformance cases: packer (H), keys (G), buffer (K), typing (L), configuration (A10/A11),
 //! and the retry/hand-back behaviour of a failing driver.
 //!
 //! Rows with no test because this design has nothing they could check:

@@ -1,4 +1,4 @@
-//! Properties of the bucket maths (issue 3): for random instants, zones and granularities,
+//! Properties of the bucket maths: for random instants, zones and granularities,
 //! `floor(t) <= t`, `floor` is idempotent, `floor(t)` is on `timeline(t - x, t + x)`, the step
 //! after `floor(t)` is the next bucket; plus exhaustive sweeps across real DST transitions and
 //! the `index` / `start_of` contract the windowed counters rely on.

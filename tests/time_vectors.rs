@@ -1,5 +1,5 @@
-//! The time-bucket vectors of `shared/spec/metrics-store-vectors.md`, sections A–F (one test per
-//! row; the Target column where implementations disagree), plus the DST cases of spec §5/§5.1.
+//! The time-bucket vectors of the metrics stores we replace (one test per row; where
+//! implementations disagree, the behaviour we chose), plus the daylight-saving cases.
 
 use accrue::{Calendar, Granularity, GranularityErrorKind, Unit};
 use jiff::Timestamp;
@@ -370,7 +370,7 @@ fn c11_gmt() {
     assert!(Calendar::from_name("Not/AZone").is_err());
 }
 
-// ---------------------------------------------------------------- D. DST (spec §5, §5.1 Target)
+// ---------------------------------------------------------------- D. DST
 
 #[test]
 fn d1_week_counts_civil_days_not_elapsed_hours() {
@@ -479,7 +479,7 @@ fn d6_boundary_inside_a_30_minute_gap_clamps_to_the_transition() {
 #[test]
 fn d7_repeated_midnight_keeps_the_inputs_offset() {
     // Havana 2024-11-03: 01:00-04:00 -> 00:00-05:00, so midnight happens twice (04:00Z, 05:00Z).
-    // Spec §5.1: an ambiguous boundary takes the occurrence with the input's offset.
+    // An ambiguous boundary takes the occurrence with the input's offset.
     let havana = zone("America/Havana");
     assert_eq!(
         floor(&havana, "2024-11-03T04:30:00Z", "1d"),
@@ -726,7 +726,7 @@ fn f7_months() {
     );
 }
 
-// The §6.3 cases where plain `add` misses written buckets.
+// The timeline cases where plain `add` misses written buckets.
 
 #[test]
 fn f8_33m_restarts_every_hour() {

@@ -1,5 +1,5 @@
-//! The behaviour cases of `shared/spec/windows.md` (windows, calendar, record_at, queries,
-//! limits, schedules, reservations, configuration), one test per row, named after its id.
+//! The behaviour cases of windowed counters (windows, calendar, record_at, queries, limits,
+//! schedules, reservations, configuration), one test per case, named after its id.
 //! Where the row says "fix", the test asserts our value and says what tiny-counter did.
 //! Persistence and merge rows are in `window_persist.rs`; concurrency rows in
 //! `window_concurrency.rs`.

@@ -1,5 +1,5 @@
-//! Persistence, resize-on-load, merge and export/import: the P and M rows of
-//! `shared/spec/windows.md`, plus storage failures.
+//! Persistence, resize-on-load, merge and export/import of windowed counters, plus storage
+//! failures.
 #![cfg(feature = "window-persist")]
 
 use std::collections::HashMap;

@@ -118,13 +118,13 @@ pub(crate) const DEFAULT_DB: &str = "./accrue.db";
 pub(crate) const DEFAULT_PORT: u16 = 8081;
 /// Tlytics' flush period; here the period of the metrics aggregation flush.
 pub(crate) const DEFAULT_FLUSH: Duration = Duration::from_secs(5);
-/// Spec §1.3.1: 5 MiB per body.
+/// Tlytics' limit: 5 MiB per body.
 pub(crate) const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
-/// Spec §1.3.1: 10 000 events per request.
+/// Tlytics' limit: 10 000 events per request.
 pub(crate) const DEFAULT_MAX_EVENTS: usize = 10_000;
-/// Spec §1.3.1: 256 bytes per key.
+/// Tlytics' limit: 256 bytes per key.
 pub(crate) const DEFAULT_MAX_KEY: usize = 256;
-/// Spec §1.3.1: 64 KiB of `data` per event.
+/// Tlytics' limit: 64 KiB of `data` per event.
 pub(crate) const DEFAULT_MAX_DATA: usize = 64 * 1024;
 /// Deep enough for any document a person designs; the attacks it stops (a 10,000-deep `data`)
 /// are thousands of levels deep.
@@ -209,7 +209,7 @@ pub struct CollectorBuilder {
     pub(crate) granularities: Vec<String>,
     pub(crate) time_zone: String,
     pub(crate) week_start: jiff::civil::Weekday,
-    /// Issue 8: the admin key (hashed at once) and the live-feed bounds.
+    /// The admin key (hashed at once) and the live-feed bounds.
     pub(crate) admin_key: Option<AdminKey>,
     pub(crate) live: LiveConfig,
 }

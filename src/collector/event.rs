@@ -1,7 +1,7 @@
 //! Events on the wire: decoding with the rules Tlytics' Go decoder applies, then validation.
 //!
 //! Decoding borrows from the request body (keys and `data` are copied once, into the
-//! [`Event`]s handed to the writer). The rules, from `spec/collector.md` §1.2 and §1.3.1:
+//! [`Event`]s handed to the writer). The rules, those of Tlytics' Go decoder:
 //!
 //! * field names match case-insensitively (Go's Unicode folding: `KEY`, `Timestamp`, and even
 //!   the Kelvin sign for `k`), a later duplicate wins, unknown fields are ignored;

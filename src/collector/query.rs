@@ -13,7 +13,7 @@
 //! `>=`, `~` (contains, strings only), and `VALUE` a JSON literal (`42`, `1.5`, `"text"`, `true`,
 //! `null`) or bare text (`pro`). Comparisons are typed: `temp>20` only matches numbers and
 //! `plan=pro` only strings, and `!=` also matches events without the field. There are no
-//! regular expressions (a backtracking regex is a denial-of-service lever, spec §3.2).
+//! regular expressions (a backtracking regex is a denial-of-service lever).
 //!
 //! For `/v1/latest` the predicate is applied **before** choosing the latest event: a key whose
 //! newest event does not match answers its newest event that does (FluxionDB tested only the

@@ -43,7 +43,7 @@ async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stat
             Arc::new(driver)
         }
         StatsTarget::Memory => Arc::new(MemoryDriver::new(IdentifierMode::Full)),
-        // Server drivers (issue 4); `table` defaults to `trifle_stats` like METRICS_TABLE.
+        // Server drivers; `table` defaults to `trifle_stats` like METRICS_TABLE.
         StatsTarget::Remote { url, .. } => crate::connect_driver(url)
             .await
             .map_err(|e| CollectorError::metrics("open", e))?,
@@ -246,7 +246,7 @@ impl CollectorBuilder {
         let store = tokio::task::spawn_blocking(move || EventStore::open(&path, sync))
             .await
             .map_err(|e| CollectorError::Task(e.to_string()))??;
-        // Issue 8: the API-key and KV tables, and the stored keys.
+        // The API-key and KV tables, and the stored keys.
         let (store, stored_keys) = tokio::task::spawn_blocking(move || {
             let mut store = store;
             super::ops::create_schema(&mut store)

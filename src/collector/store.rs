@@ -95,7 +95,7 @@ const GET_STATE: &str = "SELECT value FROM collector_state WHERE name = ?1";
 /// How long a connection waits for another writer (the metrics-store driver may share the
 /// file) before an operation fails with `SQLITE_BUSY` and is retried by the writer.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bound on the WAL file after a checkpoint (spec §4: WAL growth must be bounded).
+/// Bound on the WAL file after a checkpoint (WAL growth must be bounded).
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 fn store_err(context: &str) -> impl FnOnce(rusqlite::Error) -> CollectorError + '_ {
@@ -344,7 +344,7 @@ impl EventStore {
     }
 }
 
-// --- issue 8: deletes, and the connection for the KV and API-key tables -------------------
+// --- deletes, and the connection for the KV and API-key tables -------------------
 
 impl EventStore {
     /// The writer's connection, for the tables other than `events` (KV values, API keys).
@@ -386,7 +386,7 @@ impl EventStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PageQuery {
     pub(crate) key: Option<String>,
-    /// Only keys in `[lo, hi)`: the namespace of a key-prefix-limited API key (issue 8).
+    /// Only keys in `[lo, hi)`: the namespace of a key-prefix-limited API key.
     pub(crate) key_range: Option<(String, Option<String>)>,
     pub(crate) limit: i64,
     /// `None` when `(page - 1) * page_size` overflows: a page past any possible end.

@@ -11,7 +11,7 @@ pub(crate) enum StatsTarget {
     Sqlite(PathBuf),
     /// The in-memory driver: metrics live as long as the process (for tests and trials).
     Memory,
-    /// A database server driver (issue 4), opened with [`crate::connect_driver`]: the URL
+    /// A database server driver, opened with [`crate::connect_driver`]: the URL
     /// with its options (`table`, `mode`, `prefix`, `ttl`, `collection`).
     Remote {
         /// The full URL (may carry a password: never printed).
@@ -64,7 +64,7 @@ impl StatsTarget {
                 Ok(Self::Sqlite(PathBuf::from(path)))
             }
             "memory" if rest.is_empty() || rest == "//" => Ok(Self::Memory),
-            // Server drivers (issue 4): built ones open through `connect_driver`.
+            // Server drivers: built ones open through `connect_driver`.
             "postgres" | "postgresql" if cfg!(feature = "postgres") => Ok(Self::remote(url)),
             "mysql" | "mariadb" if cfg!(feature = "mysql") => Ok(Self::remote(url)),
             "redis" | "rediss" if cfg!(feature = "redis") => Ok(Self::remote(url)),

@@ -11,7 +11,7 @@ use super::error::TimeError;
 impl Calendar {
     /// The start of the bucket of granularity `g` that contains `t`.
     ///
-    /// The boundary is computed on the local wall clock (spec §5: seconds inside the minute,
+    /// The boundary is computed on the local wall clock (seconds inside the minute,
     /// minutes inside the hour, hours inside the day, days and weeks inside the year — the first
     /// bucket of `w` is the partial week from January 1 to the first configured weekday — months
     /// and quarters inside the year, years on the absolute year number), then turned back into an
@@ -126,7 +126,7 @@ impl Calendar {
         (i64::from(self.week_start.to_monday_zero_offset()) - weekday_monday0(day)).rem_euclid(7)
     }
 
-    /// `t` plus one step of `g` (spec §6.1):
+    /// `t` plus one step of `g`:
     ///
     /// * `s`, `m`, `h`: elapsed time (`n × 1 s/60 s/3600 s`);
     /// * `d`, `w`: `n` (× 7) calendar days, keeping the wall clock;

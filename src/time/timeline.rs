@@ -1,4 +1,4 @@
-//! The read side's axis: [`Calendar::next_bucket`] and the [`Timeline`] iterator (spec §6.3).
+//! The read side's axis: [`Calendar::next_bucket`] and the [`Timeline`] iterator.
 
 use std::fmt;
 use std::iter::FusedIterator;
@@ -16,7 +16,7 @@ impl Calendar {
     ///
     /// Plain `add` does not always land on a bucket (`33m` restarts every hour, the last `7d`
     /// bucket of a year is short, `1w` has a partial week 0, a fall-back day has a 25-hour
-    /// bucket). The step takes the smallest of these candidates, each floored (spec §6.3):
+    /// bucket). The step takes the smallest of these candidates, each floored:
     ///
     /// 1. `add(b, g)` — elapsed for `s/m/h`, calendar otherwise (catches the second occurrence of
     ///    a repeated hour);

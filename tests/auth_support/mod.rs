@@ -1,4 +1,4 @@
-//! Helpers for the tests of issue 8 (API keys, queries, KV, live feeds): a collector with an
+//! Helpers for the tests of API keys, queries, KV and live feeds: a collector with an
 //! admin key, key creation, authenticated requests, and a WebSocket client.
 
 #![allow(dead_code, unreachable_pub, unused_imports)]

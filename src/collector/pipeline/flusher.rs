@@ -63,7 +63,7 @@ pub(crate) struct Pipeline {
     metrics: Arc<Metrics>,
     writer: Mutex<Option<Arc<WriterShared>>>,
     finished: AtomicBool,
-    /// Issue 8: one flush at a time (deletes ask for one besides the timer), and the live
+    /// One flush at a time (deletes ask for one besides the timer), and the live
     /// feed of stored flushes.
     flush_lock: tokio::sync::Mutex<()>,
     live: std::sync::OnceLock<Arc<crate::collector::live::LiveHub>>,
