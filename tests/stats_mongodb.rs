@@ -104,6 +104,49 @@ async fn docs(d: &MongoDriver) -> Vec<Document> {
         .unwrap()
 }
 
+/// A stored number that is not a finite `f64` (an infinite double or a huge `Decimal128`, from
+/// another writer or an older build) reads as `null`; an increment keeps it, and the other
+/// fields go on counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_number_beyond_f64_reads_as_null() {
+    let Some(url) = service_url(VAR) else { return };
+    let d = coll_driver(&url, &unique("huge"), IdentifierMode::Full, None).await;
+    let r = RowId::new("events", "1h".parse().unwrap(), t("2025-02-01T11:00:00Z"));
+    d.write(&batch(1, vec![(r.clone(), vec![("y", inc(1))])]))
+        .await
+        .unwrap();
+    let huge: mongodb::bson::Decimal128 = "1E+400".parse().unwrap();
+    d.collection()
+        .update_one(
+            doc! {},
+            doc! {"$set": {"data.x": f64::INFINITY, "data.z": huge}},
+        )
+        .await
+        .unwrap();
+    let got = d.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(
+        Value::Map(got[0].clone()).to_json(),
+        json!({"x": null, "y": 1, "z": null})
+    );
+    d.write(&batch(
+        2,
+        vec![(
+            r.clone(),
+            vec![("x", FieldOp::Inc(Number::Float(-1.5))), ("y", inc(1))],
+        )],
+    ))
+    .await
+    .unwrap();
+    let got = d.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(
+        Value::Map(got[0].clone()).to_json(),
+        json!({"x": null, "y": 2, "z": null})
+    );
+    let stored = &docs(&d).await[0];
+    let data = stored.get_document("data").unwrap();
+    assert_eq!(data.get("x"), Some(&Bson::Double(f64::INFINITY)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_separate_clients() {
     let Some(url) = service_url(VAR) else { return };

@@ -100,6 +100,60 @@ fn inc(i: i64) -> FieldOp {
     FieldOp::Inc(Number::Int(i))
 }
 
+/// A stored number beyond the range of `f64` (`numeric` holds any; another writer or an older
+/// build could store one) reads as `null` instead of emptying its row; an increment keeps it,
+/// and the other fields go on counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_number_beyond_f64_reads_as_null() {
+    let Some(url) = service_url(VAR) else { return };
+    let pool = admin(&url).await;
+    let name = unique("huge");
+    let d = table_driver(&url, &format!("{}.{name}", schema()), IdentifierMode::Full).await;
+    let r = row("k");
+    d.write(&batch(
+        1,
+        vec![(r.clone(), vec![("x", inc(1)), ("y", inc(1))])],
+    ))
+    .await
+    .unwrap();
+    let sql = format!(
+        r#"UPDATE "{}"."{name}" SET data = '{{"x": 2e308, "y": 1}}'"#,
+        schema()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let got = d.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(
+        Value::Map(got[0].clone()).to_json(),
+        json!({"x": null, "y": 1})
+    );
+    d.write(&batch(
+        2,
+        vec![(
+            r.clone(),
+            vec![("x", FieldOp::Inc(Number::Float(-1.5))), ("y", inc(1))],
+        )],
+    ))
+    .await
+    .unwrap();
+    let got = d.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(
+        Value::Map(got[0].clone()).to_json(),
+        json!({"x": null, "y": 2})
+    );
+    let sql = format!(
+        r#"SELECT (data -> 'x')::numeric = 2e308 FROM "{}"."{name}""#,
+        schema()
+    );
+    let kept: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(kept);
+}
+
 /// Two separate pools (two nodes) on one table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_separate_pools() {

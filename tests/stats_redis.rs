@@ -200,6 +200,55 @@ async fn stored_hashes_and_vectors() {
 }
 
 /// G6: another separator.
+/// A stored number beyond the range of `f64` (`2e+308`: an older build's `HINCRBYFLOAT`, which
+/// sums in long double, could store it) reads as `null`; an increment keeps it, byte for byte,
+/// as it keeps a stored `1e308` that a float increment would take beyond the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_number_beyond_f64_reads_as_null() {
+    let Some(url) = service_url(VAR) else { return };
+    let mut conn = raw(&url).await;
+    let prefix = unique("accrue_t");
+    let d = driver(&url, &prefix).await;
+    let r = RowId::new("events", "1h".parse().unwrap(), t("2025-02-01T11:00:00Z"));
+    let key = d.key_of(&r);
+    let _: () = conn
+        .hset_multiple(&key, &[("x", "2e+308"), ("y", "1"), ("z", "1e308")])
+        .await
+        .unwrap();
+    let got = d.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(
+        Value::Map(got[0].clone()).to_json(),
+        json!({"x": null, "y": 1, "z": 1e308})
+    );
+    d.write(&batch(
+        1,
+        vec![(
+            r.clone(),
+            vec![("x", fl(1.5)), ("y", inc(1)), ("z", fl(1e308))],
+        )],
+    ))
+    .await
+    .unwrap();
+    d.write(&batch(
+        2,
+        vec![(r.clone(), vec![("x", inc(1)), ("z", inc(1))])],
+    ))
+    .await
+    .unwrap();
+    let stored: Vec<String> = conn.hmget(&key, &["x", "y"]).await.unwrap();
+    assert_eq!(stored, ["2e+308", "2"]);
+    // z kept 1e308 through the overflowing increment, then took the +1 (HINCRBYFLOAT writes
+    // the long double sum out in full digits).
+    let got = d.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(got[0]["x"], Value::Null);
+    assert_eq!(got[0]["y"], Value::Int(2));
+    assert!(
+        matches!(got[0]["z"], Value::Float(z) if ((z - 1e308) / 1e308).abs() < 1e-12),
+        "{:?}",
+        got[0]["z"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_separator() {
     let Some(url) = service_url(VAR) else { return };

@@ -233,3 +233,42 @@ async fn two_connections_on_one_wal_file_keep_exact_totals() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// A stored number beyond the range of `f64` (`9e999`, valid JSON an older build could write)
+/// reads as `null` instead of emptying its row; an increment of it keeps it, and the other
+/// fields go on counting.
+#[tokio::test]
+async fn a_stored_number_beyond_f64_reads_as_null() {
+    for mode in IdentifierMode::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let stats = file_stats(&path, mode, "UTC").await;
+        let at = t("2025-02-01T11:35:00Z");
+        stats
+            .track("event", at, json!({"x": 1, "y": 1}))
+            .await
+            .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let n = conn
+            .execute(
+                r#"UPDATE trifle_stats SET data = '{"x":9e999,"y":1}' WHERE key LIKE 'event%'"#,
+                [],
+            )
+            .unwrap();
+        assert!(n >= 1);
+        assert_eq!(
+            get(&stats, "event", at).await,
+            json!({"x": null, "y": 1}),
+            "{mode:?}"
+        );
+        stats
+            .track("event", at, json!({"x": 1, "y": 1}))
+            .await
+            .unwrap();
+        assert_eq!(
+            get(&stats, "event", at).await,
+            json!({"x": null, "y": 2}),
+            "{mode:?}"
+        );
+    }
+}

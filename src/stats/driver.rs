@@ -60,7 +60,10 @@ pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError
 ///   in the same transaction as the data, is enough. This makes a retry after a lost
 ///   acknowledgement safe.
 /// * [`FieldOp::Inc`] adds to the stored number, creating the field (and the row) at 0; a
-///   field holding a non-number is treated as 0. Integers stay integers.
+///   field holding a non-number is treated as 0. Integers stay integers. An increment whose
+///   sum would leave the range of `f64` leaves the stored value as it was (and the rest of the
+///   batch is written): JSON has no infinity. A stored number a reader cannot represent reads
+///   as `null`, never making the rest of its row unreadable.
 ///   [`FieldOp::Set`] overwrites the field. Fields a batch does not mention are untouched.
 /// * [`read`](Self::read) returns one map per requested row, in order; a missing row (or one
 ///   whose data cannot be decoded) is an empty map.
@@ -97,13 +100,18 @@ pub enum FieldOp {
 
 impl FieldOp {
     /// Folds a later operation on the same field into this one, so that applying the result
-    /// equals applying both in order.
+    /// equals applying both in order. A later increment whose sum would leave the range of
+    /// `f64` is dropped, as the drivers drop one that would take a stored value out of it.
     pub(crate) fn merge(&mut self, later: FieldOp) {
+        let in_range = |n: Number| n.as_f64().is_finite().then_some(n);
         *self = match (std::mem::replace(self, FieldOp::Inc(Number::Int(0))), later) {
-            (FieldOp::Inc(a), FieldOp::Inc(b)) => FieldOp::Inc(a + b),
+            (FieldOp::Inc(a), FieldOp::Inc(b)) => FieldOp::Inc(in_range(a + b).unwrap_or(a)),
             (_, FieldOp::Set(v)) => FieldOp::Set(v),
             (FieldOp::Set(v), FieldOp::Inc(b)) => match v.as_number() {
-                Some(a) => FieldOp::Set((a + b).into()),
+                Some(a) => match in_range(a + b) {
+                    Some(sum) => FieldOp::Set(sum.into()),
+                    None => FieldOp::Set(v),
+                },
                 None => FieldOp::Set(b.into()),
             },
         };
@@ -149,5 +157,48 @@ impl WriteBatch {
     /// Whether the batch has no row updates.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(first: FieldOp, later: FieldOp) -> FieldOp {
+        let mut op = first;
+        op.merge(later);
+        op
+    }
+
+    #[test]
+    fn merging_keeps_sums_within_f64_and_drops_an_overflowing_increment() {
+        let big = Number::Float(1e308);
+        assert_eq!(
+            merged(FieldOp::Inc(Number::Int(2)), FieldOp::Inc(Number::Int(3))),
+            FieldOp::Inc(Number::Int(5))
+        );
+        assert_eq!(
+            merged(FieldOp::Inc(big), FieldOp::Inc(big)),
+            FieldOp::Inc(big)
+        );
+        assert_eq!(
+            merged(
+                FieldOp::Inc(Number::Float(-1e308)),
+                FieldOp::Inc(Number::Float(-1e308))
+            ),
+            FieldOp::Inc(Number::Float(-1e308))
+        );
+        assert_eq!(
+            merged(FieldOp::Set(Value::Float(1e308)), FieldOp::Inc(big)),
+            FieldOp::Set(Value::Float(1e308))
+        );
+        assert_eq!(
+            merged(FieldOp::Set(Value::Int(1)), FieldOp::Inc(Number::Int(2))),
+            FieldOp::Set(Value::Int(3))
+        );
+        assert_eq!(
+            merged(FieldOp::Inc(big), FieldOp::Set(Value::Int(7))),
+            FieldOp::Set(Value::Int(7))
+        );
     }
 }

@@ -478,7 +478,8 @@ impl Stats {
     }
 
     /// Adds each numeric leaf of `values` to the stored value in every configured
-    /// granularity's bucket of `at` (creating it at 0).
+    /// granularity's bucket of `at` (creating it at 0). A sum that would leave the range of
+    /// `f64` leaves the stored value as it was; the other fields and rows are written as usual.
     ///
     /// # Errors
     ///

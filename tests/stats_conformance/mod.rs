@@ -311,6 +311,111 @@ pub async fn driver_exact_integers(driver: Arc<dyn Driver>) {
     assert_eq!(got[0].get("n"), Some(&Value::Int(big + 1)));
 }
 
+/// An increment whose sum would leave the range of `f64` (either way) keeps the stored value:
+/// JSON has no infinity. The other fields of its row, the other rows of the batch and the later
+/// batches are written as usual.
+pub async fn driver_inc_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
+    let r = row("k", "1h", "2025-01-15T10:00:00Z");
+    let other = row("other", "1h", "2025-01-15T10:00:00Z");
+    let float = |f: f64| FieldOp::Inc(Number::Float(f));
+    for seq in 1..=2 {
+        driver
+            .write(&batch(
+                "w",
+                seq,
+                vec![
+                    update(
+                        r.clone(),
+                        vec![
+                            ("max", float(f64::MAX)),
+                            ("n", inc(1)),
+                            ("neg", float(-1e308)),
+                            ("pos", float(1e308)),
+                        ],
+                    ),
+                    update(other.clone(), vec![("n", inc(1))]),
+                ],
+            ))
+            .await
+            .unwrap();
+    }
+    let got = driver.read(&[r.clone(), other.clone()]).await.unwrap();
+    assert_eq!(
+        tree(&got[0]),
+        json!({"max": f64::MAX, "n": 2, "neg": -1e308, "pos": 1e308})
+    );
+    assert_eq!(got[0]["pos"], Value::Float(1e308));
+    assert_eq!(tree(&got[1]), json!({"n": 2}));
+    driver
+        .write(&batch(
+            "w",
+            3,
+            vec![update(
+                r.clone(),
+                vec![
+                    ("m", float(0.5)),
+                    ("n", inc(1)),
+                    ("pos", float(1e308)),
+                    ("status", set(json!("ok"))),
+                ],
+            )],
+        ))
+        .await
+        .unwrap();
+    let got = driver.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(
+        tree(&got[0]),
+        json!({"m": 0.5, "max": f64::MAX, "n": 3, "neg": -1e308, "pos": 1e308, "status": "ok"})
+    );
+}
+
+/// Tracking `{"x": 1e308, "y": 1}` (and `-1e308`) into one bucket in two flushes: `x` keeps
+/// its value instead of overflowing, `y` and the system rows count both calls, and a third
+/// flush incrementing another field of the row succeeds.
+pub async fn ops_track_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
+    let s = stats(driver, &["1h"])
+        .buffer(true)
+        .buffer_size(1000)
+        .buffer_async(false)
+        .build()
+        .unwrap();
+    let at = t("2025-02-01T11:35:00Z");
+    let hour = "2025-02-01T11:00:00Z";
+    for _ in 0..2 {
+        s.track("pos", at, json!({"x": 1e308, "y": 1}))
+            .await
+            .unwrap();
+        s.track("neg", at, json!({"x": -1e308, "y": 1}))
+            .await
+            .unwrap();
+        let flushed = s.flush().await.unwrap();
+        assert_eq!(flushed.batches, 1);
+    }
+    assert_eq!(
+        read_one(&s, "pos", hour, "1h").await,
+        json!({"x": 1e308, "y": 2})
+    );
+    assert_eq!(
+        read_one(&s, "neg", hour, "1h").await,
+        json!({"x": -1e308, "y": 2})
+    );
+    assert_eq!(
+        read_one(&s, accrue::SYSTEM_KEY, hour, "1h").await,
+        json!({"count": 4, "keys": {"pos": 2, "neg": 2}})
+    );
+    s.track("pos", at, json!({"z": 1})).await.unwrap();
+    s.flush().await.unwrap();
+    assert_eq!(
+        read_one(&s, "pos", hour, "1h").await,
+        json!({"x": 1e308, "y": 2, "z": 1})
+    );
+    assert_eq!(
+        read_one(&s, accrue::SYSTEM_KEY, hour, "1h").await,
+        json!({"count": 5, "keys": {"pos": 3, "neg": 2}})
+    );
+    s.shutdown().await.unwrap();
+}
+
 /// J1: track then assert, read back per day.
 pub async fn ops_track_then_assert(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1d"]).build().unwrap();
@@ -789,7 +894,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@optional $factory;
             driver_set_inc_get driver_dotted_names_stay_flat driver_increments driver_set_types
             driver_missing_rows driver_inc_over_non_number driver_batches_are_idempotent
-            driver_exact_integers ops_track_then_assert ops_configured_granularities
+            driver_exact_integers driver_inc_beyond_f64_keeps_stored
+            ops_track_beyond_f64_keeps_stored ops_track_then_assert ops_configured_granularities
             ops_system_rows ops_track_and_assert_merge ops_values_skip_blanks
             ops_input_offset_irrelevant ops_codec_round_trip ops_bad_input_changes_nothing
             buffer_size_trigger buffer_aggregation concurrent_writers_exact_totals);
@@ -814,7 +920,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $factory;
             driver_set_inc_get driver_dotted_names_stay_flat driver_increments driver_set_types
             driver_missing_rows driver_inc_over_non_number driver_batches_are_idempotent
-            driver_exact_integers ops_track_then_assert ops_configured_granularities
+            driver_exact_integers driver_inc_beyond_f64_keeps_stored
+            ops_track_beyond_f64_keeps_stored ops_track_then_assert ops_configured_granularities
             ops_system_rows ops_track_and_assert_merge ops_values_skip_blanks
             ops_input_offset_irrelevant ops_codec_round_trip ops_bad_input_changes_nothing
             buffer_size_trigger buffer_aggregation concurrent_writers_exact_totals);

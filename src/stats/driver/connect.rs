@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{Driver, MemoryDriver, RowUpdate};
+use super::{Driver, FieldOp, MemoryDriver, RowUpdate};
 use crate::stats::error::DriverError;
 use crate::stats::keys::IdentifierMode;
+use crate::stats::value::{Value, Values};
 
 /// The table (collection) name drivers use unless told otherwise.
 pub const DEFAULT_TABLE: &str = "trifle_stats";
@@ -321,22 +322,188 @@ pub(crate) fn coalesce_rows(rows: &[RowUpdate]) -> Vec<RowUpdate> {
     let mut index = std::collections::HashMap::with_capacity(rows.len());
     let mut out: Vec<RowUpdate> = Vec::with_capacity(rows.len());
     for update in rows {
+        let fields = update.fields.iter().filter(|(_, op)| applicable(op));
         match index.get(&update.row) {
             None => {
                 index.insert(update.row.clone(), out.len());
-                out.push(update.clone());
+                out.push(RowUpdate {
+                    row: update.row.clone(),
+                    fields: fields.cloned().collect(),
+                });
             }
             Some(&i) => {
-                let fields = &mut out[i].fields;
-                for (name, op) in &update.fields {
-                    match fields.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, existing)) => existing.merge(op.clone()),
-                        None => fields.push((name.clone(), op.clone())),
+                let existing_fields = &mut out[i].fields;
+                for (name, op) in fields {
+                    match existing_fields.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, existing)) => merge_in_range(existing, op.clone()),
+                        None => existing_fields.push((name.clone(), op.clone())),
                     }
                 }
             }
         }
     }
+    out
+}
+
+/// Whether an operation can change anything: an increment by a number that is not finite
+/// (only a merge of increments whose sum overflowed makes one) would take any stored value out
+/// of the range of `f64`, and such an increment leaves the stored value as it was.
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis",
+        feature = "mongodb"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn applicable(op: &FieldOp) -> bool {
+    match op {
+        FieldOp::Inc(n) => n.as_f64().is_finite(),
+        FieldOp::Set(_) => true,
+    }
+}
+
+/// [`FieldOp::merge`], except that a later increment whose sum would leave the range of `f64`
+/// is dropped, as a driver drops it when it reaches the stored value.
+#[cfg_attr(
+    not(any(
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis",
+        feature = "mongodb"
+    )),
+    allow(dead_code)
+)]
+fn merge_in_range(existing: &mut FieldOp, later: FieldOp) {
+    let kept = existing.clone();
+    existing.merge(later);
+    let in_range = match existing {
+        FieldOp::Inc(n) => n.as_f64().is_finite(),
+        FieldOp::Set(v) => v.as_number().is_none_or(|n| n.as_f64().is_finite()),
+    };
+    if !in_range {
+        *existing = kept;
+    }
+}
+
+/// The value of `text` when it is a JSON number (by the JSON grammar) that `serde_json`'s
+/// reader refuses: one beyond the range of `f64` (`1e400`, a 400-digit integer: valid JSON that
+/// no `f64` holds) is `null`; a finite one near the end of the range (which the reader, not
+/// exact there, can take for one beyond it) is its exact value. `None` for any other text.
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "redis"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn number_beyond_reader(text: &str) -> Option<Value> {
+    let b = text.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return None;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return None;
+        }
+    }
+    if i != b.len() {
+        return None;
+    }
+    let f: f64 = text.parse().ok()?;
+    Some(if f.is_finite() {
+        Value::Float(f)
+    } else {
+        Value::Null
+    })
+}
+
+/// A stored flat JSON object as values: empty when `text` is not a JSON object. A number
+/// beyond the range of `f64` (valid JSON, which an older build could store) reads as `null`
+/// instead of making the whole row unreadable.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
+pub(crate) fn parse_object(text: &str) -> Values {
+    let parsed = serde_json::from_str::<serde_json::Value>(text)
+        .or_else(|_| serde_json::from_str(&readable_numbers(text)));
+    match parsed {
+        Ok(serde_json::Value::Object(map)) => {
+            map.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
+        }
+        _ => Values::new(),
+    }
+}
+
+/// `text` with every number token outside strings that `serde_json`'s reader refuses replaced:
+/// by `null` when it is beyond the range of `f64`, else by the shortest text of its value.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
+fn readable_numbers(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied, mut in_string) = (0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' if in_string => i += 2,
+            b'"' => {
+                in_string = !in_string;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' if !in_string => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                if serde_json::from_str::<serde_json::Number>(token).is_err()
+                    && let Some(value) = number_beyond_reader(token)
+                {
+                    let readable = match value {
+                        Value::Float(f) => serde_json::Number::from_f64(f)
+                            .map(|n| n.to_string())
+                            .filter(|n| serde_json::from_str::<serde_json::Number>(n).is_ok()),
+                        _ => None,
+                    };
+                    out.push_str(&text[copied..start]);
+                    out.push_str(readable.as_deref().unwrap_or("null"));
+                    copied = i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -404,6 +571,83 @@ mod tests {
             let e = DriverUrl::parse(url).unwrap_err();
             assert!(!e.to_string().contains("secret"), "{e}");
         }
+    }
+
+    #[test]
+    fn numbers_the_reader_refuses_are_recognised_by_the_json_grammar() {
+        for huge in ["1e400", "-9e999", "1E+309", &"9".repeat(400), "0.5e400"] {
+            assert_eq!(number_beyond_reader(huge), Some(Value::Null), "{huge}");
+        }
+        let max = format!("17976931348623157{}", "0".repeat(292));
+        for (text, f) in [("1e308", 1e308), (max.as_str(), f64::MAX), ("-0.5", -0.5)] {
+            assert_eq!(number_beyond_reader(text), Some(Value::Float(f)), "{text}");
+        }
+        for other in [
+            "inf", "-inf", "NaN", "1e", "01e400", "+1e400", "1.e400", "1e400 ", "", "-", "x1",
+        ] {
+            assert_eq!(number_beyond_reader(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn an_unrepresentable_number_reads_as_null_not_as_an_empty_row() {
+        let got =
+            parse_object(r#"{"x": 9e999, "y": 2, "s": "1e999 \" 1e999", "a": [-1e400, 1.5]}"#);
+        assert_eq!(
+            Value::Map(got).to_json(),
+            serde_json::json!({"x": null, "y": 2, "s": "1e999 \" 1e999", "a": [null, 1.5]})
+        );
+        assert_eq!(parse_object(r#"{"x": 1e308}"#)["x"], Value::Float(1e308));
+        // The reader is not exact near the end of the range: such a number reads exactly.
+        let max = format!("17976931348623157{}", "0".repeat(292));
+        let got = parse_object(&format!(r#"{{"x": {max}, "y": -{max}, "z": 9e999}}"#));
+        assert_eq!(
+            Value::Map(got).to_json(),
+            serde_json::json!({"x": f64::MAX, "y": -f64::MAX, "z": null})
+        );
+        assert!(parse_object("invalid_json").is_empty());
+        assert!(parse_object("[1]").is_empty());
+    }
+
+    #[test]
+    fn coalescing_drops_increments_beyond_the_range_of_f64() {
+        use crate::stats::keys::RowId;
+        use crate::stats::value::Number;
+        let row = RowId::new(
+            "k",
+            "1h".parse().unwrap(),
+            "2025-01-15T10:00:00Z".parse().unwrap(),
+        );
+        let inc = |f: f64| FieldOp::Inc(Number::Float(f));
+        let update = |fields: Vec<(&str, FieldOp)>| RowUpdate {
+            row: row.clone(),
+            fields: fields
+                .into_iter()
+                .map(|(n, op)| (n.to_owned(), op))
+                .collect(),
+        };
+        let rows = coalesce_rows(&[
+            update(vec![
+                ("x", inc(1e308)),
+                ("y", inc(1.0)),
+                ("z", inc(f64::INFINITY)),
+            ]),
+            update(vec![
+                ("x", inc(1e308)),
+                ("y", inc(1.0)),
+                ("s", FieldOp::Set(Value::Float(1e308))),
+            ]),
+            update(vec![("s", inc(1e308))]),
+        ]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].fields,
+            [
+                ("x".to_owned(), inc(1e308)),
+                ("y".to_owned(), inc(2.0)),
+                ("s".to_owned(), FieldOp::Set(Value::Float(1e308))),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@ use crate::stats::value::{Value, Values};
 
 /// An in-process driver: one map per row, keyed by the identity of its mode. Applies each
 /// batch under one lock (atomic), records the highest batch seq per writer, and returns copies
-/// on read. Data lives as long as the driver.
+/// on read. Data lives as long as the driver. An increment whose sum would leave the range of
+/// `f64` leaves the stored value as it was.
 ///
 /// # Examples
 ///
@@ -68,7 +69,10 @@ impl MemoryDriver {
                     FieldOp::Inc(delta) => {
                         let base = data.get(name).and_then(Value::as_number);
                         let sum = base.map_or(*delta, |b| b + *delta);
-                        data.insert(name.clone(), sum.into());
+                        // Beyond the range of f64 (no stored number can hold it): keep.
+                        if sum.as_f64().is_finite() {
+                            data.insert(name.clone(), sum.into());
+                        }
                     }
                     FieldOp::Set(v) => {
                         data.insert(name.clone(), v.clone());

@@ -49,13 +49,15 @@ const RETRYABLE_CODES: &[i32] = &[
 /// * Writes: **one ordered `bulkWrite` per batch** (one round trip) of one upsert per row.
 ///   Each update is a pipeline computed by the server: an increment adds to the stored value
 ///   when it is a number and replaces it otherwise (a string or a sub-document counts as 0,
-///   never an error that would block the batch); integers are `Int64` and stay integers.
+///   never an error that would block the batch); integers are `Int64` and stay integers; an
+///   increment whose sum would leave the range of `f64` leaves the stored value as it was.
 /// * Batches are idempotent: without multi-document transactions, each document records the
 ///   highest batch seq applied per writer (`batches.<writer>`), and the update leaves the
 ///   document unchanged when it already has this batch. A retry after a partial or
 ///   unacknowledged bulk write therefore applies exactly the documents that are missing it.
 ///   (The map grows by one small entry per writer instance that touched the bucket.)
-/// * Reads: `find` with `$in` / `$or` of identities, 1 000 per query.
+/// * Reads: `find` with `$in` / `$or` of identities, 1 000 per query. A stored number that is
+///   not a finite `f64` (an infinite double, a huge `Decimal128`) reads as `null`.
 /// * Errors: network failures, server selection timeouts, shutdowns and duplicate-key races
 ///   are [`Connection`](crate::DriverErrorKind::Connection); a write that fails that way is
 ///   retried once before reporting.
@@ -248,10 +250,22 @@ impl MongoDriver {
             }
             let stored = format!("${path}");
             let new = match op {
-                FieldOp::Inc(n) => doc! {"$add": [
-                    {"$cond": [{"$isNumber": &stored}, &stored, 0_i64]},
-                    number_bson(*n),
-                ]},
+                // A sum beyond the range of f64 (or NaN, which compares below every number)
+                // keeps the stored value.
+                FieldOp::Inc(n) => doc! {"$let": {
+                    "vars": {"sum": {"$add": [
+                        {"$cond": [{"$isNumber": &stored}, &stored, 0_i64]},
+                        number_bson(*n),
+                    ]}},
+                    "in": {"$cond": [
+                        {"$and": [
+                            {"$gte": ["$$sum", -f64::MAX]},
+                            {"$lte": ["$$sum", f64::MAX]},
+                        ]},
+                        "$$sum",
+                        &stored,
+                    ]},
+                }},
                 FieldOp::Set(v) => doc! {"$literal": to_bson(v)},
             };
             current.insert(
@@ -358,11 +372,14 @@ fn from_bson(b: Bson) -> Value {
         Bson::Boolean(b) => Value::Bool(b),
         Bson::Int32(i) => Value::Int(i64::from(i)),
         Bson::Int64(i) => Value::Int(i),
+        // Not finite (stored by another writer or an older build): no value can hold it.
+        Bson::Double(f) if !f.is_finite() => Value::Null,
         Bson::Double(f) => Value::Float(f),
-        Bson::Decimal128(d) => d
-            .to_string()
-            .parse::<f64>()
-            .map_or_else(|_| Value::Str(d.to_string()), Value::Float),
+        Bson::Decimal128(d) => match d.to_string().parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float(f),
+            Ok(_) => Value::Null,
+            Err(_) => Value::Str(d.to_string()),
+        },
         Bson::String(s) => Value::Str(s),
         Bson::Array(a) => Value::Array(a.into_iter().map(from_bson).collect()),
         Bson::Document(d) => Value::Map(d.into_iter().map(|(k, v)| (k, from_bson(v))).collect()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
-use super::connect::{coalesce_rows, sqlx_error, validate_name};
+use super::connect::{coalesce_rows, parse_object, sqlx_error, validate_name};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
 use crate::stats::error::DriverError;
 use crate::stats::keys::{IdentifierMode, RowId};
@@ -51,11 +51,13 @@ fn mysql_error(what: &str, e: sqlx::Error) -> DriverError {
 ///   Increments: integer + integer is exact (`DECIMAL(65,0)`, so integers stay integers);
 ///   anything fractional is summed as an exact `DECIMAL(65,30)` and stored with its trailing
 ///   zeros trimmed (`0.1 + 0.2` is `0.3`); magnitudes beyond 10^30 fall back to `DOUBLE`; a
-///   stored non-number counts as 0. Rows are written in a fixed order so that concurrent
+///   stored non-number counts as 0; an increment whose sum would leave the range of `f64`
+///   leaves the stored value as it was. Rows are written in a fixed order so that concurrent
 ///   writers never deadlock on each other.
 /// * Batches are idempotent ([`BatchId`](crate::BatchId)): the data statement only runs if
 ///   the writer's mark is below the batch seq, and the mark advances in the same transaction.
-/// * Reads: one join of the requested identities (`JSON_TABLE`) with the table.
+/// * Reads: one join of the requested identities (`JSON_TABLE`) with the table. A stored
+///   number beyond the range of `f64` reads as `null`; the rest of its row reads as stored.
 /// * Errors: lost connections, deadlocks, lock timeouts and shutdowns are
 ///   [`Connection`](crate::DriverErrorKind::Connection); a write that fails that way is
 ///   retried once on a fresh connection before reporting.
@@ -195,16 +197,48 @@ fn id_columns(mode: IdentifierMode) -> &'static str {
 
 /// The merged value of one field as JSON text: `j.o` is `s` (set), `i` (integer increment)
 /// or `f` (float increment), `j.v` its JSON text. (Every branch is text: a `CASE` would turn
-/// a JSON value into a JSON string.)
+/// a JSON value into a JSON string.) The stored value is kept where a sum would leave the range
+/// of `f64`, decided without an error that would fail the statement: a stored number beyond
+/// it (`@h`; casting it would be a truncation, an error in strict mode) is never cast, and a
+/// `DOUBLE` sum that would overflow ("value is out of range") is never computed (two numbers
+/// of one sign overflow exactly when one exceeds the maximum less the other).
 const NEW_VALUE: &str = "CASE
   WHEN j.o = 's' OR COALESCE(JSON_TYPE(JSON_EXTRACT(@d, @p)) IN ('INTEGER', 'DOUBLE'), FALSE) = FALSE
     THEN j.v
   WHEN j.o = 'i' AND JSON_VALUE(@d, @p) REGEXP '^-?[0-9]{1,30}$'
     THEN CAST(CAST(JSON_VALUE(@d, @p) AS DECIMAL(65,0)) + CAST(j.v AS DECIMAL(65,0)) AS CHAR)
+  WHEN @h
+    THEN CAST(JSON_EXTRACT(@d, @p) AS CHAR)
   WHEN ABS(CAST(JSON_VALUE(@d, @p) AS DOUBLE)) < 1e30 AND ABS(CAST(j.v AS DOUBLE)) < 1e30
     THEN @t
+  WHEN SIGN(CAST(JSON_VALUE(@d, @p) AS DOUBLE)) = SIGN(CAST(j.v AS DOUBLE))
+    AND ABS(CAST(JSON_VALUE(@d, @p) AS DOUBLE)) > 1.7976931348623157e308 - ABS(CAST(j.v AS DOUBLE))
+    THEN CAST(JSON_EXTRACT(@d, @p) AS CHAR)
   ELSE CAST(CAST(JSON_VALUE(@d, @p) AS DOUBLE) + CAST(j.v AS DOUBLE) AS CHAR)
 END";
+
+/// SQL that is true when `v`, the text of a JSON number, is beyond the range of `f64`, found
+/// from its digits and exponent alone (no cast): its decimal exponent is above 308, or is 308
+/// with leading digits above those of the largest `f64` (the sliver above it that still rounds
+/// to it counts as beyond).
+fn beyond_f64(v: &str) -> String {
+    let a = format!("TRIM(LEADING '-' FROM LOWER({v}))");
+    let mantissa = format!("SUBSTRING_INDEX({a}, 'e', 1)");
+    let exp_text = format!("IF(LOCATE('e', {a}) > 0, SUBSTRING_INDEX({a}, 'e', -1), '0')");
+    let exp_digits =
+        format!("TRIM(LEADING '0' FROM TRIM(LEADING '-' FROM TRIM(LEADING '+' FROM {exp_text})))");
+    let digits = format!("REPLACE({mantissa}, '.', '')");
+    let significant = format!("TRIM(LEADING '0' FROM {digits})");
+    let exp =
+        format!("IF(LEFT({exp_text}, 1) = '-', -1, 1) * CAST(CONCAT('0', {exp_digits}) AS SIGNED)");
+    let e10 = format!(
+        "(LENGTH(SUBSTRING_INDEX({mantissa}, '.', 1)) - 1 - (LENGTH({digits}) - LENGTH({significant})) + {exp})"
+    );
+    format!(
+        "({significant} <> '' AND IF(LENGTH({exp_digits}) > 6, LEFT({exp_text}, 1) <> '-', \
+         {e10} > 308 OR ({e10} = 308 AND RPAD(LEFT({significant}, 17), 17, '0') > '17976931348623157')))"
+    )
+}
 
 fn write_sql(table: &str, batches: &str, mode: IdentifierMode) -> String {
     let cols = id_columns(mode);
@@ -228,6 +262,7 @@ fn write_sql(table: &str, batches: &str, mode: IdentifierMode) -> String {
     );
     let value = NEW_VALUE
         .replace("@t", &trimmed)
+        .replace("@h", &beyond_f64("JSON_VALUE(@d, @p)"))
         .replace("@d", data)
         .replace("@p", path);
     format!(
@@ -324,15 +359,6 @@ fn payload(mode: IdentifierMode, updates: &[RowUpdate]) -> String {
     serde_json::Value::Array(items).to_string()
 }
 
-fn parse_data(text: &str) -> Values {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => {
-            map.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
-        }
-        _ => Values::new(),
-    }
-}
-
 impl Driver for MysqlDriver {
     fn description(&self) -> String {
         format!("MySQLDriver({})", self.mode.letter())
@@ -412,7 +438,7 @@ impl Driver for MysqlDriver {
                         .await
                         .map_err(fail)?
                         .into_iter()
-                        .map(|(k, d)| (k, parse_data(&d)))
+                        .map(|(k, d)| (k, parse_object(&d)))
                         .collect(),
                     IdentifierMode::Partial => sqlx::query_as::<_, (String, String, String)>(q)
                         .bind(doc)
@@ -420,7 +446,7 @@ impl Driver for MysqlDriver {
                         .await
                         .map_err(fail)?
                         .into_iter()
-                        .map(|(k, a, d)| (format!("{k}\u{1}{a}"), parse_data(&d)))
+                        .map(|(k, a, d)| (format!("{k}\u{1}{a}"), parse_object(&d)))
                         .collect(),
                     IdentifierMode::Separated => {
                         sqlx::query_as::<_, (String, String, String, String)>(q)
@@ -429,7 +455,7 @@ impl Driver for MysqlDriver {
                             .await
                             .map_err(fail)?
                             .into_iter()
-                            .map(|(k, g, a, d)| (format!("{k}\u{1}{g}\u{1}{a}"), parse_data(&d)))
+                            .map(|(k, g, a, d)| (format!("{k}\u{1}{g}\u{1}{a}"), parse_object(&d)))
                             .collect()
                     }
                 };

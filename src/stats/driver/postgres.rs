@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::connect::{coalesce_rows, sqlx_error, validate_name};
+use super::connect::{coalesce_rows, parse_object, sqlx_error, validate_name};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
 use crate::stats::error::DriverError;
 use crate::stats::keys::{IdentifierMode, RowId, at_text};
@@ -31,11 +31,13 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 ///   row lock — `data || sets || {field: stored + delta}` — from two bound `jsonb` objects
 ///   (field names and values are data, never SQL text); no read-merge-write, no lost updates
 ///   between nodes. Increments use `numeric`, so integers stay integers and fractional sums
-///   are exact decimals; a stored non-number counts as 0. Rows are written in a fixed order so
-///   that concurrent writers never deadlock.
+///   are exact decimals; a stored non-number counts as 0; an increment whose sum would leave
+///   the range of `f64` leaves the stored value as it was. Rows are written in a fixed order
+///   so that concurrent writers never deadlock.
 /// * Batches are idempotent ([`BatchId`](crate::BatchId)): the mark and the data commit
 ///   together, so a retry after a lost acknowledgement changes nothing.
-/// * Reads: one query for all rows (`= ANY` / `IN (SELECT … FROM unnest)`).
+/// * Reads: one query for all rows (`= ANY` / `IN (SELECT … FROM unnest)`). A stored number
+///   beyond the range of `f64` reads as `null`; the rest of its row reads as stored.
 /// * Errors: lost connections, deadlocks, serialization failures and shutdowns are
 ///   [`Connection`](crate::DriverErrorKind::Connection) (the store retries); a write that
 ///   fails that way is retried once on a fresh connection before reporting.
@@ -205,6 +207,10 @@ fn id_columns(mode: IdentifierMode) -> &'static str {
     }
 }
 
+/// The largest finite `f64`, as SQL text: a `numeric` sum beyond it would be stored, but could
+/// not be read back as a number, so the increment keeps the stored value instead.
+const F64_MAX: &str = "1.7976931348623157e308";
+
 fn write_sql(table: &str, batches: &str, mode: IdentifierMode) -> String {
     // Parameters: $1 writer, $2 seq, then the identity arrays, then incs and sets objects.
     let (unnest, select, n) = match mode {
@@ -247,10 +253,13 @@ fn write_sql(table: &str, batches: &str, mode: IdentifierMode) -> String {
             (CASE WHEN jsonb_typeof(t.data) = 'object' THEN t.data ELSE '{{}}'::jsonb END)
             || COALESCE({sets} -> ({ex}), '{{}}'::jsonb)
             || COALESCE((
-                SELECT jsonb_object_agg(e.key, CASE WHEN jsonb_typeof(t.data -> e.key) = 'number'
-                    THEN to_jsonb((t.data -> e.key)::numeric + e.value::numeric)
-                    ELSE e.value END)
-                FROM jsonb_each({incs} -> ({ex})) AS e
+                SELECT jsonb_object_agg(e.key, CASE
+                    WHEN m.total IS NULL THEN e.value
+                    WHEN abs(m.total) <= {F64_MAX} THEN to_jsonb(m.total)
+                    ELSE t.data -> e.key END)
+                FROM jsonb_each({incs} -> ({ex})) AS e,
+                    LATERAL (SELECT CASE WHEN jsonb_typeof(t.data -> e.key) = 'number'
+                        THEN (t.data -> e.key)::numeric + e.value::numeric END AS total) AS m
             ), '{{}}'::jsonb)"
     )
 }
@@ -320,15 +329,6 @@ fn rows(mode: IdentifierMode, updates: &[RowUpdate]) -> Rows {
     out.incs = serde_json::Value::Object(incs).to_string();
     out.sets = serde_json::Value::Object(sets).to_string();
     out
-}
-
-fn parse_data(text: &str) -> Values {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => {
-            map.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
-        }
-        _ => Values::new(),
-    }
 }
 
 impl Driver for PostgresDriver {
@@ -419,7 +419,7 @@ impl Driver for PostgresDriver {
                             .await
                             .map_err(|e| sqlx_error("PostgreSQL: read failed", e, RETRYABLE))?
                             .into_iter()
-                            .map(|(k, d)| (k, parse_data(&d)))
+                            .map(|(k, d)| (k, parse_object(&d)))
                             .collect()
                     }
                     IdentifierMode::Partial => sqlx::query_as::<_, (String, i64, String)>(
@@ -431,7 +431,7 @@ impl Driver for PostgresDriver {
                     .await
                     .map_err(|e| sqlx_error("PostgreSQL: read failed", e, RETRYABLE))?
                     .into_iter()
-                    .map(|(k, at, d)| (format!("{k}\u{1}{at}"), parse_data(&d)))
+                    .map(|(k, at, d)| (format!("{k}\u{1}{at}"), parse_object(&d)))
                     .collect(),
                     IdentifierMode::Separated => {
                         sqlx::query_as::<_, (String, String, i64, String)>(AssertSqlSafe(
@@ -444,7 +444,7 @@ impl Driver for PostgresDriver {
                         .await
                         .map_err(|e| sqlx_error("PostgreSQL: read failed", e, RETRYABLE))?
                         .into_iter()
-                        .map(|(k, g, at, d)| (format!("{k}\u{1}{g}\u{1}{at}"), parse_data(&d)))
+                        .map(|(k, g, at, d)| (format!("{k}\u{1}{g}\u{1}{at}"), parse_object(&d)))
                         .collect()
                     }
                 };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::connect::coalesce_rows;
+use super::connect::{coalesce_rows, number_beyond_reader};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
 use crate::stats::error::{DriverError, DriverErrorKind};
 use crate::stats::keys::{IdentifierMode, Identity, RowId, SEPARATOR};
@@ -36,6 +36,24 @@ local function float_text(s)
   if string.find(s, '[%.eEn]') then return s end
   return s .. '.0'
 end
+local function finite(n)
+  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge
+end
+-- Adds a float to a field that exists and holds `old`: a stored value that is not a number
+-- counts as 0; a sum beyond the range of a 64-bit float (HINCRBYFLOAT sums in long double, or
+-- refuses an infinite one) leaves the stored value as it was.
+local function add_float(key, field, value, old)
+  local r = redis.pcall('HINCRBYFLOAT', key, field, value)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'Infinity', 1, true) then
+      redis.call('HSET', key, field, value)
+    end
+  elseif not finite(tonumber(r)) then
+    redis.call('HSET', key, field, old)
+  elseif float_text(r) ~= r then
+    redis.call('HSET', key, field, float_text(r))
+  end
+end
 local a = 3
 for i = 2, #KEYS do
   local key = KEYS[i]
@@ -50,19 +68,14 @@ for i = 2, #KEYS do
     elseif op == 'i' then
       local r = redis.pcall('HINCRBY', key, field, value)
       if type(r) == 'table' and r.err then
-        r = redis.pcall('HINCRBYFLOAT', key, field, value)
-        if type(r) == 'table' and r.err then
-          redis.call('HSET', key, field, value)
-        else
-          redis.call('HSET', key, field, float_text(r))
-        end
+        add_float(key, field, value, redis.call('HGET', key, field))
       end
-    elseif redis.call('HSETNX', key, field, value) == 0 then
-      local r = redis.pcall('HINCRBYFLOAT', key, field, value)
-      if type(r) == 'table' and r.err then
+    else
+      local old = redis.call('HGET', key, field)
+      if old then
+        add_float(key, field, value, old)
+      else
         redis.call('HSET', key, field, value)
-      elseif float_text(r) ~= r then
-        redis.call('HSET', key, field, float_text(r))
       end
     end
   end
@@ -80,12 +93,15 @@ return 1
 /// * Values are Redis strings: numbers as their decimal text (`15`, `0.75`; a float that
 ///   happens to be whole keeps a `.0`), booleans `true`/`false`, `null`, arrays as JSON, and
 ///   strings as they are — unless they would read back as one of the former (`"123"`,
-///   `"true"`), in which case they are stored JSON-quoted. Reads parse JSON and fall back to
-///   the raw string, so every value round-trips exactly and upstream readers see plain text.
+///   `"true"`) or are a number JSON's reader refuses (`"1e999"`), in which case they are
+///   stored JSON-quoted. Reads parse JSON and fall back to the raw string, so every value
+///   round-trips exactly and upstream readers see plain text; a stored number beyond the range
+///   of `f64` (from an older build, or another writer) reads as `null`.
 /// * Writes: **one Lua script call per batch** (one round trip). Increments use `HINCRBY`
 ///   (integers stay exact 64-bit integers), fall back to `HINCRBYFLOAT` when the field holds a
 ///   float or the sum overflows (upstream Go fails there: "hash value is not an integer"),
-///   and treat a non-numeric field as 0. The script checks every key's type before writing,
+///   and treat a non-numeric field as 0; an increment whose sum would leave the range of `f64`
+///   leaves the stored value as it was. The script checks every key's type before writing,
 ///   so a conflicting key fails the batch without a partial write.
 /// * Batches are idempotent: the script records the writer's highest applied seq (kept 7
 ///   days) and skips a batch it has already applied.
@@ -283,7 +299,12 @@ impl RedisDriver {
 /// A set value as stored: see the type's docs.
 fn encode(v: &Value) -> String {
     match v {
-        Value::Str(s) if serde_json::from_str::<serde_json::Value>(s).is_err() => s.clone(),
+        Value::Str(s)
+            if serde_json::from_str::<serde_json::Value>(s).is_err()
+                && number_beyond_reader(s).is_none() =>
+        {
+            s.clone()
+        }
         other => other.to_json().to_string(),
     }
 }
@@ -291,7 +312,7 @@ fn encode(v: &Value) -> String {
 fn decode(text: String) -> Value {
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(v) => Value::from(v),
-        Err(_) => Value::Str(text),
+        Err(_) => number_beyond_reader(&text).unwrap_or(Value::Str(text)),
     }
 }
 
@@ -404,6 +425,8 @@ mod tests {
             Value::Str("123".into()),
             Value::Str("true".into()),
             Value::Str("\"quoted\"".into()),
+            Value::Str("1e999".into()),
+            Value::Str("-1E+400".into()),
             Value::Str(String::new()),
             Value::Array(vec![Value::Int(1), Value::Str("two".into())]),
         ] {
@@ -411,5 +434,14 @@ mod tests {
         }
         assert_eq!(encode(&Value::Str("ok".into())), "ok");
         assert_eq!(encode(&Value::Str("123".into())), "\"123\"");
+        assert_eq!(decode("1e999".into()), Value::Null);
+        assert_eq!(decode("2e+308".into()), Value::Null);
+        assert_eq!(decode("1e308".into()), Value::Float(1e308));
+        assert_eq!(decode("1e999x".into()), Value::Str("1e999x".into()));
+        // HINCRBYFLOAT writes sums out in full: 309 digits for the largest f64.
+        let max = format!("17976931348623157{}", "0".repeat(292));
+        assert_eq!(decode(max.clone()), Value::Float(f64::MAX));
+        assert_eq!(decode(max.clone() + ".5"), Value::Float(f64::MAX));
+        assert_eq!(decode(encode(&Value::Str(max.clone()))), Value::Str(max));
     }
 }

@@ -1,18 +1,23 @@
 //! [`SqliteDriver`]: embedded SQLite (rusqlite, bundled) with JSON1 upserts.
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use parking_lot::Mutex;
 use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params_from_iter};
+use rusqlite::{
+    CachedStatement, Connection, ErrorCode, OptionalExtension, TransactionBehavior,
+    params_from_iter,
+};
 
+use super::connect::{applicable, parse_object};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
 use crate::stats::error::{DriverError, DriverErrorKind};
-use crate::stats::keys::{IdentifierMode, Identity, RowId, at_text};
-use crate::stats::value::{Number, Value, Values};
+use crate::stats::keys::{IdentifierMode, Identity, RowId, SEPARATOR, at_text};
+use crate::stats::value::{Number, Values};
 
 /// Fields per upsert statement (two bound arguments each; SQLite allows 1000 function args).
 const FIELDS_PER_STATEMENT: usize = 64;
@@ -32,9 +37,14 @@ const ROWS_PER_READ: usize = 200;
 ///   field path quoted (so `meta.duration` is one flat field, unlike upstream) and every value
 ///   bound as a parameter. Increments keep integers integral; a non-numeric stored value
 ///   counts as 0; an increment whose sum would leave the range of `f64` leaves the stored value
-///   as it was.
-/// * The connection runs in WAL mode with `synchronous=NORMAL` and a 5 s busy timeout; calls
-///   run on tokio's blocking pool.
+///   as it was. Each statement shape is prepared once per batch, and rows are written in key
+///   order (neighbours in the table's B-tree).
+/// * Reads: a stored number beyond the range of `f64` (valid JSON, e.g. `9e999` from an older
+///   build) reads as `null`; the rest of its row reads as stored.
+/// * The connection runs in WAL mode with `synchronous=NORMAL` and a 5 s busy timeout. Calls
+///   run on tokio's blocking pool; a write on a worker of the multi-threaded runtime runs in
+///   place instead ([`block_in_place`](tokio::task::block_in_place)), so the batch is not
+///   copied.
 ///
 /// # Examples
 ///
@@ -164,13 +174,6 @@ fn map_err(e: rusqlite::Error) -> DriverError {
     DriverError::new(kind, "SQLite").with_source(e)
 }
 
-fn number_sql(n: Number) -> Sql {
-    match n {
-        Number::Int(i) => Sql::Integer(i),
-        Number::Float(f) => Sql::Real(f),
-    }
-}
-
 /// The largest finite `f64`, as SQL text.
 const F64_MAX: &str = "1.7976931348623157e308";
 
@@ -213,58 +216,236 @@ fn upsert_sql(table: &str, mode: IdentifierMode, inc: bool, fields: usize) -> St
     sql
 }
 
-/// `$."name"`: the whole stored name is one key (names never contain `"` or `\`: the packer
-/// encodes or refuses them).
-fn json_path(name: &str) -> String {
-    format!("$.\"{name}\"")
-}
-
-fn apply_row(
-    conn: &Connection,
+/// Writes one batch: one `IMMEDIATE` transaction, skipped (but committed) when the writer's
+/// mark shows it applied already; the mark advances in the same transaction.
+fn write_batch(
+    conn: &mut Connection,
     table: &str,
     mode: IdentifierMode,
-    update: &RowUpdate,
+    batch: &WriteBatch,
 ) -> Result<(), DriverError> {
-    let ids = SqliteDriver::id_params(&update.row, mode);
-    let (incs, sets): (Vec<_>, Vec<_>) = update
-        .fields
-        .iter()
-        .partition(|(_, op)| matches!(op, FieldOp::Inc(_)));
-    for (inc, group) in [(true, incs), (false, sets)] {
-        for chunk in group.chunks(FIELDS_PER_STATEMENT) {
-            let sql = upsert_sql(table, mode, inc, chunk.len());
-            let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-            let mut initial = serde_json::Map::new();
-            let mut params = ids.clone();
-            params.push(Sql::Null); // placeholder for the initial object
-            for (name, op) in chunk {
-                params.push(Sql::Text(json_path(name)));
-                match op {
-                    FieldOp::Inc(n) => {
-                        initial.insert(name.clone(), Value::from(*n).to_json());
-                        params.push(number_sql(*n));
-                    }
-                    FieldOp::Set(v) => {
-                        let json = v.to_json();
-                        params.push(Sql::Text(json.to_string()));
-                        initial.insert(name.clone(), json);
-                    }
-                }
-            }
-            params[ids.len()] = Sql::Text(serde_json::Value::Object(initial).to_string());
-            stmt.execute(params_from_iter(params)).map_err(map_err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let applied: Option<i64> = tx
+        .query_row(
+            &format!("SELECT seq FROM \"{table}_batches\" WHERE writer = ?1"),
+            [&batch.id.writer],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    let seq = i64::try_from(batch.id.seq).unwrap_or(i64::MAX);
+    if applied.is_some_and(|a| a >= seq) {
+        return tx.commit().map_err(map_err);
+    }
+    {
+        // Key order puts each upsert next to the previous one in the table's B-tree (a batch
+        // comes in hash order); the sort is stable, so repeats of a row keep their order.
+        let mut rows: Vec<&RowUpdate> = batch.rows.iter().collect();
+        rows.sort_by(|a, b| a.row.key.cmp(&b.row.key));
+        let mut writer = RowWriter::new(&tx, table, mode);
+        for update in rows {
+            writer.apply(update)?;
         }
     }
-    Ok(())
+    tx.execute(
+        &format!(
+            "INSERT INTO \"{table}_batches\" (writer, seq) VALUES (?1, ?2)
+             ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq"
+        ),
+        rusqlite::params![batch.id.writer, seq],
+    )
+    .map_err(map_err)?;
+    tx.commit().map_err(map_err)
 }
 
-fn parse_data(text: &str) -> Values {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => {
-            map.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
+/// Applies row updates inside one transaction: each statement shape (increments or sets, field
+/// count) is built and prepared once, and the parameters are written into reused buffers and
+/// bound in place.
+struct RowWriter<'c> {
+    conn: &'c Connection,
+    table: &'c str,
+    mode: IdentifierMode,
+    /// Prepared upserts by (increments?, field count); a batch uses a few shapes.
+    statements: Vec<(bool, usize, CachedStatement<'c>)>,
+    /// `at_text` of the bucket starts seen (a batch has a few).
+    ats: Vec<(Timestamp, String)>,
+    key: String,
+    granularity: String,
+    path: String,
+    value: String,
+    initial: String,
+}
+
+impl<'c> RowWriter<'c> {
+    fn new(conn: &'c Connection, table: &'c str, mode: IdentifierMode) -> Self {
+        Self {
+            conn,
+            table,
+            mode,
+            statements: Vec::new(),
+            ats: Vec::new(),
+            key: String::new(),
+            granularity: String::new(),
+            path: String::new(),
+            value: String::new(),
+            initial: String::new(),
         }
-        _ => Values::new(),
     }
+
+    /// The index of the prepared upsert for `fields` fields, preparing it on first use.
+    fn statement(&mut self, inc: bool, fields: usize) -> Result<usize, DriverError> {
+        if let Some(i) = self
+            .statements
+            .iter()
+            .position(|(i, f, _)| *i == inc && *f == fields)
+        {
+            return Ok(i);
+        }
+        let sql = upsert_sql(self.table, self.mode, inc, fields);
+        let stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        self.statements.push((inc, fields, stmt));
+        Ok(self.statements.len() - 1)
+    }
+
+    /// The row's identity into `key` (and `granularity`), as [`RowId::identity`] joins it;
+    /// returns the index of `at`'s text (Partial, Separated).
+    fn identity(&mut self, row: &RowId) -> usize {
+        self.key.clear();
+        if self.mode != IdentifierMode::Separated {
+            if !row.key.is_empty() {
+                self.key.push_str(&row.key);
+                self.key.push_str(SEPARATOR);
+            }
+            let _ = write!(self.key, "{}", row.granularity);
+        }
+        if self.mode == IdentifierMode::Full {
+            let _ = write!(self.key, "{SEPARATOR}{}", row.at.as_second());
+            return 0;
+        }
+        if self.mode == IdentifierMode::Separated {
+            self.granularity.clear();
+            let _ = write!(self.granularity, "{}", row.granularity);
+        }
+        match self.ats.iter().position(|(at, _)| *at == row.at) {
+            Some(i) => i,
+            None => {
+                if self.ats.len() >= 64 {
+                    self.ats.clear();
+                }
+                self.ats.push((row.at, at_text(row.at)));
+                self.ats.len() - 1
+            }
+        }
+    }
+
+    fn apply(&mut self, update: &RowUpdate) -> Result<(), DriverError> {
+        let at = self.identity(&update.row);
+        for inc in [true, false] {
+            // An increment that cannot be applied (not finite) leaves the stored value as is.
+            let group = |(_, op): &&(String, FieldOp)| match op {
+                FieldOp::Inc(_) => inc && applicable(op),
+                FieldOp::Set(_) => !inc,
+            };
+            let mut left = update.fields.iter().filter(group).count();
+            let mut fields = update.fields.iter().filter(group);
+            while left > 0 {
+                let n = left.min(FIELDS_PER_STATEMENT);
+                left -= n;
+                let s = self.statement(inc, n)?;
+                let stmt = &mut self.statements[s].2;
+                let ids = match self.mode {
+                    IdentifierMode::Full => {
+                        stmt.raw_bind_parameter(1, self.key.as_str())
+                            .map_err(map_err)?;
+                        1
+                    }
+                    IdentifierMode::Partial => {
+                        stmt.raw_bind_parameter(1, self.key.as_str())
+                            .map_err(map_err)?;
+                        stmt.raw_bind_parameter(2, self.ats[at].1.as_str())
+                            .map_err(map_err)?;
+                        2
+                    }
+                    IdentifierMode::Separated => {
+                        stmt.raw_bind_parameter(1, update.row.key.as_str())
+                            .map_err(map_err)?;
+                        stmt.raw_bind_parameter(2, self.granularity.as_str())
+                            .map_err(map_err)?;
+                        stmt.raw_bind_parameter(3, self.ats[at].1.as_str())
+                            .map_err(map_err)?;
+                        3
+                    }
+                };
+                // The object a new row starts with: every field of the statement at its value.
+                let initial = &mut self.initial;
+                initial.clear();
+                initial.push('{');
+                for (j, (name, op)) in fields.by_ref().take(n).enumerate() {
+                    let p = ids + 2 + 2 * j;
+                    if j > 0 {
+                        initial.push(',');
+                    }
+                    push_json_string(initial, name);
+                    initial.push(':');
+                    // `$."name"`: the whole stored name is one key (names never contain `"`
+                    // or `\`: the packer encodes or refuses them).
+                    self.path.clear();
+                    let _ = write!(self.path, "$.\"{name}\"");
+                    stmt.raw_bind_parameter(p, self.path.as_str())
+                        .map_err(map_err)?;
+                    match op {
+                        FieldOp::Inc(Number::Int(i)) => {
+                            stmt.raw_bind_parameter(p + 1, *i).map_err(map_err)?;
+                            let _ = write!(initial, "{i}");
+                        }
+                        FieldOp::Inc(Number::Float(f)) => {
+                            stmt.raw_bind_parameter(p + 1, *f).map_err(map_err)?;
+                            match serde_json::Number::from_f64(*f) {
+                                Some(n) => {
+                                    let _ = write!(initial, "{n}");
+                                }
+                                None => initial.push_str("null"),
+                            }
+                        }
+                        FieldOp::Set(v) => {
+                            self.value.clear();
+                            let _ = write!(self.value, "{}", v.to_json());
+                            stmt.raw_bind_parameter(p + 1, self.value.as_str())
+                                .map_err(map_err)?;
+                            initial.push_str(&self.value);
+                        }
+                    }
+                }
+                initial.push('}');
+                stmt.raw_bind_parameter(ids + 1, initial.as_str())
+                    .map_err(map_err)?;
+                stmt.raw_execute().map_err(map_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// The identity a stored row is matched back by (`at` normalised to whole seconds).
@@ -308,38 +489,23 @@ impl Driver for SqliteDriver {
     }
 
     fn write<'a>(&'a self, batch: &'a WriteBatch) -> DriverFuture<'a, ()> {
-        let table = self.table.clone();
+        use tokio::runtime::{Handle, RuntimeFlavor};
         let mode = self.mode;
-        let batch = batch.clone();
-        Box::pin(self.blocking(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let applied: Option<i64> = tx
-                .query_row(
-                    &format!("SELECT seq FROM \"{table}_batches\" WHERE writer = ?1"),
-                    [&batch.id.writer],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(map_err)?;
-            let seq = i64::try_from(batch.id.seq).unwrap_or(i64::MAX);
-            if applied.is_some_and(|a| a >= seq) {
-                return tx.commit().map_err(map_err);
+        Box::pin(async move {
+            match Handle::try_current().map(|h| h.runtime_flavor()) {
+                // The worker hands its other tasks to another thread while this one writes.
+                Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| {
+                    write_batch(&mut self.conn.lock(), &self.table, mode, batch)
+                }),
+                Ok(_) => {
+                    let table = self.table.clone();
+                    let batch = batch.clone();
+                    self.blocking(move |conn| write_batch(conn, &table, mode, &batch))
+                        .await
+                }
+                Err(_) => write_batch(&mut self.conn.lock(), &self.table, mode, batch),
             }
-            for update in &batch.rows {
-                apply_row(&tx, &table, mode, update)?;
-            }
-            tx.execute(
-                &format!(
-                    "INSERT INTO \"{table}_batches\" (writer, seq) VALUES (?1, ?2)
-                     ON CONFLICT (writer) DO UPDATE SET seq = excluded.seq"
-                ),
-                rusqlite::params![batch.id.writer, seq],
-            )
-            .map_err(map_err)?;
-            tx.commit().map_err(map_err)
-        }))
+        })
     }
 
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
@@ -391,7 +557,7 @@ impl Driver for SqliteDriver {
                         parts.push(r.get::<_, String>(i).map_err(map_err)?);
                     }
                     let data: String = r.get(cols.len()).map_err(map_err)?;
-                    found.insert(row_key(&parts), parse_data(&data));
+                    found.insert(row_key(&parts), parse_object(&data));
                 }
             }
             Ok(rows
@@ -417,5 +583,54 @@ impl fmt::Debug for SqliteDriver {
             .field("table", &self.table)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_writer_identities_are_the_rows_identities() {
+        let conn = Connection::open_in_memory().unwrap();
+        for mode in IdentifierMode::ALL {
+            let mut writer = RowWriter::new(&conn, "t", mode);
+            for (key, gran, at) in [
+                ("events", "1h", "2025-01-15T10:00:00Z"),
+                ("a::b.c", "1mo", "1969-12-01T00:00:00Z"),
+                ("", "1w", "2025-01-13T00:00:00Z"),
+                ("events", "1h", "2025-01-15T10:00:00Z"),
+            ] {
+                let row = RowId::new(key, gran.parse().unwrap(), at.parse().unwrap());
+                let at = writer.identity(&row);
+                let mine: Vec<String> = match mode {
+                    IdentifierMode::Full => vec![writer.key.clone()],
+                    IdentifierMode::Partial => vec![writer.key.clone(), writer.ats[at].1.clone()],
+                    IdentifierMode::Separated => vec![
+                        row.key.clone(),
+                        writer.granularity.clone(),
+                        writer.ats[at].1.clone(),
+                    ],
+                };
+                let expected: Vec<String> = SqliteDriver::id_params(&row, mode)
+                    .into_iter()
+                    .map(|p| match p {
+                        Sql::Text(t) => t,
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                assert_eq!(mine, expected, "{mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        for s in ["plain", "q\"b\\s", "tab\tnl\n\u{1}", "é€"] {
+            out.clear();
+            push_json_string(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
     }
 }
