@@ -1,7 +1,7 @@
 //! Metrics-store throughput: `track` through the buffer into SQLite against the unbuffered path
 //! (one SQLite transaction per call), and `values` latency for a 30-day hourly timeline.
 //!
-//! Workload (issue 3): 1,000 metric keys, the 7 default granularities (`1m 1h 1d 1w 1mo 1q 1y`),
+//! Workload: 1,000 metric keys, the 7 default granularities (`1m 1h 1d 1w 1mo 1q 1y`),
 //! `{"count": 1, "duration": i}` per call, UTC, system tracking on, an on-disk WAL database in
 //! a temp dir; two tokio tasks on a two-worker runtime. Buffered: size 1,000,000 calls, flush
 //! every second (background task), plus the final flush inside the timed region — so the figure

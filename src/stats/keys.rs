@@ -1,4 +1,4 @@
-//! Storage identities: [`IdentifierMode`] and the key formats of spec §7.
+//! Storage identities: [`IdentifierMode`] and their key formats.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,14 +7,14 @@ use jiff::Timestamp;
 
 use crate::time::Granularity;
 
-/// The metric key of the system row that counts writes per key (spec §14).
+/// The metric key of the system row that counts writes per key.
 pub const SYSTEM_KEY: &str = "__system__key__";
 /// The tracking key counted for writes made with [`untracked`](crate::Stats::untracked).
 pub const UNTRACKED_KEY: &str = "__untracked__";
 /// The separator of joined keys.
 pub const SEPARATOR: &str = "::";
 
-/// How a bucket's identity is laid out in storage (spec §7). A driver constructor argument.
+/// How a bucket's identity is laid out in storage. A driver constructor argument.
 ///
 /// | mode | stored identity |
 /// |---|---|

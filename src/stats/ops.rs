@@ -42,7 +42,7 @@ const SCAN_FIELDS: usize = 8;
 
 /// Configures a [`Stats`]. Created by [`Stats::builder`]; checked by [`build`](Self::build).
 ///
-/// Defaults (spec §3): time zone `GMT`, weeks start on Monday, granularities
+/// Defaults: time zone `GMT`, weeks start on Monday, granularities
 /// `1m 1h 1d 1w 1mo 1q 1y`, buffer on (size 256 calls, flushed every second by a background
 /// task, aggregating), system tracking on, [`PathCodec::V1`].
 #[must_use = "a builder does nothing until `build()`"]

@@ -1,4 +1,4 @@
-//! The packer: value trees ⇄ flat maps of dotted field names (spec §8).
+//! The packer: value trees ⇄ flat maps of dotted field names.
 
 use std::collections::BTreeMap;
 

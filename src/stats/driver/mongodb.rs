@@ -33,7 +33,7 @@ const RETRYABLE_CODES: &[i32] = &[
 /// The metrics-store driver for MongoDB (8.0+, or a compatible server with the `bulkWrite`
 /// command and pipeline updates).
 ///
-/// * Layout (spec §16.5): one document per bucket in the collection (default
+/// * Layout: one document per bucket in the collection (default
 ///   `trifle_stats`): the identity fields by [`IdentifierMode`] (Full `key`; Partial `key`,
 ///   `at` as a BSON date; Separated `key`, `granularity`, `at`), `data` as a **nested**
 ///   document (`meta.duration` is `data: {meta: {duration: …}}`; reads flatten it back), and

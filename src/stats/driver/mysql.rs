@@ -37,8 +37,8 @@ fn mysql_error(what: &str, e: sqlx::Error) -> DriverError {
 
 /// The metrics-store driver for MySQL 8 and MariaDB 10.6+.
 ///
-/// * Schema (by [`setup`](Driver::setup), `CREATE TABLE IF NOT EXISTS`), as upstream (spec
-///   §16.3): `` `data` JSON NOT NULL `` holds the packed flat object; identity columns by
+/// * Schema (by [`setup`](Driver::setup), `CREATE TABLE IF NOT EXISTS`), as upstream:
+///   `` `data` JSON NOT NULL `` holds the packed flat object; identity columns by
 ///   [`IdentifierMode`]: Full `` `key` VARCHAR(255) `` (primary key); Partial `key, at
 ///   DATETIME(6)`; Separated `key, granularity VARCHAR(255), at DATETIME(6)`; `at` in UTC. The
 ///   table uses `utf8mb4_bin`, so keys are compared exactly (`Events` ≠ `events`). A

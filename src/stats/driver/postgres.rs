@@ -20,8 +20,8 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 
 /// The metrics-store driver for PostgreSQL.
 ///
-/// * Schema (by [`setup`](Driver::setup), `CREATE TABLE IF NOT EXISTS`), as upstream (spec
-///   §16.2): `data JSONB NOT NULL DEFAULT '{}'` holds the packed flat object; identity columns
+/// * Schema (by [`setup`](Driver::setup), `CREATE TABLE IF NOT EXISTS`), as upstream:
+///   `data JSONB NOT NULL DEFAULT '{}'` holds the packed flat object; identity columns
 ///   by [`IdentifierMode`]: Full `key VARCHAR(255)` (primary key); Partial `key, at
 ///   TIMESTAMPTZ`; Separated `key, granularity VARCHAR(255), at TIMESTAMPTZ`. A
 ///   `<table>_batches (writer, seq)` table records the highest batch applied per writer.

@@ -87,7 +87,7 @@ return 1
 
 /// The metrics-store driver for Redis (standalone server; not Redis Cluster).
 ///
-/// * Layout (spec §16.4): one hash per bucket at `prefix::key::granularity::unix` (Full
+/// * Layout: one hash per bucket at `prefix::key::granularity::unix` (Full
 ///   identities only — a key-value store has no columns for the other modes), hash fields are
 ///   the packed field names. The system rows live at `prefix::__system__key__::…`.
 /// * Values are Redis strings: numbers as their decimal text (`15`, `0.75`; a float that

@@ -27,7 +27,7 @@ const ROWS_PER_READ: usize = 200;
 /// The metrics-store driver for embedded SQLite.
 ///
 /// * Schema (by [`setup`](Driver::setup), `CREATE TABLE IF NOT EXISTS`): `data` holds the
-///   packed flat JSON object; the identity columns follow the [`IdentifierMode`] (spec §16.1):
+///   packed flat JSON object; the identity columns follow the [`IdentifierMode`]:
 ///   Full `key` (primary key); Partial `key, at`; Separated `key, granularity, at`. `at` is
 ///   RFC 3339 UTC text with whole seconds (`2025-01-15T10:00:00Z`); rows written by older
 ///   clients with `.000000Z` are found too. A `<table>_batches` table records the highest
