@@ -59,6 +59,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Waits until `n` events are committed.
+async fn committed(s: &TestServer, n: u64) {
+    let start = Instant::now();
+    while s.total().await < n {
+        assert!(start.elapsed() < Duration::from_secs(10), "not committed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn events(ids: std::ops::Range<u32>) -> String {
     let list: Vec<_> = ids
         .map(|i| json!({"key": "disk", "id": format!("e{i}"), "data": {"pad": "x".repeat(200)}}))
@@ -79,6 +88,8 @@ async fn full_disk_is_answered_507_and_recovers(ack: AckMode) {
     })
     .await;
     assert_eq!(s.post("/events", events(0..10)).await.status, 200);
+    // Queued mode answers before the commit: let it land before the disk fills.
+    committed(&s, 10).await;
     let filler = disk.fill();
     // Writes until the store notices (SQLite may still have a page or two to spare).
     let started = Instant::now();
@@ -184,6 +195,7 @@ async fn a_shutdown_with_every_step_stuck_keeps_to_one_timeout() {
     })
     .await;
     assert_eq!(s.post("/events", events(0..10)).await.status, 200);
+    committed(&s, 10).await;
     let _filler = disk.fill();
     // An acknowledged request the store cannot write (queued mode keeps retrying it), metrics
     // the store cannot take, and a request whose body never finishes arriving.
