@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use accrue::Collector;
 use accrue::client::{Client, Recorder};
-use accrue::sink::HttpSink;
+use accrue::sink::{HttpSink, Runner};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,12 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (recorder, rx) = Recorder::builder()
         .flush_interval(Duration::from_millis(100))
         .build()?;
-    let stop = CancellationToken::new();
-    let sink = HttpSink::new(client.clone()).spawn_with_aggregator(
-        recorder.aggregator(),
-        rx,
-        stop.clone(),
-    );
+    let sink =
+        Runner::new(HttpSink::new(client.clone())).spawn_with_aggregator(recorder.aggregator(), rx);
     metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
 
     // The application: four workers handling requests.
@@ -62,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     metrics::gauge!("queue_depth").set(42.0);
 
     // Stop: the sink shuts the aggregator down and writes its final flush.
-    stop.cancel();
+    sink.stop();
     let report = sink.join().await;
     assert!(report.is_complete(), "{report:?}");
     client.close().await?;
@@ -87,7 +82,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             hist_min = hist_min.min(d["min"].as_f64().unwrap_or(f64::MAX));
             hist_max = hist_max.max(d["max"].as_f64().unwrap_or(f64::MIN));
         }
-        if let Some(v) = d["value"].as_f64() {
+        // Counters are added up under `value`; a gauge's `value` is its latest reading.
+        if let Some(v) = d["value"].as_f64()
+            && key.starts_with("http_requests")
+        {
+            *sums.entry(key.clone()).or_default() += v;
+        } else if let Some(v) = d["value"].as_f64() {
             let ts: jiff::Timestamp = e["timestamp"].as_str().unwrap_or_default().parse()?;
             let newest = last.get(&key).is_none_or(|(t, _)| *t < ts);
             if newest {

@@ -1,6 +1,7 @@
 //! The core: a sharded, loss-free concurrent aggregator. No async runtime needed.
 //!
 //! * `core` – [`Aggregator`]: shards, add path, flush passes, shutdown.
+//! * `bell` – how an async consumer is woken when a batch is sent.
 //! * `builder` – [`Builder`] and the [`Config`] snapshot.
 //! * `merge` – the [`Merge`] trait and the built-in merges.
 //! * `local` – [`LocalHandle`], a producer thread's private table in front of the shards.
@@ -8,8 +9,10 @@
 //! * `shard` – one shard's table and the order-preserving re-insertion.
 //! * `flusher` – the periodic flusher thread (not under loom).
 
+mod bell;
 mod builder;
 mod core;
+mod error;
 #[cfg(not(accrue_loom))]
 mod flusher;
 mod local;
@@ -24,6 +27,7 @@ mod tests;
 
 pub use self::builder::{Builder, Config};
 pub use self::core::{Aggregator, Counters, FlushReport};
+pub use self::error::{AddError, BuildError, ShutdownError};
 pub use self::local::LocalHandle;
 pub use self::merge::{Count, First, Last, Max, Merge, Min, Sum};
-pub use self::receiver::{Batch, BatchReceiver, RecvTimeoutError, TryRecvError};
+pub use self::receiver::{Batch, BatchReceiver, Recv, RecvTimeoutError, TryRecvError};

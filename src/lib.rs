@@ -95,7 +95,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | *(none)* | the aggregator, time buckets, windowed counters and rate limits ([`EventStore`]); no async runtime |
+//! | *(none, the default)* | the aggregator, time buckets, windowed counters and rate limits ([`EventStore`]); no async runtime |
 //! | `window-persist` | windowed-counter persistence: `FileStorage`, `BinaryFormat`, `JsonFormat` |
 //! | `window-tokio` | windowed-counter auto-persist on a tokio runtime |
 //! | `sqlite` | the metrics store's SQLite driver and `SqliteStorage` for windowed counters |
@@ -105,7 +105,8 @@
 //! | `redis` | `RedisDriver` (redis, tokio) |
 //! | `mongodb` | `MongoDriver` (MongoDB 8.0+ or a compatible server) |
 //! | `full` | everything |
-//! | `server` (default) | `accrue serve`, the HTTP collector, on embedded SQLite |
+//! | `server` | the HTTP collector on embedded SQLite, as a library (the `accrue` binary, package `accrue-cli`, runs it as `accrue serve`) |
+//! | `sink` | [`sink::Runner`], which drives any [`sink::Sink`] (yours too) from a `BatchReceiver` on tokio |
 //! | `client` | [`client::Client`] (batching HTTP client, rustls on *ring*), the tower middleware [`client::AccrueLayer`], the collector sink [`sink::HttpSink`] |
 //! | `metrics` | [`client::Recorder`], a `metrics` crate recorder backed by the aggregator |
 //!
@@ -117,7 +118,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
-mod aggregator;
+pub mod aggregator;
 #[cfg(any(feature = "client", feature = "metrics"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "metrics"))))]
 pub mod client;
@@ -125,17 +126,13 @@ pub mod client;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 mod collector;
 mod constants;
-mod error;
 // The client's emit/close gate is checked by loom, which builds without the `client` feature.
 #[cfg(all(test, accrue_loom))]
 #[allow(dead_code)]
 #[path = "client/gate.rs"]
 mod client_gate_loom;
-#[cfg(any(feature = "client", feature = "stats", feature = "metrics"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(feature = "client", feature = "stats", feature = "metrics")))
-)]
+#[cfg(feature = "sink")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sink")))]
 pub mod sink;
 #[cfg(feature = "stats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
@@ -174,11 +171,11 @@ pub use crate::stats::{MongoDriver, MongoDriverBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::stats::{RedisDriver, RedisDriverBuilder};
 pub use crate::{
+    aggregator::{AddError, BuildError, ShutdownError},
     aggregator::{
         Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,
         Last, LocalHandle, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
     },
-    error::{AddError, BuildError, ShutdownError},
     time::{
         Calendar, Granularity, GranularityError, GranularityErrorKind, TimeError, TimeZoneError,
         Timeline, Unit,

@@ -1,20 +1,21 @@
-//! Sinks: an [`Aggregator`](crate::Aggregator)'s flushed batches, written somewhere on tokio.
+//! Sinks: where an [`Aggregator`](crate::Aggregator)'s flushes go.
 //!
 //! ```text
-//!  Aggregator ─flush─► BatchReceiver ─► receiving thread ─► sink task (async) ─┬─► HttpSink  ─► accrue serve
-//!                     (bounded: a slow  (blocking recv,      one batch at a     └─► StatsSink ─► metrics store
-//!                      sink keeps data   off the runtime)     time, retried        (Stats + driver)
-//!                      in the shards)
+//!  Aggregator ─flush─► BatchReceiver ──await──► Runner ──one write per flush──► Sink
+//!                     (bounded: a slow          (coalesces a flush's batches,   ├─ HttpSink  ─► accrue serve
+//!                      sink keeps data           retries, stops by a deadline,  ├─ StatsSink ─► metrics-store driver
+//!                      in the shards)            reports what was written)      └─ your own
 //! ```
 //!
+//! * [`Sink`] is the contract: write one [`Flush`] (every batch delivered since the last
+//!   write) and return once the destination acknowledged it.
+//! * [`Runner`] drives any sink from a [`BatchReceiver`](crate::BatchReceiver) on tokio,
+//!   woken by the aggregator when it sends (no thread polls), and ends with a [`SinkReport`]
+//!   that hands back whatever was not acknowledged.
 //! * [`HttpSink`] (feature `client`) posts each aggregated item as one event to the collector
 //!   through a [`Client`](crate::client::Client): key = the item's name, `data` = its fields.
-//! * [`StatsSink`] (feature `stats`) tracks each item into a [`Stats`](crate::Stats) metrics
-//!   store (any driver) and flushes it once per batch.
-//!
-//! The receiver is drained by a blocking thread (the tokio blocking pool), so the runtime is
-//! never blocked; the sink writes one batch at a time, so a slow destination leaves data
-//! merging in the aggregator's shards instead of piling up in memory.
+//! * [`StatsSink`] (feature `stats`) writes each flush as one batch into a metrics store's
+//!   driver.
 //!
 //! What an item becomes is up to two small traits: [`SinkKey`] (a name, and optionally the
 //! time it belongs to) and [`SinkValue`] (its fields, each added up or set). They are
@@ -22,26 +23,33 @@
 //!
 //! # Stopping without losing anything
 //!
-//! A sink runs until the aggregator shuts down (its channel closes after the last batch) or
-//! its [`CancellationToken`](tokio_util::sync::CancellationToken) is cancelled. On
-//! cancellation it keeps writing what the aggregator hands over until the channel closes,
-//! for at most the stop timeout: with `spawn_with_aggregator` it shuts the aggregator down
-//! itself (its final flush arrives through the channel); with `spawn`, call the aggregator's
-//! `shutdown` yourself. Whatever could not be written by the deadline is handed back in
-//! [`SinkReport::unsent`], never dropped silently.
+//! A runner ends when the aggregator shuts down (its channel closes after the last batch) or
+//! after [`SinkTask::stop`]. On a stop it keeps writing what the aggregator hands over until
+//! the channel closes, for at most the stop timeout: with `spawn_with_aggregator` it shuts
+//! the aggregator down itself (its final flush arrives through the channel); with `spawn`,
+//! call the aggregator's `shutdown` yourself. Whatever was not acknowledged by the deadline is
+//! handed back in [`SinkReport::unsent`], and [`SinkReport::is_complete`] is `false`.
 
-#[cfg(any(feature = "client", feature = "stats"))]
-mod drain;
+mod contract;
 #[cfg(feature = "client")]
 mod http;
 mod item;
+mod runner;
 #[cfg(feature = "stats")]
 mod stats;
 
-#[cfg(any(feature = "client", feature = "stats"))]
-pub use self::drain::{SinkReport, SinkTask};
+pub use self::contract::{Flush, Sink, WriteError, Written};
 #[cfg(feature = "client")]
 pub use self::http::HttpSink;
 pub use self::item::{Amount, Field, Fields, SinkKey, SinkValue};
+pub use self::runner::{Progress, Runner, SinkReport, SinkTask, StopHandle};
 #[cfg(feature = "stats")]
 pub use self::stats::StatsSink;
+/// The time type of [`SinkKey::at`] and [`Flush::flushed_at`] (jiff's), re-exported so a sink
+/// needs no matching dependency.
+pub use jiff::Timestamp;
+
+/// The field a plain-number value is written to unless the sink is told otherwise: not
+/// `count`, which the collector reports for the events of a bucket.
+#[cfg(any(feature = "client", feature = "stats"))]
+const DEFAULT_VALUE_FIELD: &str = "value";

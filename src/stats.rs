@@ -42,6 +42,7 @@ pub use self::error::{ConfigError, DriverError, DriverErrorKind, StatsError, Val
 pub use self::keys::{
     IdentifierMode, Identity, RowId, SEPARATOR, SYSTEM_KEY, UNTRACKED_KEY, UnknownMode, at_text,
 };
+pub(crate) use self::ops::{Assembly, Op};
 pub use self::ops::{BlockingStats, FlushOutcome, MAX_KEY_LEN, Series, Stats, StatsBuilder};
 pub use self::packer::{PathCodec, decode_segment, encode_segment, parse_public_path};
 pub use self::value::{Number, Value, Values};

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use accrue::sink::{Fields, SinkValue, StatsSink};
+use accrue::sink::{Fields, Runner, SinkValue, StatsSink};
 use accrue::{
     Aggregator, Driver, DriverError, DriverFuture, IdentifierMode, MemoryDriver, RowId,
     SqliteDriver, Stats, Value, Values, WriteBatch,
 };
 use jiff::Timestamp;
-use tokio_util::sync::CancellationToken;
 
 /// A driver that applies a write and then reports failure, `fail` times: the worst case, an
 /// acknowledgement lost after the data was stored.
@@ -94,8 +93,8 @@ async fn counts_from_many_threads_land_exactly_once_despite_lost_acknowledgement
         .spawn()
         .unwrap();
     let agg = Arc::new(agg);
-    let stop = CancellationToken::new();
-    let sink = StatsSink::new(stats.clone()).spawn_with_aggregator(agg.clone(), rx, stop.clone());
+    let sink = Runner::new(StatsSink::new(stats.clone()).value_field("count"))
+        .spawn_with_aggregator(agg.clone(), rx);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let agg = agg.clone();
@@ -109,11 +108,11 @@ async fn counts_from_many_threads_land_exactly_once_despite_lost_acknowledgement
     for t in threads {
         t.join().unwrap();
     }
-    stop.cancel();
+    sink.stop();
     let report = sink.join().await;
     assert!(report.is_complete(), "{report:?}");
     assert!(
-        driver.writes.load(Ordering::SeqCst) > report.batches as u32,
+        driver.writes.load(Ordering::SeqCst) > report.writes as u32,
         "retried"
     );
     let mut total = 0;
@@ -145,7 +144,7 @@ async fn sums_add_up_and_set_fields_replace_in_sqlite() {
         })
         .build()
         .unwrap();
-    let sink = StatsSink::new(stats.clone()).spawn(rx, CancellationToken::new());
+    let sink = Runner::new(StatsSink::new(stats.clone())).spawn(rx);
     for ms in [3.0, 9.0] {
         agg.add(
             "GET /",
@@ -186,9 +185,7 @@ async fn items_the_store_refuses_are_counted_and_the_rest_written() {
         .build()
         .unwrap();
     let (agg, rx) = Aggregator::<String, f64>::builder().build().unwrap();
-    let sink = StatsSink::new(stats.clone())
-        .value_field("total")
-        .spawn(rx, CancellationToken::new());
+    let sink = Runner::new(StatsSink::new(stats.clone()).value_field("total")).spawn(rx);
     agg.add("ok".into(), 1.5).unwrap();
     agg.add("".into(), 1.0).unwrap(); // an empty key is invalid for the store
     agg.add("nan".into(), f64::NAN).unwrap(); // not a finite number
@@ -198,4 +195,101 @@ async fn items_the_store_refuses_are_counted_and_the_rest_written() {
     let report = sink.join().await;
     assert_eq!((report.items, report.rejected), (1, 2));
     assert_eq!(one(&stats, "ok", Timestamp::now()).await["total"], 1.5);
+}
+
+/// A store that refuses every write (down for the whole run).
+#[derive(Debug)]
+struct Down(MemoryDriver);
+
+impl Driver for Down {
+    fn description(&self) -> String {
+        "Down".into()
+    }
+
+    fn mode(&self) -> IdentifierMode {
+        self.0.mode()
+    }
+
+    fn setup(&self) -> DriverFuture<'_, ()> {
+        self.0.setup()
+    }
+
+    fn write<'a>(&'a self, _batch: &'a WriteBatch) -> DriverFuture<'a, ()> {
+        Box::pin(async { Err(DriverError::connection("the store is down")) })
+    }
+
+    fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
+        self.0.read(rows)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_down_at_stop_is_reported_and_everything_handed_back() {
+    let stats = Stats::builder(Arc::new(Down(MemoryDriver::new(IdentifierMode::Full))))
+        .granularities(["1h"])
+        .build()
+        .unwrap();
+    let (agg, rx) = Aggregator::<String, u64>::builder()
+        .flush_interval(Duration::from_millis(10))
+        .spawn()
+        .unwrap();
+    let agg = Arc::new(agg);
+    let sink = Runner::new(StatsSink::new(stats.clone()))
+        .stop_timeout(Duration::from_millis(300))
+        .spawn_with_aggregator(agg.clone(), rx);
+    let mut total = 0;
+    for i in 0..1_500u64 {
+        agg.add(format!("k{}", i % 7), i).unwrap();
+        total += i;
+        if i % 100 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    sink.stop();
+    let report = sink.join().await;
+    assert!(!report.is_complete(), "{report:?}");
+    assert_eq!(
+        (report.writes, report.items),
+        (0, 0),
+        "nothing was acknowledged"
+    );
+    let handed_back: u64 = report
+        .unsent
+        .into_iter()
+        .flat_map(|b| b.into_vec())
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(handed_back, total, "every value is in the report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_flush_of_64_shards_is_one_driver_write() {
+    let driver = Arc::new(LosesAcks {
+        inner: MemoryDriver::new(IdentifierMode::Full),
+        fail: AtomicU32::new(0),
+        writes: AtomicU32::new(0),
+    });
+    let stats = Stats::builder(driver.clone())
+        .granularities(["1h"])
+        .build()
+        .unwrap();
+    let (agg, rx) = Aggregator::<String, u64>::builder()
+        .shards(64)
+        .channel_capacity(64)
+        .build()
+        .unwrap();
+    let agg = Arc::new(agg);
+    for i in 0..5_000u64 {
+        agg.add(format!("key{i}"), 1).unwrap();
+    }
+    let task = Runner::new(StatsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
+    task.stop();
+    let report = task.join().await;
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.batches, 64, "every shard held keys");
+    assert_eq!(report.items, 5_000);
+    assert_eq!(report.writes, 1, "{report:?}");
+    assert_eq!(driver.writes.load(Ordering::SeqCst), 1, "one driver write");
+    let at = Timestamp::now();
+    assert_eq!(one(&stats, "key4999", at).await["value"], 1);
 }

@@ -6,13 +6,13 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::core::{Aggregator, Shared};
+use super::error::BuildError;
 use super::merge::{Merge, Sum};
 use super::receiver::BatchReceiver;
 use crate::constants::{
     DEFAULT_DROP_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_LOCAL_CAPACITY, MAX_DEFAULT_SHARDS,
     MIN_DEFAULT_SHARDS, SHARDS_PER_CPU,
 };
-use crate::error::BuildError;
 #[cfg(not(accrue_loom))]
 use crate::sync::Mutex;
 use crate::sync::{Arc, available_parallelism};
@@ -272,7 +272,7 @@ where
             flusher: Mutex::new(None),
             drop_timeout: self.drop_timeout,
         };
-        Ok((agg, BatchReceiver { rx }))
+        Ok((agg, rx))
     }
 }
 
@@ -301,13 +301,13 @@ where
             self.flush_interval,
             self.thread_name,
         )
-        .map_err(|e| BuildError::Spawn(e.to_string()))?;
+        .map_err(BuildError::Spawn)?;
         let agg = Aggregator {
             shared,
             flusher: Mutex::new(Some(handle)),
             drop_timeout: self.drop_timeout,
         };
-        Ok((agg, BatchReceiver { rx }))
+        Ok((agg, rx))
     }
 }
 

@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 
+use super::bell::Bell;
 use super::builder::{Builder, Config};
+use super::error::{AddError, ShutdownError};
 use super::local::{Groups, LocalHandle, LocalTable, Registry};
 use super::merge::{Merge, Sum};
-use super::receiver::Batch;
-#[cfg(not(accrue_loom))]
-use super::receiver::BatchReceiver;
+use super::receiver::{Batch, BatchReceiver};
 use super::shard::{Age, Shard};
-use crate::error::{AddError, ShutdownError};
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, chan};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, chan};
 
 /// A sharded concurrent map that merges values per key and periodically hands everything it
 /// holds to a bounded channel, losing nothing when that channel is full.
@@ -83,6 +82,8 @@ pub(crate) struct Shared<K, V, S, M> {
     pub(crate) wake_pending: AtomicBool,
     pub(crate) closing: AtomicBool,
     pub(crate) wake_tx: chan::Sender<()>,
+    /// Rung after every batch sent and once the sender is gone: async consumers wait on it.
+    bell: Arc<Bell>,
     totals: Totals,
 }
 
@@ -217,11 +218,16 @@ where
         config: Config,
         hasher: S,
         merge: M,
-    ) -> (Self, chan::Receiver<Batch<K, V>>, chan::Receiver<()>) {
+    ) -> (Self, BatchReceiver<K, V>, chan::Receiver<()>) {
         let n = config.shards;
         debug_assert!(n.is_power_of_two());
         let (tx, rx) = chan::bounded(config.channel_capacity);
         let (wake_tx, wake_rx) = chan::bounded(1);
+        let bell = Arc::new(Bell::default());
+        let rx = BatchReceiver {
+            rx,
+            bell: bell.clone(),
+        };
         let shared = Self {
             shards: (0..n)
                 .map(|_| CachePadded::new(Mutex::new(Shard::new())))
@@ -247,6 +253,7 @@ where
             wake_pending: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             wake_tx,
+            bell,
             totals: Totals::default(),
         };
         (shared, rx, wake_rx)
@@ -296,6 +303,7 @@ impl<K, V, S, M> Shared<K, V, S, M> {
             };
             match chan::send_until(&tx, batch, deadline) {
                 Ok(()) => {
+                    self.bell.ring();
                     batches += 1;
                     items += len;
                 }
@@ -308,6 +316,8 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         }
         drop(tx);
         drop(st);
+        // The channel is closed now: waiting consumers see the end.
+        self.bell.ring();
         self.totals.flushes.fetch_add(1, Ordering::Relaxed);
         self.totals
             .batches_sent
@@ -501,6 +511,7 @@ where
             };
             match tx.try_send(batch) {
                 Ok(()) => {
+                    self.bell.ring();
                     batches += 1;
                     items += len as u64;
                     tracing::trace!(seq = *seq, shard = i, items = len, "batch sent");

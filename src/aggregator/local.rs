@@ -22,10 +22,10 @@ use std::hash::{BuildHasher, Hash};
 use hashbrown::HashTable;
 
 use super::core::{Borrowed, KeyArg, Owned, Shared};
+use super::error::AddError;
 use super::merge::{Merge, Sum};
 use super::shard::Shard;
 use crate::constants::{SPARE_LOCAL_TABLES, SPARE_SPILL_SCRATCH};
-use crate::error::AddError;
 use crate::sync::{Arc, Mutex, Ordering};
 
 /// One handle's private table. Entries carry their hash, so a key is hashed once per add and

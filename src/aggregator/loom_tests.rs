@@ -308,3 +308,44 @@ fn loom_recycled_handle_vs_flush_and_shutdown_loses_nothing() {
         assert!(agg.local().add(1, 1).unwrap_err().is_closed());
     });
 }
+
+/// An async consumer parks on the bell while a producer adds and flushes: the batch sent just
+/// as the consumer registers (before, between its two looks, or after) always wakes it. A lost
+/// wake-up would leave `block_on` parked forever, which loom reports as a deadlock.
+#[test]
+fn loom_recv_async_is_woken_by_a_send_racing_its_park() {
+    loom::model(|| {
+        let (agg, rx) = summing(1, 1);
+        let a = agg.clone();
+        let producer = thread::spawn(move || {
+            a.add(1, 5).unwrap();
+            a.flush_once();
+        });
+        let batch = loom::future::block_on(rx.recv_async()).expect("the flushed batch");
+        assert_eq!(batch.into_vec(), vec![(1, 5)]);
+        producer.join().unwrap();
+    });
+}
+
+/// The end of the channel wakes a parked consumer too: it drains the final flush and then
+/// sees the close, whichever way the shutdown interleaves with its park.
+#[test]
+fn loom_recv_async_sees_the_shutdown_racing_its_park() {
+    loom::model(|| {
+        let (agg, rx) = summing(1, 1);
+        let a = agg.clone();
+        let closer = thread::spawn(move || {
+            a.add(7, 3).unwrap();
+            a.shutdown().unwrap();
+        });
+        let total = loom::future::block_on(async {
+            let mut total = 0;
+            while let Some(batch) = rx.recv_async().await {
+                total += batch.into_iter().map(|(_, v)| v).sum::<u64>();
+            }
+            total
+        });
+        assert_eq!(total, 3);
+        closer.join().unwrap();
+    });
+}

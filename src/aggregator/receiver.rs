@@ -1,11 +1,15 @@
 //! The consumer side: [`Batch`] and [`BatchReceiver`].
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hashbrown::HashTable;
 
-use crate::sync::chan;
+use super::bell::Bell;
+use crate::sync::{Arc, chan};
 
 /// The items one shard held at one flush: every pending key of that shard with its merged
 /// value, plus the flush sequence number and the shard index.
@@ -119,8 +123,12 @@ impl std::error::Error for RecvTimeoutError {}
 /// aggregator shuts down, the channel closes after its last batch: [`recv`](Self::recv) returns
 /// `None` and iteration ends. Dropping every receiver makes flushes keep data in the aggregator
 /// and [`shutdown`](crate::Aggregator::shutdown) hand it back.
+///
+/// Async code awaits [`recv_async`](Self::recv_async): the aggregator wakes the task when it
+/// sends, no thread polls.
 pub struct BatchReceiver<K, V> {
     pub(crate) rx: chan::Receiver<Batch<K, V>>,
+    pub(crate) bell: Arc<Bell>,
 }
 
 impl<K, V> BatchReceiver<K, V> {
@@ -130,6 +138,31 @@ impl<K, V> BatchReceiver<K, V> {
     /// **Blocking:** parks the thread; in async code call it from `spawn_blocking`.
     pub fn recv(&self) -> Option<Batch<K, V>> {
         self.rx.recv().ok()
+    }
+
+    /// Waits for a batch without blocking a thread, on any async runtime: `None` once the
+    /// aggregator has shut down and the channel is drained. The aggregator wakes the waiting
+    /// task when it sends a batch or closes; nothing polls.
+    ///
+    /// Cancel-safe: dropping the future before it completes loses no batch.
+    ///
+    /// ```
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    /// let (agg, rx) = accrue::Aggregator::<&str, u64>::new();
+    /// agg.add("a", 2).unwrap();
+    /// agg.shutdown().unwrap();
+    /// block_on(async {
+    ///     let batch = rx.recv_async().await.expect("the final flush");
+    ///     assert_eq!(batch.into_vec(), vec![("a", 2)]);
+    ///     assert!(rx.recv_async().await.is_none(), "closed and drained");
+    /// });
+    /// ```
+    pub fn recv_async(&self) -> Recv<'_, K, V> {
+        Recv { receiver: self }
     }
 
     /// Returns a waiting batch without blocking.
@@ -179,7 +212,40 @@ impl<K, V> Clone for BatchReceiver<K, V> {
     fn clone(&self) -> Self {
         Self {
             rx: self.rx.clone(),
+            bell: self.bell.clone(),
         }
+    }
+}
+
+/// The future of [`BatchReceiver::recv_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Recv<'a, K, V> {
+    receiver: &'a BatchReceiver<K, V>,
+}
+
+impl<K, V> Future for Recv<'_, K, V> {
+    type Output = Option<Batch<K, V>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let receiver = self.receiver;
+        let ready = |r: Result<Batch<K, V>, TryRecvError>| match r {
+            Ok(batch) => Some(Poll::Ready(Some(batch))),
+            Err(TryRecvError::Disconnected) => Some(Poll::Ready(None)),
+            Err(TryRecvError::Empty) => None,
+        };
+        if let Some(done) = ready(receiver.try_recv()) {
+            return done;
+        }
+        // Register, then look again: a batch sent in between is seen by the second look, one
+        // sent after it rings the bell (see `bell`).
+        receiver.bell.register(cx.waker());
+        ready(receiver.try_recv()).unwrap_or(Poll::Pending)
+    }
+}
+
+impl<K, V> fmt::Debug for Recv<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recv").finish_non_exhaustive()
     }
 }
 

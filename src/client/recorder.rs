@@ -5,7 +5,7 @@
 //!
 //! | kind | merged per flush | written by a sink as |
 //! |---|---|---|
-//! | counter | the sum of the increments (`absolute` adds the rise) | `count` (added up) |
+//! | counter | the sum of the increments (`absolute` adds the rise) | the sink's value field, `value` by default (added up) |
 //! | gauge | the last value | `value` (set) |
 //! | histogram | count, sum, min, max of the recorded values | `count`, `sum` (added up), `min`, `max` (set: the flush's extremes) |
 //!
@@ -321,16 +321,14 @@ impl HistogramFn for HistogramCell {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use accrue::client::Recorder;
-/// use accrue::{IdentifierMode, MemoryDriver, Stats, sink::StatsSink};
-/// use tokio_util::sync::CancellationToken;
+/// use accrue::{IdentifierMode, MemoryDriver, Stats, sink::{Runner, StatsSink}};
 ///
 /// let (recorder, rx) = Recorder::builder().build()?;
 /// let agg = recorder.aggregator();
 /// let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .granularities(["1h"])
 ///     .build()?;
-/// let stop = CancellationToken::new();
-/// let sink = StatsSink::new(stats.clone()).spawn_with_aggregator(agg, rx, stop.clone());
+/// let sink = Runner::new(StatsSink::new(stats.clone())).spawn_with_aggregator(agg, rx);
 ///
 /// // In an application: `metrics::set_global_recorder(recorder)`.
 /// metrics::with_local_recorder(&recorder, || {
@@ -341,7 +339,7 @@ impl HistogramFn for HistogramCell {
 ///     metrics::histogram!("latency_ms").record(10.0);
 /// });
 ///
-/// stop.cancel(); // shuts the aggregator down; its last flush is written
+/// sink.stop(); // shuts the aggregator down; its last flush is written
 /// assert!(sink.join().await.is_complete());
 /// let now = jiff::Timestamp::now();
 /// let get = |key: &'static str| {
@@ -351,7 +349,7 @@ impl HistogramFn for HistogramCell {
 ///         accrue::Value::Map(s.values[0].clone()).to_json()
 ///     }
 /// };
-/// assert_eq!(get("requests{route=/a}").await["count"], 5);
+/// assert_eq!(get("requests{route=/a}").await["value"], 5);
 /// assert_eq!(get("queue_depth").await["value"], 7.0);
 /// let latency = get("latency_ms").await;
 /// assert_eq!((latency["count"].clone(), latency["sum"].clone()), (2.into(), 14.0.into()));

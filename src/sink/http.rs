@@ -1,25 +1,20 @@
 //! [`HttpSink`]: aggregated items → events in the collector, through the [`Client`].
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use jiff::Timestamp;
 use serde_json::Map;
-use tokio_util::sync::CancellationToken;
 
-use super::drain::{self, DEFAULT_STOP_TIMEOUT, Outcome, SinkTask, Write};
+use super::contract::{Flush, Sink, WriteError, Written};
 use super::item::{Amount, Fields, SinkKey, SinkValue};
 use crate::client::{Client, ClientError, Event};
-use crate::{Aggregator, Batch, BatchReceiver, Merge};
 
-/// Posts an aggregator's batches to the collector: each item becomes one event whose key is
+/// Posts an aggregator's flushes to the collector: each item becomes one event whose key is
 /// the item's name, whose time is the item's (or the flush's) and whose `data` holds its fields
 /// as numbers. The collector then stores them and aggregates the numbers into its metrics
 /// (`/v1/values` sums them per bucket).
 ///
-/// A batch is sent with [`Client::send`]: ids are assigned once, so retries are idempotent,
-/// and retried (backoff, `Retry-After`) until the server stored it or the stop deadline
-/// passed; the next batch waits, so the aggregator keeps merging meanwhile.
+/// A flush is sent with [`Client::send`], in requests of the client's batch size: ids are
+/// assigned once, so retries are idempotent, and retried (backoff, `Retry-After`) until the
+/// server stored them; the [`Runner`](super::Runner) takes the next flush only then, so the
+/// aggregator keeps merging meanwhile.
 ///
 /// # Examples
 ///
@@ -27,116 +22,52 @@ use crate::{Aggregator, Batch, BatchReceiver, Merge};
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::{sync::Arc, time::Duration};
-/// use accrue::{Aggregator, client::Client, sink::HttpSink};
-/// use tokio_util::sync::CancellationToken;
+/// use accrue::{Aggregator, client::Client, sink::{HttpSink, Runner}};
 ///
 /// let client = Client::new("http://127.0.0.1:8081")?;
 /// let (agg, rx) = Aggregator::<String, u64>::builder()
 ///     .flush_interval(Duration::from_secs(10))
 ///     .spawn()?;
 /// let agg = Arc::new(agg);
-/// let stop = CancellationToken::new();
-/// let sink = HttpSink::new(client.clone()).spawn_with_aggregator(agg.clone(), rx, stop.clone());
+/// let task = Runner::new(HttpSink::new(client.clone())).spawn_with_aggregator(agg.clone(), rx);
 ///
-/// agg.add_ref("page_view", 1)?; // one event {"key":"page_view","data":{"count":N}} per flush
+/// agg.add_ref("page_view", 1)?; // one event {"key":"page_view","data":{"value":N}} per flush
 ///
-/// stop.cancel(); // shuts the aggregator down, writes its final flush, then ends
-/// let report = sink.join().await;
+/// task.stop(); // shuts the aggregator down, writes its final flush, then ends
+/// let report = task.join().await;
 /// assert!(report.is_complete());
 /// client.close().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-#[must_use]
 pub struct HttpSink {
-    client: Client,
-    value_field: String,
-    stop_timeout: Duration,
-}
-
-impl HttpSink {
-    /// A sink sending through `client`.
-    pub fn new(client: Client) -> Self {
-        Self {
-            client,
-            value_field: "count".into(),
-            stop_timeout: DEFAULT_STOP_TIMEOUT,
-        }
-    }
-
-    /// The `data` field a plain-number value is written to. Default: `count`.
-    pub fn value_field(mut self, name: impl Into<String>) -> Self {
-        self.value_field = name.into();
-        self
-    }
-
-    /// How long a stop keeps writing what the aggregator hands over. Default: 30 s.
-    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
-        self.stop_timeout = timeout;
-        self
-    }
-
-    /// Drains `rx` until the aggregator shuts down, or until `stop` is cancelled and the
-    /// aggregator's shutdown (which you call) has been written, within the stop timeout.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn spawn<K, V>(self, rx: BatchReceiver<K, V>, stop: CancellationToken) -> SinkTask<K, V>
-    where
-        K: SinkKey + Send + Sync + 'static,
-        V: SinkValue + Send + Sync + 'static,
-    {
-        let timeout = self.stop_timeout;
-        drain::spawn(rx, stop, None, self.writer(), timeout)
-    }
-
-    /// Like [`spawn`](Self::spawn), and when `stop` is cancelled the sink shuts `aggregator`
-    /// down itself: its final flush is written before the task ends.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn spawn_with_aggregator<K, V, S, M>(
-        self,
-        aggregator: Arc<Aggregator<K, V, S, M>>,
-        rx: BatchReceiver<K, V>,
-        stop: CancellationToken,
-    ) -> SinkTask<K, V>
-    where
-        K: SinkKey + std::hash::Hash + Eq + Send + Sync + 'static,
-        V: SinkValue + Send + Sync + 'static,
-        S: std::hash::BuildHasher + Send + Sync + 'static,
-        M: Merge<V>,
-    {
-        let timeout = self.stop_timeout;
-        let hook = drain::shutdown_hook(aggregator);
-        drain::spawn(rx, stop, Some(hook), self.writer(), timeout)
-    }
-
-    fn writer(self) -> HttpWriter {
-        HttpWriter {
-            client: self.client,
-            value_field: self.value_field,
-            fields: Fields::default(),
-        }
-    }
-}
-
-struct HttpWriter {
     client: Client,
     value_field: String,
     fields: Fields,
 }
 
-impl HttpWriter {
-    fn events<K: SinkKey, V: SinkValue>(
-        &mut self,
-        batch: &Batch<K, V>,
-        flushed_at: Timestamp,
-    ) -> Vec<Event> {
-        let mut events = Vec::with_capacity(batch.len());
-        for (k, v) in batch.iter() {
+impl HttpSink {
+    /// A sink sending through `client`.
+    #[must_use]
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            value_field: super::DEFAULT_VALUE_FIELD.into(),
+            fields: Fields::default(),
+        }
+    }
+
+    /// The `data` field a plain-number value is written to. Default: `value` (not `count`,
+    /// which the collector reports for the events of a bucket).
+    #[must_use]
+    pub fn value_field(mut self, name: impl Into<String>) -> Self {
+        self.value_field = name.into();
+        self
+    }
+
+    fn events<K: SinkKey, V: SinkValue>(&mut self, flush: &Flush<K, V>) -> Vec<Event> {
+        let mut events = Vec::with_capacity(flush.len());
+        for (k, v) in flush.iter() {
             self.fields.clear();
             v.write_fields(&self.value_field, &mut self.fields);
             let mut data = Map::new();
@@ -145,7 +76,7 @@ impl HttpWriter {
             }
             events.push(
                 Event::new(k.name().into_owned())
-                    .at(k.at().unwrap_or(flushed_at))
+                    .at(k.at().unwrap_or(flush.flushed_at()))
                     .with_data(data),
             );
         }
@@ -153,39 +84,31 @@ impl HttpWriter {
     }
 }
 
-impl<K, V> Write<K, V> for HttpWriter
+impl<K, V> Sink<K, V> for HttpSink
 where
     K: SinkKey + Send + Sync + 'static,
     V: SinkValue + Send + Sync + 'static,
 {
-    async fn write(
-        &mut self,
-        batch: &Batch<K, V>,
-        flushed_at: Timestamp,
-        give_up: &CancellationToken,
-    ) -> Outcome {
-        let events = self.events(batch, flushed_at);
+    async fn write(&mut self, flush: &Flush<K, V>) -> Result<Written, WriteError> {
+        let events = self.events(flush);
         let n = events.len() as u64;
-        match self.client.send_until(events, give_up).await {
-            Ok(_) => Outcome::Written {
+        let refused = |reason: &dyn std::fmt::Display| {
+            tracing::error!(%reason, items = n, "the collector refused a flush");
+            Ok(Written {
+                items: 0,
+                rejected: n,
+            })
+        };
+        match self.client.send(events).await {
+            Ok(_) => Ok(Written {
                 items: n,
                 rejected: 0,
-            },
+            }),
             Err(ClientError::Rejected { status, message }) => {
-                tracing::error!(status, %message, items = n, "the collector refused a batch");
-                Outcome::Written {
-                    items: 0,
-                    rejected: n,
-                }
+                refused(&format_args!("{status}: {message}"))
             }
-            Err(ClientError::Config(reason)) => {
-                tracing::error!(%reason, items = n, "a batch holds items the collector cannot take");
-                Outcome::Written {
-                    items: 0,
-                    rejected: n,
-                }
-            }
-            Err(_) => Outcome::GaveUp,
+            Err(ClientError::Config(reason)) => refused(&reason),
+            Err(e) => Err(WriteError::new(e)),
         }
     }
 }

@@ -22,6 +22,10 @@ use super::packer::{Leaves, PathCodec, encode_segment_into, pack, unpack};
 use super::value::{Number, Value, Values};
 use crate::time::{Calendar, Granularity};
 
+mod assembly;
+
+pub(crate) use self::assembly::Assembly;
+
 /// Longest metric key accepted, in bytes: joined Full keys (`key::granularity::unix`) then fit
 /// the `VARCHAR(255)` key columns of the SQL drivers.
 pub const MAX_KEY_LEN: usize = 200;

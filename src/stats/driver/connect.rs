@@ -135,6 +135,15 @@ impl DriverUrl {
         Ok(out)
     }
 
+    #[cfg_attr(
+        not(any(
+            feature = "sqlite",
+            feature = "postgres",
+            feature = "mysql",
+            feature = "mongodb"
+        )),
+        allow(dead_code)
+    )]
     fn table(&self) -> &str {
         self.table.as_deref().unwrap_or(DEFAULT_TABLE)
     }

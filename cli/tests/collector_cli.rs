@@ -1,7 +1,5 @@
 //! The `accrue` binary's command line: help, configuration errors, exit codes.
 
-#![cfg(feature = "server")]
-
 use std::process::{Command, Output};
 
 fn accrue(args: &[&str]) -> Output {

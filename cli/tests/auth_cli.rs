@@ -2,8 +2,6 @@
 //! comes from the environment or a file, never an argument; keys are created, listed and
 //! revoked at runtime; an open server says so loudly; no log line carries a key.
 
-#![cfg(feature = "server")]
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -3,8 +3,9 @@
 //! there exactly once (durable acknowledgement), and the metrics
 //! store must count every stored event exactly once (the pipeline's watermark and replay).
 
-#![cfg(all(feature = "server", unix))]
+#![cfg(unix)]
 
+#[path = "../../tests/collector_support/mod.rs"]
 mod collector_support;
 
 use std::collections::{HashMap, HashSet};

@@ -6,10 +6,10 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::aggregator::Batch;
+use super::receiver::Batch;
 
 /// An invalid [`Builder`](crate::Builder) setting, reported by `build()` / `spawn()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The shard count was zero or not a power of two.
@@ -24,8 +24,9 @@ pub enum BuildError {
     MaxKeys,
     /// `local_capacity` was set to zero; a local handle could hold nothing.
     LocalCapacity,
-    /// The operating system refused to start the flusher thread.
-    Spawn(String),
+    /// The operating system refused to start the flusher thread (the cause is the error's
+    /// [`source`](Error::source)).
+    Spawn(std::io::Error),
 }
 
 impl fmt::Display for BuildError {
@@ -45,12 +46,19 @@ impl fmt::Display for BuildError {
             Self::FlushThreshold => f.write_str("flush threshold must be at least 1 key"),
             Self::MaxKeys => f.write_str("max_keys must be at least 1 (omit it for no limit)"),
             Self::LocalCapacity => f.write_str("local_capacity must be at least 1 key"),
-            Self::Spawn(e) => write!(f, "failed to spawn the flusher thread: {e}"),
+            Self::Spawn(_) => f.write_str("failed to spawn the flusher thread"),
         }
     }
 }
 
-impl Error for BuildError {}
+impl Error for BuildError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why an [`add`](crate::Aggregator::add) or [`try_add`](crate::Aggregator::try_add) was
 /// refused. The key and value come back to the caller, nothing was changed.

@@ -2,9 +2,11 @@
 //! answers lost after the server stored the batch, and server restarts mid-stream (graceful,
 //! and `kill -9` of the real binary). Totals must be exact, without duplicates.
 
-#![cfg(all(feature = "client", feature = "server", unix))]
+#![cfg(unix)]
 
+#[path = "../../tests/client_support/mod.rs"]
 mod client_support;
+#[path = "../../tests/collector_support/mod.rs"]
 mod collector_support;
 
 use std::io::{BufRead, BufReader};

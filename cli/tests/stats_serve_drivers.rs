@@ -2,7 +2,6 @@
 //! events over HTTP, and its metrics land in the named database (read back here through a
 //! driver of our own, after a graceful stop).
 #![cfg(all(
-    feature = "server",
     feature = "postgres",
     feature = "mysql",
     feature = "redis",
@@ -10,7 +9,9 @@
     unix
 ))]
 
+#[path = "../../tests/collector_support/mod.rs"]
 mod collector_support;
+#[path = "../../tests/drivers_common/mod.rs"]
 mod drivers_common;
 
 use std::io::{BufRead, BufReader};
