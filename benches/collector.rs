@@ -9,8 +9,12 @@
 //! * `view`: one `/view` page (total + 100 rows, first page and page 500) over 100,000 stored
 //!   events. Peer: the Tlytics schema and queries (no index, `ORDER BY timestamp DESC` on the
 //!   timestamp text, `COUNT(*)`), on the same SQLite.
+//! * `metrics flush`: the cost of one metrics flush of 10k and 100k distinct event keys (one
+//!   aggregator → one driver batch into the embedded SQLite metrics store, 7 granularities),
+//!   measured as the server's stop, whose final flush writes them, minus nothing: the figure
+//!   includes closing the server (a few milliseconds with nothing pending).
 //!
-//! `cargo bench --bench collector`
+//! `cargo bench --features server --bench collector` (`-- 'metrics flush'` for that part)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -265,6 +269,66 @@ fn view(c: &mut Criterion) {
     group.finish();
 }
 
+/// Posts `keys` events with distinct keys over 4 connections, 1,000 per request.
+async fn post_distinct_keys(addr: SocketAddr, keys: usize) {
+    let tasks: Vec<_> = (0..4)
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut s = connect(addr).await;
+                for start in (c * 1_000..keys).step_by(4_000) {
+                    let end = (start + 1_000).min(keys);
+                    let events: Vec<String> = (start..end)
+                        .map(|i| format!(r#"{{"key":"user/{i}","data":{{"ms":{}}}}}"#, i % 250))
+                        .collect();
+                    post(&mut s, addr, Bytes::from(format!("[{}]", events.join(",")))).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn metrics_flush(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("metrics flush");
+    for keys in [10_000usize, 100_000] {
+        group.throughput(Throughput::Elements(keys as u64));
+        group.bench_function(format!("{}k keys", keys / 1_000), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    total += rt.block_on(async {
+                        let server = Collector::builder()
+                            .db(dir.path().join("flush.db"))
+                            .port(0)
+                            .flush_interval(Duration::from_secs(3_600))
+                            .start()
+                            .await
+                            .unwrap();
+                        post_distinct_keys(server.local_addr(), keys).await;
+                        let start = Instant::now();
+                        server.stop().await.unwrap();
+                        start.elapsed()
+                    });
+                }
+                record(
+                    &format!("{keys}"),
+                    "flush",
+                    total.as_secs_f64() / iters as f64,
+                );
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -307,6 +371,20 @@ fn report() {
             );
         }
     }
+    println!(
+        "\n| metrics flush (distinct event keys, 7 granularities) | stop with its final flush | per key |"
+    );
+    println!("|---|---:|---:|");
+    for keys in [10_000usize, 100_000] {
+        if let Some(s) = med(&format!("{keys}"), "flush") {
+            println!(
+                "| {}k keys | {:.0} ms | {:.1} us |",
+                keys / 1_000,
+                s * 1e3,
+                s * 1e6 / keys as f64
+            );
+        }
+    }
 }
 
 fn main() {
@@ -317,6 +395,7 @@ fn main() {
         .configure_from_args();
     ingest(&mut c);
     view(&mut c);
+    metrics_flush(&mut c);
     c.final_summary();
     report();
 }

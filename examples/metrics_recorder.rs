@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use accrue::Collector;
+use accrue::client::HttpSink;
 use accrue::client::{Client, Recorder};
-use accrue::sink::{HttpSink, Runner};
+use accrue::sink::Runner;
 use serde_json::Value;
 
 #[tokio::main]

@@ -46,6 +46,8 @@ mod query;
 #[cfg(feature = "metrics")]
 mod recorder;
 #[cfg(feature = "client")]
+mod sink;
+#[cfg(feature = "client")]
 mod stats;
 
 #[cfg(feature = "client")]
@@ -73,5 +75,7 @@ pub use self::query::{
 pub use self::recorder::{
     MetricAggregator, MetricKey, MetricKind, MetricMerge, MetricValue, Recorder, RecorderBuilder,
 };
+#[cfg(feature = "client")]
+pub use self::sink::HttpSink;
 #[cfg(feature = "client")]
 pub use self::stats::{ClientStats, CloseReport};

@@ -107,7 +107,7 @@
 //! | `full` | everything |
 //! | `server` | the HTTP collector on embedded SQLite, as a library (the `accrue` binary, package `accrue-cli`, runs it as `accrue serve`) |
 //! | `sink` | [`sink::Runner`], which drives any [`sink::Sink`] (yours too) from a `BatchReceiver` on tokio |
-//! | `client` | [`client::Client`] (batching HTTP client, rustls on *ring*), the tower middleware [`client::AccrueLayer`], the collector sink [`sink::HttpSink`] |
+//! | `client` | [`client::Client`] (batching HTTP client, rustls on *ring*), the tower middleware [`client::AccrueLayer`], the collector sink [`client::HttpSink`] |
 //! | `metrics` | [`client::Recorder`], a `metrics` crate recorder backed by the aggregator |
 //!
 //! ## Minimum supported Rust version

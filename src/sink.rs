@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  Aggregator ─flush─► BatchReceiver ──await──► Runner ──one write per flush──► Sink
-//!                     (bounded: a slow          (coalesces a flush's batches,   ├─ HttpSink  ─► accrue serve
+//!                     (bounded: a slow          (coalesces a flush's batches,   ├─ client::HttpSink ─► accrue serve
 //!                      sink keeps data           retries, stops by a deadline,  ├─ StatsSink ─► metrics-store driver
 //!                      in the shards)            reports what was written)      └─ your own
 //! ```
@@ -12,8 +12,8 @@
 //! * [`Runner`] drives any sink from a [`BatchReceiver`](crate::BatchReceiver) on tokio,
 //!   woken by the aggregator when it sends (no thread polls), and ends with a [`SinkReport`]
 //!   that hands back whatever was not acknowledged.
-//! * [`HttpSink`] (feature `client`) posts each aggregated item as one event to the collector
-//!   through a [`Client`](crate::client::Client): key = the item's name, `data` = its fields.
+//! * `client::HttpSink` (feature `client`) posts each aggregated item as one event to the
+//!   collector through the batching client: key = the item's name, `data` = its fields.
 //! * [`StatsSink`] (feature `stats`) writes each flush as one batch into a metrics store's
 //!   driver.
 //!
@@ -31,16 +31,12 @@
 //! handed back in [`SinkReport::unsent`], and [`SinkReport::is_complete`] is `false`.
 
 mod contract;
-#[cfg(feature = "client")]
-mod http;
 mod item;
 mod runner;
 #[cfg(feature = "stats")]
 mod stats;
 
 pub use self::contract::{Flush, Sink, WriteError, Written};
-#[cfg(feature = "client")]
-pub use self::http::HttpSink;
 pub use self::item::{Amount, Field, Fields, SinkKey, SinkValue};
 pub use self::runner::{Progress, Runner, SinkReport, SinkTask, StopHandle};
 #[cfg(feature = "stats")]
@@ -52,4 +48,4 @@ pub use jiff::Timestamp;
 /// The field a plain-number value is written to unless the sink is told otherwise: not
 /// `count`, which the collector reports for the events of a bucket.
 #[cfg(any(feature = "client", feature = "stats"))]
-const DEFAULT_VALUE_FIELD: &str = "value";
+pub(crate) const DEFAULT_VALUE_FIELD: &str = "value";

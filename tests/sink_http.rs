@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use accrue::Aggregator;
+use accrue::client::HttpSink;
 use accrue::client::{Client, Retry};
-use accrue::sink::{HttpSink, Runner};
+use accrue::sink::Runner;
 use client_support::{FaultProxy, Mode};
 use collector_support::TestServer;
 

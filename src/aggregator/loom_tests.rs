@@ -13,8 +13,8 @@ use std::hash::BuildHasherDefault;
 
 use loom::thread;
 
+use super::{Aggregator, BatchReceiver, Builder};
 use crate::sync::Arc;
-use crate::{Aggregator, BatchReceiver, Builder};
 
 /// A deterministic hasher: loom replays executions and needs the same shard choices each time.
 type H = BuildHasherDefault<DefaultHasher>;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::{AddError, Aggregator, BatchReceiver, BuildError, Last, TryRecvError};
+use super::{AddError, Aggregator, BatchReceiver, BuildError, Last, TryRecvError};
 
 fn drain<K: std::hash::Hash + Eq, V: std::ops::AddAssign + Copy>(
     rx: &BatchReceiver<K, V>,
@@ -501,7 +501,7 @@ fn loom_models_put_their_two_keys_in_different_shards() {
     // with the default SipHash hasher, so that a flush produces two batches and a capacity-1
     // channel really fills up.
     type H = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
-    let (agg, rx) = crate::Builder::<u8, u64>::new()
+    let (agg, rx) = super::Builder::<u8, u64>::new()
         .shards(2)
         .hasher(H::default())
         .build()

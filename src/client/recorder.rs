@@ -24,8 +24,8 @@ use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, K
 use metrics::{Metadata, SharedString, Unit};
 use parking_lot::RwLock;
 
+use crate::aggregator::{Aggregator, BatchReceiver, BuildError, Merge};
 use crate::sink::{Fields, SinkKey, SinkValue};
-use crate::{Aggregator, BatchReceiver, BuildError, Merge};
 
 /// The aggregator behind a [`Recorder`].
 pub type MetricAggregator = Aggregator<MetricKey, MetricValue, ahash::RandomState, MetricMerge>;

@@ -561,14 +561,14 @@ impl CollectorBuilder {
             ));
         }
         for g in &self.granularities {
-            if let Err(e) = g.parse::<crate::Granularity>() {
+            if let Err(e) = g.parse::<crate::time::Granularity>() {
                 return bad(format!("granularity: {e}"));
             }
         }
         if self.metrics && self.granularities.is_empty() {
             return bad("at least one granularity is needed for the metrics pipeline".into());
         }
-        if let Err(e) = crate::Calendar::from_name(&self.time_zone) {
+        if let Err(e) = crate::time::Calendar::from_name(&self.time_zone) {
             return bad(format!("time zone: {e}"));
         }
         if let Some(why) = self.admin_key.as_ref().and_then(|k| k.invalid.as_ref()) {

@@ -93,7 +93,7 @@ pub(crate) struct Gauges {
     pub(crate) stored_events: i64,
     pub(crate) store_healthy: bool,
     pub(crate) metrics_watermark: i64,
-    pub(crate) aggregator: Option<crate::Counters>,
+    pub(crate) aggregator: Option<crate::aggregator::Counters>,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {

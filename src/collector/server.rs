@@ -24,7 +24,7 @@ use super::routes::{AppInner, AppState, router};
 use super::serve::ConnectionLimits;
 use super::store::{EventStore, ReadPool};
 use super::target::StatsTarget;
-use crate::{Driver, IdentifierMode, MemoryDriver, SqliteDriver, Stats};
+use crate::stats::{Driver, IdentifierMode, MemoryDriver, SqliteDriver, Stats};
 
 /// The metrics store's table (Trifle Stats' default name, so its tools can read it).
 const METRICS_TABLE: &str = "trifle_stats";
@@ -44,7 +44,7 @@ async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stat
         }
         StatsTarget::Memory => Arc::new(MemoryDriver::new(IdentifierMode::Full)),
         // Server drivers; `table` defaults to `trifle_stats` like METRICS_TABLE.
-        StatsTarget::Remote { url, .. } => crate::connect_driver(url)
+        StatsTarget::Remote { url, .. } => crate::stats::connect_driver(url)
             .await
             .map_err(|e| CollectorError::metrics("open", e))?,
     };

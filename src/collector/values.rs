@@ -21,7 +21,7 @@ use super::error::ApiError;
 use super::json;
 use super::pipeline::flusher::metric_key;
 use super::routes::AppState;
-use crate::StatsError;
+use crate::stats::{StatsError, Value};
 
 fn parse_time(name: &str, v: &str) -> Result<Timestamp, ApiError> {
     v.parse::<Timestamp>().map_err(|e| {
@@ -111,7 +111,7 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
         if i > 0 {
             out.push(b',');
         }
-        let json = crate::Value::Map(v.clone()).to_json();
+        let json = Value::Map(v.clone()).to_json();
         serde_json::to_writer(&mut out, &json).expect("writing to a Vec cannot fail");
     }
     out.extend_from_slice(b"]}");

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use crate::aggregator::Batch;
 
 /// A destination for an aggregator's flushes: the metrics store ([`StatsSink`]), the collector
-/// ([`HttpSink`]), or your own. The [`Runner`] drives it.
+/// (`client::HttpSink`), or your own. The [`Runner`] drives it.
 ///
 /// The runner hands it one [`Flush`] at a time — everything the aggregator delivered since the
 /// last write, coalesced — and takes the next only once this one is written, so a slow
@@ -24,29 +24,43 @@ use crate::aggregator::Batch;
 /// short may still have reached the destination).
 ///
 /// [`StatsSink`]: super::StatsSink
-/// [`HttpSink`]: super::HttpSink
 /// [`Runner`]: super::Runner
 /// [`SinkReport::unsent`]: super::SinkReport::unsent
 ///
 /// # Examples
 ///
-/// A sink that keeps totals in memory (a database client would go where the map is):
+/// A sink that keeps totals in a shared map (a database client would go where the map is):
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::collections::HashMap;
-/// use accrue::sink::{Flush, Sink, WriteError, Written};
+/// use std::sync::{Arc, Mutex};
+/// use accrue::Aggregator;
+/// use accrue::sink::{Flush, Runner, Sink, WriteError, Written};
 ///
-/// #[derive(Default)]
-/// struct Totals(HashMap<String, u64>);
+/// #[derive(Clone, Default)]
+/// struct Totals(Arc<Mutex<HashMap<String, u64>>>);
 ///
 /// impl Sink<String, u64> for Totals {
 ///     async fn write(&mut self, flush: &Flush<String, u64>) -> Result<Written, WriteError> {
+///         let mut totals = self.0.lock().map_err(|e| WriteError::new(e.to_string()))?;
 ///         for (key, n) in flush.iter() {
-///             *self.0.entry(key.clone()).or_default() += n;
+///             *totals.entry(key.clone()).or_default() += n;
 ///         }
 ///         Ok(Written::all(flush.len()))
 ///     }
 /// }
+///
+/// let totals = Totals::default();
+/// let (agg, rx) = Aggregator::<String, u64>::new();
+/// let task = Runner::new(totals.clone()).spawn(rx);
+/// agg.add("a".into(), 2)?;
+/// agg.add("a".into(), 3)?;
+/// agg.shutdown()?; // its final flush is written, then the task ends
+/// assert!(task.join().await.is_complete());
+/// assert_eq!(totals.0.lock().unwrap()["a"], 5);
+/// # Ok(()) }
 /// ```
 pub trait Sink<K, V>: Send + 'static {
     /// Writes `flush` as one destination write (split only where the destination has a limit,

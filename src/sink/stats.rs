@@ -133,7 +133,7 @@ impl fmt::Debug for StatsSink {
         f.debug_struct("StatsSink")
             .field("stats", &self.stats)
             .field("value_field", &self.value_field)
-            .field("writer", &self.assembly.writer())
+            .field("assembly", &self.assembly)
             .finish_non_exhaustive()
     }
 }

@@ -56,7 +56,7 @@ pub(crate) struct Pending {
 }
 
 /// Runs under the aggregator's shard lock; `acc` is the older side.
-fn merge(acc: &mut Pending, newer: Pending) {
+pub(crate) fn merge(acc: &mut Pending, newer: Pending) {
     acc.tracked += newer.tracked;
     acc.untracked += newer.untracked;
     let fields = acc.fields.make_owned();

@@ -632,29 +632,6 @@ impl Stats {
         Ok(buffer.add(&call.key, &call.buckets, call.fields, self.untracked))
     }
 
-    /// [`track`](Self::track) for a caller on a blocking thread that flushes itself (the
-    /// collector's metrics pipeline): adds the call to the buffer and never flushes, not even
-    /// when `buffer_size` is reached. Counted under `__untracked__` on an
-    /// [`untracked`](Self::untracked) handle.
-    ///
-    /// # Errors
-    ///
-    /// [`StatsError::Unbuffered`] on a store built with `buffer(false)`, otherwise as
-    /// [`track`](Self::track). Nothing was added.
-    #[cfg_attr(
-        not(feature = "server"),
-        allow(dead_code, reason = "the collector's metrics pipeline calls it")
-    )]
-    pub(crate) fn track_buffered(
-        &self,
-        key: &str,
-        at: Timestamp,
-        values: &Value,
-    ) -> Result<(), StatsError> {
-        self.enqueue(Op::Track, key, at, values)
-            .map(|_reached_size| ())
-    }
-
     /// Turns pending bucket updates into row updates plus system rows: the data rows in
     /// `items` order, then the system rows in order of first use (one per bucket, or one per
     /// item without `merge_system`), every row's fields sorted by name.
@@ -1305,7 +1282,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn track_buffered_queues_and_never_flushes() {
+    async fn enqueue_reports_the_size_trigger_and_leaves_it_to_the_caller() {
         let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
             .time_zone("UTC")
             .granularities(["1h"])
@@ -1314,53 +1291,24 @@ mod tests {
             .build()
             .unwrap();
         let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
-        for _ in 0..3 {
-            stats
-                .track_buffered("a", at, &json!({"n": 1}).into())
-                .unwrap();
-        }
-        stats
-            .untracked()
-            .track_buffered("b", at, &json!({"n": 1}).into())
-            .unwrap();
-        assert_eq!(stats.pending(), 4, "the size trigger is left to the caller");
-        assert!(matches!(
-            stats.track_buffered("a", at, &json!({"n": "x"}).into()),
-            Err(StatsError::InvalidValue(_))
-        ));
-        stats.flush().await.unwrap();
-        let system = stats.values(SYSTEM_KEY, at, at, "1h", false).await.unwrap();
-        assert_eq!(
-            Value::Map(system.values[0].clone()).to_json(),
-            json!({"count": 4, "keys": {"a": 3, UNTRACKED_KEY: 1}})
-        );
-        // `enqueue` reports the size trigger; `track` acts on it.
-        assert!(
-            !stats
-                .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
-                .unwrap()
-        );
-        assert!(
-            stats
-                .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
-                .unwrap()
-        );
+        let enqueue = |key| stats.enqueue(Op::Track, key, at, &json!({"n": 1}).into());
+        assert!(!enqueue("a").unwrap());
+        assert!(enqueue("a").unwrap());
+        assert!(!enqueue("b").unwrap());
+        assert_eq!(stats.pending(), 3, "nothing was flushed");
         stats.shutdown().await.unwrap();
-        assert!(matches!(
-            stats.track_buffered("a", at, &json!({"n": 1}).into()),
-            Err(StatsError::Closed)
-        ));
+        assert!(matches!(enqueue("a"), Err(StatsError::Closed)));
     }
 
-    #[tokio::test]
-    async fn track_buffered_needs_a_buffer() {
+    #[test]
+    fn enqueue_needs_a_buffer() {
         let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
             .buffer(false)
             .build()
             .unwrap();
         let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
         let err = stats
-            .track_buffered("a", at, &json!({"n": 1}).into())
+            .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
             .unwrap_err();
         assert!(matches!(err, StatsError::Unbuffered), "{err}");
         assert!(err.to_string().contains("buffer(false)"));

@@ -3,7 +3,8 @@
 use loom::thread;
 
 use crate::sync::Arc;
-use crate::{EventStore, TestClock, Unit};
+use crate::time::Unit;
+use crate::window::{EventStore, TestClock};
 
 fn store() -> Arc<EventStore> {
     let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());

@@ -1089,7 +1089,7 @@ impl EventStore {
 #[cfg(all(test, not(accrue_loom)))]
 mod tests {
     use super::*;
-    use crate::TestClock;
+    use crate::window::TestClock;
 
     fn store_at(t: &str) -> (EventStore, TestClock) {
         let clock = TestClock::at(t.parse().unwrap());

@@ -13,7 +13,7 @@
 
 use jiff::Timestamp;
 
-use crate::{Calendar, Granularity, TimeError};
+use crate::time::{Calendar, Granularity, TimeError};
 
 /// Computes representatives for one calendar and granularity list.
 #[derive(Debug, Clone)]

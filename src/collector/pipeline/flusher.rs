@@ -1,14 +1,15 @@
 //! [`Pipeline`]: committed events → aggregator → metrics store, exactly once.
 //!
-//! The writer thread adds each committed event to the aggregator under `upto`'s lock and
-//! records the highest id added. A flush takes that lock, notes the id `w`, and swaps the
-//! aggregator's tables out, so the flushed samples are exactly the events up to `w` not flushed
-//! before. They are tracked into the metrics store together with an assert of the watermark
-//! `w` (on a per-event-store key), and the store's buffer writes all of it as **one batch**: one
-//! transaction on SQLite. On start the watermark is read back and the events after it are
-//! replayed from the event store, so a crash at any moment loses no metric and counts none
-//! twice. A failed batch stays in the store's buffer and is retried unchanged (the driver
-//! applies a batch id at most once); no new samples are tracked until it went through.
+//! One aggregator between ingest and the driver. The writer thread adds each committed event
+//! to the aggregator under `upto`'s lock and records the highest id added. A flush takes that
+//! lock, notes the id `w`, and swaps the aggregator's tables out, so the flushed samples are
+//! exactly the events up to `w` not flushed before. Their rows (every granularity's bucket of
+//! each sample) and an assert of the watermark `w` (on a per-event-store key) are assembled
+//! into **one driver batch**, written straight to the driver: one transaction on SQLite, and
+//! no second merge in the store's buffer. On start the watermark is read back and the events
+//! after it are replayed from the event store, so a crash at any moment loses no metric and
+//! counts none twice. A failed batch is kept and retried unchanged (the driver applies a batch
+//! id at most once); nothing new is flushed until it went through.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,13 +21,14 @@ use parking_lot::Mutex;
 
 use super::bucket::{BucketCache, Bucketer};
 use super::sample::{Num, Sample, SampleMerge, segments};
+use crate::aggregator::{Aggregator, BatchReceiver, Counters};
 use crate::collector::error::{ApiError, CollectorError};
 use crate::collector::event::Event;
 use crate::collector::metrics::Metrics;
 use crate::collector::store::EventStore;
 use crate::collector::writer::{CommitObserver, WriterShared};
-use crate::{
-    Aggregator, BatchReceiver, Counters, MAX_KEY_LEN, SYSTEM_KEY, Stats, StatsError, Value, Values,
+use crate::stats::{
+    Assembly, MAX_KEY_LEN, Number, Op, SYSTEM_KEY, Stats, StatsError, Value, Values, WriteBatch,
 };
 
 type Key = (Box<str>, i64);
@@ -58,8 +60,10 @@ pub(crate) struct Pipeline {
     store_id: i64,
     /// Highest id whose metrics are in the metrics store.
     flushed: AtomicI64,
-    /// A flush batch failed and sits in the store's buffer: retry it before anything else.
-    stalled: Mutex<Option<i64>>,
+    /// Builds each flush's driver batch (behind a lock so the blocking pool can use it).
+    assembly: Arc<Mutex<Assembly>>,
+    /// A flush batch whose write failed, with its watermark: retried before anything else.
+    stalled: Mutex<Option<(i64, Arc<WriteBatch>)>>,
     metrics: Arc<Metrics>,
     writer: Mutex<Option<Arc<WriterShared>>>,
     finished: AtomicBool,
@@ -97,6 +101,7 @@ impl Pipeline {
             watermark_key: format!("{WATERMARK_PREFIX}{store_id}"),
             store_id,
             flushed: AtomicI64::new(0),
+            assembly: Arc::new(Mutex::new(Assembly::new())),
             stalled: Mutex::new(None),
             metrics,
             writer: Mutex::new(None),
@@ -179,8 +184,8 @@ impl Pipeline {
             .and_then(|v| v.get("id"))
             .and_then(Value::as_number)
             .map_or(0, |n| match n {
-                crate::Number::Int(i) => i,
-                crate::Number::Float(f) => f as i64,
+                Number::Int(i) => i,
+                Number::Float(f) => f as i64,
             });
         Ok(id)
     }
@@ -234,13 +239,9 @@ impl Pipeline {
     pub(crate) async fn flush(&self) -> Result<(), StatsError> {
         let _one_at_a_time = self.flush_lock.lock().await;
         let started = std::time::Instant::now();
-        let stalled = *self.stalled.lock();
-        if let Some(w) = stalled {
-            self.stats.flush().await.inspect_err(|_| {
-                self.metrics
-                    .metrics_flush_errors
-                    .fetch_add(1, Ordering::Relaxed);
-            })?;
+        let stalled = self.stalled.lock().clone();
+        if let Some((w, batch)) = stalled {
+            self.write(&batch).await?;
             *self.stalled.lock() = None;
             self.advance(w);
         }
@@ -258,50 +259,53 @@ impl Pipeline {
             return Ok(());
         }
         let live = self.live.get().filter(|l| l.wants_flushes());
-        // Turning samples into metric writes costs CPU linear in the keys of the window: off
-        // the async workers, so requests and health checks keep being answered meanwhile.
-        let published = {
-            let stats = self.stats.untracked();
+        // Turning samples into rows costs CPU linear in the keys of the window: off the async
+        // workers, so requests and health checks keep being answered meanwhile.
+        let (batch, published) = {
+            let watermark = Watermark {
+                key: self.watermark_key.clone(),
+                store: self.store_id,
+                id: w,
+            };
+            let (stats, assembly) = (self.stats.untracked(), Arc::clone(&self.assembly));
             let metrics = Arc::clone(&self.metrics);
             let publish = live.is_some();
             match tokio::task::spawn_blocking(move || {
-                track_samples(&stats, items, publish, &metrics)
+                let mut assembly = assembly.lock();
+                assemble(&stats, &mut assembly, items, &watermark, publish, &metrics)
             })
             .await
             {
-                Ok(tracked) => tracked?,
+                Ok(assembled) => assembled?,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 // The runtime is shutting down; the events are replayed on the next start.
                 Err(_) => return Err(StatsError::Closed),
             }
         };
-        let mut mark = Values::new();
-        mark.insert("store".into(), Value::Int(self.store_id));
-        mark.insert("id".into(), Value::Int(w));
-        self.stats
-            .untracked()
-            .assert(&self.watermark_key, watermark_at(), mark)
-            .await?;
-        match self.stats.flush().await {
-            Ok(_) => {
-                self.advance(w);
-                if let Some(live) = live {
-                    live.publish_flush(w, &published);
-                }
-                self.metrics.metrics_flushes.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .metrics_flush_latency
-                    .observe(started.elapsed());
-                Ok(())
-            }
-            Err(e) => {
-                *self.stalled.lock() = Some(w);
-                self.metrics
-                    .metrics_flush_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
+        let batch = Arc::new(batch);
+        if let Err(e) = self.write(&batch).await {
+            *self.stalled.lock() = Some((w, batch));
+            return Err(e);
         }
+        self.advance(w);
+        if let Some(live) = live {
+            live.publish_flush(w, &published);
+        }
+        self.metrics.metrics_flushes.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .metrics_flush_latency
+            .observe(started.elapsed());
+        Ok(())
+    }
+
+    /// One driver write of a flush batch, counted when it fails.
+    async fn write(&self, batch: &WriteBatch) -> Result<(), StatsError> {
+        self.stats.driver().write(batch).await.map_err(|e| {
+            self.metrics
+                .metrics_flush_errors
+                .fetch_add(1, Ordering::Relaxed);
+            StatsError::from(e)
+        })
     }
 
     fn advance(&self, w: i64) {
@@ -384,16 +388,25 @@ impl Pipeline {
 /// What one flush hands the live feed: each sample's event key, bucket start and values.
 type Published = Vec<(Box<str>, Timestamp, Values)>;
 
-/// Tracks every sample of a flush into the store's buffer (blocking: run it on the blocking
-/// pool). Event keys are tracked *untracked*: the system rows count them without listing each
-/// key, so a bucket's system row has two fields however many keys it saw (the event store
-/// already lists keys, through `/v1/latest`).
-fn track_samples(
+/// Where a flush's batch records how far it got: the event store's watermark row.
+struct Watermark {
+    key: String,
+    store: i64,
+    id: i64,
+}
+
+/// Assembles every sample of a flush, then the watermark, into one driver batch (blocking:
+/// run it on the blocking pool). Event keys are tracked *untracked*: the system rows count them
+/// without listing each key, so a bucket's system row has two fields however many keys it saw
+/// (the event store already lists keys, through `/v1/latest`).
+fn assemble(
     stats: &Stats,
+    assembly: &mut Assembly,
     items: Vec<(Key, Sample)>,
+    watermark: &Watermark,
     publish: bool,
     metrics: &Metrics,
-) -> Result<Published, StatsError> {
+) -> Result<(WriteBatch, Published), StatsError> {
     let mut published = Vec::new();
     let mut overflowed = 0;
     let mut overflowed_key = None;
@@ -405,18 +418,17 @@ fn track_samples(
             overflowed_key.get_or_insert_with(|| key.clone());
         }
         let values = Value::Map(values);
-        match stats.track_buffered(&metric_key(&key), at, &values) {
-            Ok(()) => {}
-            Err(StatsError::Closed) => return Err(StatsError::Closed),
-            Err(e) => {
-                // Keys and numbers are checked at ingest, so only a rule this build does not
-                // know gets here.
-                metrics
-                    .metrics_skipped
-                    .fetch_add(sample_count(&values), Ordering::Relaxed);
-                tracing::error!(key = %key, error = %e, "metrics store refused a sample");
-                continue;
+        if let Err(e) = stats.assemble_call(assembly, Op::Track, &metric_key(&key), at, &values) {
+            if matches!(e, StatsError::Closed) {
+                return Err(e);
             }
+            // Keys and numbers are checked at ingest, so only a rule this build does not know
+            // gets here.
+            metrics
+                .metrics_skipped
+                .fetch_add(sample_count(&values), Ordering::Relaxed);
+            tracing::error!(key = %key, error = %e, "metrics store refused a sample");
+            continue;
         }
         if publish && let Value::Map(values) = values {
             published.push((key, at, values));
@@ -433,7 +445,20 @@ fn track_samples(
              left out of its metrics (their counts and other fields are written)"
         );
     }
-    Ok(published)
+    let mut mark = Values::new();
+    mark.insert("store".into(), Value::Int(watermark.store));
+    mark.insert("id".into(), Value::Int(watermark.id));
+    stats.assemble_call(
+        assembly,
+        Op::Assert,
+        &watermark.key,
+        watermark_at(),
+        &Value::Map(mark),
+    )?;
+    let batch = stats
+        .assemble(assembly)?
+        .expect("the watermark is always in the batch");
+    Ok((batch, published))
 }
 
 fn sample_count(values: &Value) -> u64 {

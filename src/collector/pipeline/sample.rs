@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::Merge;
+use crate::aggregator::Merge;
 use crate::collector::event::CowStr;
 
 /// A numeric leaf: integers stay exact until a sum overflows `i64` or meets a float.

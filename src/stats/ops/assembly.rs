@@ -1,37 +1,80 @@
-//! [`Assembly`]: one write batch built outside the store's shared buffer, for a writer that
-//! owns its batches (the metrics sink): calls merged per bucket row, the system rows added, the
-//! batch numbered in the assembly's own writer sequence. The store's buffer, lane and flush task
-//! are not involved, so such a writer's batches never interleave with the store's own.
+//! [`Assembly`]: the rows of one write batch, built outside the store's shared buffer for a
+//! writer that owns its batches (the metrics sink, the collector's metrics pipeline): the calls
+//! of one flush fanned out to every granularity's bucket row and combined per row (a plain
+//! table, emptied by each batch: no aggregation across flushes), the system rows added, the
+//! batch numbered in the assembly's own writer sequence. The store's buffer, lane and flush
+//! task are not involved, so such a writer's batches never interleave with the store's own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use super::{Op, Stats, random_writer_id};
-use crate::stats::buffer::Buffer;
+use crate::stats::buffer::{Fields, Pending, PendingKey, merge};
 use crate::stats::driver::{BatchId, WriteBatch};
 use crate::stats::error::StatsError;
 use crate::stats::value::Value;
 
-/// Calls merged per bucket row until [`Stats::assemble`] turns them into one [`WriteBatch`].
+/// Calls combined per bucket row until [`Stats::assemble`] turns them into one
+/// [`WriteBatch`].
 pub(crate) struct Assembly {
-    buffer: Buffer,
+    rows: HashMap<PendingKey, Pending, ahash::RandomState>,
+    /// Calls added so far: the first call of a row orders it in the batch.
+    calls: u64,
     writer: String,
     next_seq: u64,
 }
 
+impl std::fmt::Debug for Assembly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembly")
+            .field("writer", &self.writer)
+            .field("next_seq", &self.next_seq)
+            .field("rows", &self.rows.len())
+            .finish()
+    }
+}
+
 impl Assembly {
-    /// Merges every call per bucket row; batches are numbered from 1 under a random writer id.
+    /// An empty assembly; batches are numbered from 1 under a random writer id.
     pub(crate) fn new() -> Self {
         Self {
-            // The size trigger is never consulted: the owner decides when to assemble.
-            buffer: Buffer::new(usize::MAX, true),
+            rows: HashMap::default(),
+            calls: 0,
             writer: random_writer_id(),
             next_seq: 1,
         }
     }
 
-    /// The writer id of this assembly's batches.
-    pub(crate) fn writer(&self) -> &str {
-        &self.writer
+    fn add(
+        &mut self,
+        key: &Arc<str>,
+        buckets: &[(crate::time::Granularity, i64)],
+        fields: &Arc<[(String, crate::stats::driver::FieldOp)]>,
+        untracked: bool,
+    ) {
+        self.calls += 1;
+        for &(granularity, at) in buckets {
+            let pending = Pending {
+                first: self.calls,
+                fields: Fields::Shared(fields.clone()),
+                tracked: u64::from(!untracked),
+                untracked: u64::from(untracked),
+            };
+            let row = PendingKey {
+                key: key.clone(),
+                granularity,
+                at,
+                op: 0,
+            };
+            match self.rows.get_mut(&row) {
+                Some(acc) => merge(acc, pending),
+                None => {
+                    self.rows.insert(row, pending);
+                }
+            }
+        }
     }
 }
 
@@ -44,7 +87,7 @@ impl Stats {
     /// nothing was added.
     pub(crate) fn assemble_call(
         &self,
-        assembly: &Assembly,
+        assembly: &mut Assembly,
         op: Op,
         key: &str,
         at: Timestamp,
@@ -54,9 +97,7 @@ impl Stats {
             return Err(StatsError::Closed);
         }
         if let Some(call) = self.prepare(op, key, at, values)? {
-            assembly
-                .buffer
-                .add(&call.key, &call.buckets, call.fields, self.untracked);
+            assembly.add(&call.key, &call.buckets, &call.fields, self.untracked);
         }
         Ok(())
     }
@@ -72,10 +113,12 @@ impl Stats {
         &self,
         assembly: &mut Assembly,
     ) -> Result<Option<WriteBatch>, StatsError> {
-        let items = assembly.buffer.drain();
-        if items.is_empty() {
+        if assembly.rows.is_empty() {
             return Ok(None);
         }
+        let mut items: Vec<(PendingKey, Pending)> = assembly.rows.drain().collect();
+        items.sort_unstable_by_key(|(_, p)| p.first);
+        assembly.calls = 0;
         let rows = self.rows(items, true)?;
         let seq = assembly.next_seq;
         assembly.next_seq += 1;
@@ -86,5 +129,101 @@ impl Stats {
             },
             rows,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::stats::driver::{Driver, FieldOp, MemoryDriver};
+    use crate::stats::keys::{IdentifierMode, SYSTEM_KEY, UNTRACKED_KEY};
+    use crate::stats::value::Number;
+
+    #[tokio::test]
+    async fn a_flush_becomes_one_batch_of_combined_rows_numbered_in_its_own_sequence() {
+        let driver = Arc::new(MemoryDriver::new(IdentifierMode::Full));
+        let stats = Stats::builder(driver.clone())
+            .time_zone("UTC")
+            .granularities(["1h", "1d"])
+            .build()
+            .unwrap();
+        let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
+        let later: Timestamp = "2025-03-01T13:10:00Z".parse().unwrap();
+        let mut assembly = Assembly::new();
+        assert!(
+            stats.assemble(&mut assembly).unwrap().is_none(),
+            "nothing added"
+        );
+        let call = |stats: &Stats, assembly: &mut Assembly, op, key, at, v: serde_json::Value| {
+            stats.assemble_call(assembly, op, key, at, &v.into())
+        };
+        call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": 2})).unwrap();
+        call(
+            &stats,
+            &mut assembly,
+            Op::Track,
+            "a",
+            later,
+            json!({"n": 3}),
+        )
+        .unwrap();
+        call(
+            &stats.untracked(),
+            &mut assembly,
+            Op::Track,
+            "b",
+            at,
+            json!({"n": 1}),
+        )
+        .unwrap();
+        call(&stats, &mut assembly, Op::Assert, "g", at, json!({"v": 7})).unwrap();
+        assert!(matches!(
+            call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": "x"})),
+            Err(StatsError::InvalidValue(_))
+        ));
+
+        let batch = stats.assemble(&mut assembly).unwrap().expect("a batch");
+        assert_eq!(batch.id.seq, 1);
+        let day = batch
+            .rows
+            .iter()
+            .find(|r| r.row.key == "a" && r.row.granularity.to_string() == "1d")
+            .expect("a's day row");
+        assert_eq!(
+            day.fields,
+            vec![("n".to_owned(), FieldOp::Inc(Number::Int(5)))],
+            "both hours combined in the day's row"
+        );
+        let system_rows = batch
+            .rows
+            .iter()
+            .filter(|r| r.row.key == SYSTEM_KEY)
+            .count();
+        assert_eq!(system_rows, 3, "12h, 13h and the day");
+        driver.write(&batch).await.unwrap();
+        let system = stats.values(SYSTEM_KEY, at, at, "1d", false).await.unwrap();
+        assert_eq!(
+            crate::stats::value::Value::Map(system.values[0].clone()).to_json(),
+            json!({"count": 4, "keys": {"a": 2, "g": 1, UNTRACKED_KEY: 1}})
+        );
+
+        call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": 1})).unwrap();
+        let next = stats.assemble(&mut assembly).unwrap().expect("a batch");
+        assert_eq!((next.id.seq, next.id.writer == batch.id.writer), (2, true));
+        assert_eq!(
+            next.rows.len(),
+            4,
+            "emptied by the last batch: a and system, 1h and 1d"
+        );
+
+        stats.shutdown().await.unwrap();
+        assert!(matches!(
+            call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": 1})),
+            Err(StatsError::Closed)
+        ));
     }
 }

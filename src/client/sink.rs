@@ -2,9 +2,10 @@
 
 use serde_json::Map;
 
-use super::contract::{Flush, Sink, WriteError, Written};
-use super::item::{Amount, Fields, SinkKey, SinkValue};
-use crate::client::{Client, ClientError, Event};
+use super::core::Client;
+use super::error::ClientError;
+use super::event::Event;
+use crate::sink::{Amount, Fields, Flush, Sink, SinkKey, SinkValue, WriteError, Written};
 
 /// Posts an aggregator's flushes to the collector: each item becomes one event whose key is
 /// the item's name, whose time is the item's (or the flush's) and whose `data` holds its fields
@@ -13,7 +14,7 @@ use crate::client::{Client, ClientError, Event};
 ///
 /// A flush is sent with [`Client::send`], in requests of the client's batch size: ids are
 /// assigned once, so retries are idempotent, and retried (backoff, `Retry-After`) until the
-/// server stored them; the [`Runner`](super::Runner) takes the next flush only then, so the
+/// server stored them; the [`Runner`](crate::sink::Runner) takes the next flush only then, so the
 /// aggregator keeps merging meanwhile.
 ///
 /// # Examples
@@ -22,7 +23,7 @@ use crate::client::{Client, ClientError, Event};
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::{sync::Arc, time::Duration};
-/// use accrue::{Aggregator, client::Client, sink::{HttpSink, Runner}};
+/// use accrue::{Aggregator, client::{Client, HttpSink}, sink::Runner};
 ///
 /// let client = Client::new("http://127.0.0.1:8081")?;
 /// let (agg, rx) = Aggregator::<String, u64>::builder()
@@ -52,7 +53,7 @@ impl HttpSink {
     pub fn new(client: Client) -> Self {
         Self {
             client,
-            value_field: super::DEFAULT_VALUE_FIELD.into(),
+            value_field: crate::sink::DEFAULT_VALUE_FIELD.into(),
             fields: Fields::default(),
         }
     }
