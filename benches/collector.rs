@@ -10,9 +10,10 @@
 //!   events. Peer: the Tlytics schema and queries (no index, `ORDER BY timestamp DESC` on the
 //!   timestamp text, `COUNT(*)`), on the same SQLite.
 //! * `metrics flush`: the cost of one metrics flush of 10k and 100k distinct event keys (one
-//!   aggregator → one driver batch into the embedded SQLite metrics store, 7 granularities),
-//!   measured as the server's stop, whose final flush writes them, minus nothing: the figure
-//!   includes closing the server (a few milliseconds with nothing pending).
+//!   aggregator → one driver batch into the embedded SQLite metrics store, 7 granularities):
+//!   the server's stop, whose final flush writes them, against the same stop of a server with
+//!   the metrics pipeline off (closing the event store, checkpointing its WAL); the difference
+//!   is the flush.
 //!
 //! `cargo bench --features server --bench collector` (`-- 'metrics flush'` for that part)
 
@@ -296,9 +297,15 @@ fn metrics_flush(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut group = c.benchmark_group("metrics flush");
-    for keys in [10_000usize, 100_000] {
+    for (keys, metrics) in [
+        (10_000usize, true),
+        (10_000, false),
+        (100_000, true),
+        (100_000, false),
+    ] {
         group.throughput(Throughput::Elements(keys as u64));
-        group.bench_function(format!("{}k keys", keys / 1_000), |b| {
+        let who = if metrics { "flush" } else { "metrics off" };
+        group.bench_function(format!("{}k keys/{who}", keys / 1_000), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -308,6 +315,7 @@ fn metrics_flush(c: &mut Criterion) {
                             .db(dir.path().join("flush.db"))
                             .port(0)
                             .flush_interval(Duration::from_secs(3_600))
+                            .metrics_pipeline(metrics)
                             .start()
                             .await
                             .unwrap();
@@ -317,11 +325,7 @@ fn metrics_flush(c: &mut Criterion) {
                         start.elapsed()
                     });
                 }
-                record(
-                    &format!("{keys}"),
-                    "flush",
-                    total.as_secs_f64() / iters as f64,
-                );
+                record(&format!("{keys}"), who, total.as_secs_f64() / iters as f64);
                 total
             })
         });
@@ -372,16 +376,19 @@ fn report() {
         }
     }
     println!(
-        "\n| metrics flush (distinct event keys, 7 granularities) | stop with its final flush | per key |"
+        "\n| metrics flush (distinct event keys, 7 granularities) | stop with its final flush | stop, metrics off | the flush | per key |"
     );
-    println!("|---|---:|---:|");
+    println!("|---|---:|---:|---:|---:|");
     for keys in [10_000usize, 100_000] {
-        if let Some(s) = med(&format!("{keys}"), "flush") {
+        let w = format!("{keys}");
+        if let (Some(s), Some(off)) = (med(&w, "flush"), med(&w, "metrics off")) {
             println!(
-                "| {}k keys | {:.0} ms | {:.1} us |",
+                "| {}k keys | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} us |",
                 keys / 1_000,
                 s * 1e3,
-                s * 1e6 / keys as f64
+                off * 1e3,
+                (s - off) * 1e3,
+                (s - off) * 1e6 / keys as f64
             );
         }
     }

@@ -49,6 +49,8 @@ mod recorder;
 mod sink;
 #[cfg(feature = "client")]
 mod stats;
+#[cfg(feature = "client")]
+mod values;
 
 #[cfg(feature = "client")]
 pub use self::config::{ClientBuilder, Overflow, Retry};
@@ -79,3 +81,5 @@ pub use self::recorder::{
 pub use self::sink::HttpSink;
 #[cfg(feature = "client")]
 pub use self::stats::{ClientStats, CloseReport};
+#[cfg(feature = "client")]
+pub use self::values::{Blanks, Timeline, ValuesRequest};

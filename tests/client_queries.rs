@@ -14,7 +14,7 @@ use auth_support::collector_support;
 use std::time::Duration;
 
 use accrue::client::{Client, ClientError, Event, Feed, LiveMessage, Order, Retry};
-use auth_support::{ADMIN, TestServer, call, create_key, secured};
+use auth_support::{ADMIN, TestServer, call, create_key, secured, secured_with};
 use client_support::{FaultProxy, Mode};
 use jiff::Timestamp;
 use serde_json::json;
@@ -430,4 +430,64 @@ async fn reconnecting_backs_off_and_gives_up_after_max_attempts() {
         c.subscribe(Feed::Flushes).after(3).start().await,
         Err(ClientError::Config(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reads_back_the_metrics_it_wrote() {
+    let s = secured_with(|b| {
+        b.flush_interval(Duration::from_millis(50))
+            .granularities(["1h", "1d"])
+    })
+    .await;
+    let (_, writer) = create_key(s.addr, &["write"], None).await;
+    let (_, reader) = create_key(s.addr, &["read"], None).await;
+    let w = client(&s, &writer);
+    let r = client(&s, &reader);
+    post(&w, "orders", 0, 90).await; // 10:00 .. 11:29, seq 0..89
+    let hour = "1h".parse::<accrue::Granularity>().unwrap();
+    let read = || {
+        r.values("orders")
+            .from(minute(0))
+            .to(minute(179))
+            .granularity(hour)
+            .send()
+    };
+    let timeline = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let t = read().await.unwrap();
+            if t.counts().sum::<u64>() == 90 {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the metrics flush lands within seconds");
+    assert_eq!(timeline.at, vec![minute(0), minute(60), minute(120)]);
+    assert_eq!(timeline.counts().collect::<Vec<_>>(), vec![60, 30, 0]);
+    assert_eq!(timeline.values[0]["data"]["seq"], (0..60).sum::<i64>());
+    assert!(timeline.values[2].is_empty(), "an empty bucket is listed");
+    let skipped = r
+        .values("orders")
+        .from(minute(0))
+        .to(minute(179))
+        .granularity(hour)
+        .blanks(accrue::client::Blanks::Skip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(skipped.at, vec![minute(0), minute(60)]);
+    match w.values("orders").send().await {
+        Err(ClientError::Rejected { status: 403, .. }) => {}
+        other => panic!("a write-only key cannot read metrics: {other:?}"),
+    }
+    match r.values("").send().await {
+        Err(ClientError::Rejected {
+            status: 400,
+            message,
+        }) => {
+            assert!(message.contains("key"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
