@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{Op, Stats, random_writer_id};
+use super::{Op, Stats, first_seq, random_writer_id};
 use crate::stats::buffer::{Fields, Pending, PendingKey, merge};
 use crate::stats::driver::{BatchId, WriteBatch};
 use crate::stats::error::StatsError;
@@ -37,13 +37,13 @@ impl std::fmt::Debug for Assembly {
 }
 
 impl Assembly {
-    /// An empty assembly; batches are numbered from 1 under a random writer id.
+    /// An empty assembly; batches are numbered under a random writer id.
     pub(crate) fn new() -> Self {
         Self {
             rows: HashMap::default(),
             calls: 0,
             writer: random_writer_id(),
-            next_seq: 1,
+            next_seq: first_seq(),
         }
     }
 
@@ -187,7 +187,6 @@ mod tests {
         ));
 
         let batch = stats.assemble(&mut assembly).unwrap().expect("a batch");
-        assert_eq!(batch.id.seq, 1);
         let day = batch
             .rows
             .iter()
@@ -213,7 +212,10 @@ mod tests {
 
         call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": 1})).unwrap();
         let next = stats.assemble(&mut assembly).unwrap().expect("a batch");
-        assert_eq!((next.id.seq, next.id.writer == batch.id.writer), (2, true));
+        assert_eq!(
+            (next.id.seq, next.id.writer == batch.id.writer),
+            (batch.id.seq + 1, true)
+        );
         assert_eq!(
             next.rows.len(),
             4,
