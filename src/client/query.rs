@@ -66,10 +66,10 @@ pub enum Order {
 
 /// The query string shared by the requests below: `(name, value)` pairs, `where` repeatable.
 #[derive(Debug, Clone, Default)]
-struct Params(Vec<(&'static str, String)>);
+pub(super) struct Params(Vec<(&'static str, String)>);
 
 impl Params {
-    fn set(&mut self, name: &'static str, value: String) {
+    pub(super) fn set(&mut self, name: &'static str, value: String) {
         self.0.retain(|(n, _)| *n != name);
         self.0.push((name, value));
     }
@@ -78,7 +78,7 @@ impl Params {
         self.0.push((name, value));
     }
 
-    fn url(&self, mut url: Url) -> Url {
+    pub(super) fn url(&self, mut url: Url) -> Url {
         if !self.0.is_empty() {
             url.query_pairs_mut().extend_pairs(self.0.iter());
         }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::core::Client;
 use super::error::ClientError;
 use super::http::{HttpCore, Replay};
+use super::query::Params;
 use crate::time::Granularity;
 
 /// One key's metrics, bucket by bucket: what `/v1/values` answers.
@@ -42,11 +43,7 @@ struct Answer {
 #[must_use]
 pub struct ValuesRequest<'a> {
     core: &'a HttpCore,
-    key: String,
-    from: Option<Timestamp>,
-    to: Option<Timestamp>,
-    granularity: Option<Granularity>,
-    blanks: Blanks,
+    params: Params,
 }
 
 /// Whether buckets with nothing stored are listed.
@@ -62,25 +59,26 @@ pub enum Blanks {
 impl ValuesRequest<'_> {
     /// The first instant of the range (server default: 24 hours before `to`).
     pub fn from(mut self, t: Timestamp) -> Self {
-        self.from = Some(t);
+        self.params.set("from", t.to_string());
         self
     }
 
     /// The last instant of the range (server default: now). Both ends' buckets are included.
     pub fn to(mut self, t: Timestamp) -> Self {
-        self.to = Some(t);
+        self.params.set("to", t.to_string());
         self
     }
 
     /// The bucket size (server default: its first configured granularity).
     pub fn granularity(mut self, g: Granularity) -> Self {
-        self.granularity = Some(g);
+        self.params.set("granularity", g.to_string());
         self
     }
 
     /// Whether empty buckets are listed (default: [`Blanks::Keep`]).
     pub fn blanks(mut self, blanks: Blanks) -> Self {
-        self.blanks = blanks;
+        self.params
+            .set("skip_blanks", (blanks == Blanks::Skip).to_string());
         self
     }
 
@@ -93,23 +91,7 @@ impl ValuesRequest<'_> {
     /// [`ClientError::TimedOut`] when the server stayed unreachable; [`ClientError::Protocol`]
     /// for an answer that is not a timeline.
     pub async fn send(self) -> Result<Timeline, ClientError> {
-        let mut url = self.core.url("/v1/values");
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("key", &self.key);
-            if let Some(t) = self.from {
-                q.append_pair("from", &t.to_string());
-            }
-            if let Some(t) = self.to {
-                q.append_pair("to", &t.to_string());
-            }
-            if let Some(g) = self.granularity {
-                q.append_pair("granularity", &g.to_string());
-            }
-            if self.blanks == Blanks::Skip {
-                q.append_pair("skip_blanks", "true");
-            }
-        }
+        let url = self.params.url(self.core.url("/v1/values"));
         let answer: Answer = self
             .core
             .call(Method::GET, url, None, Replay::Safe)
@@ -153,13 +135,11 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn values(&self, key: impl Into<String>) -> ValuesRequest<'_> {
+        let mut params = Params::default();
+        params.set("key", key.into());
         ValuesRequest {
             core: self.core(),
-            key: key.into(),
-            from: None,
-            to: None,
-            granularity: None,
-            blanks: Blanks::default(),
+            params,
         }
     }
 }

@@ -168,6 +168,8 @@ impl<T> Runner<T> {
 pub struct Progress {
     /// Writes the destination acknowledged.
     pub writes: u64,
+    /// Aggregator batches in them.
+    pub batches: u64,
     /// Items in them, refused ones excluded.
     pub items: u64,
     /// Items the destination refused for good.
@@ -317,41 +319,45 @@ where
     // The stop is watched by its own task: the loop below may be inside a write (retrying)
     // when it comes, and the deadline must reach that write.
     let watcher = tokio::spawn(watch(stop, give_up.clone(), shutdown, stop_timeout));
-    let mut report = SinkReport::default();
+    let mut unsent = Vec::new();
     let mut id = 0;
     while let Some(batches) = next_flush(&rx, coalesce, &give_up).await {
         id += 1;
         let flush = Flush::new(id, Timestamp::now(), batches);
         let Some(written) = write(&mut sink, &flush, &give_up).await else {
-            report.unsent.extend(flush.into_batches());
+            unsent.extend(flush.into_batches());
             break;
         };
-        report.writes += 1;
-        report.batches += flush.batches().len() as u64;
-        report.items += written.items;
-        report.rejected += written.rejected;
         let mut p = progress.lock();
         p.writes += 1;
+        p.batches += flush.batches().len() as u64;
         p.items += written.items;
         p.rejected += written.rejected;
         p.last_write = Some(id);
     }
     // Ends the watcher if no stop came. A shutdown it started may still be sending its final
-    // flush: keep the channel open and empty it until the shutdown returns (dropping the
-    // receiver earlier would drop whatever it sent in between), then collect what it could
-    // not deliver.
+    // flush: keep receiving until the channel closes, which the shutdown does once it has sent
+    // everything it could (dropping the receiver earlier would drop whatever it sent in
+    // between), then collect what it could not deliver.
     give_up.cancel();
     if let Ok(Some(shutting_down)) = watcher.await {
-        while !shutting_down.is_finished() {
-            report.unsent.extend(rx.try_iter());
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        while let Some(batch) = rx.recv_async().await {
+            unsent.push(batch);
         }
         match shutting_down.await {
-            Ok(rest) => report.unsent.extend(rest),
+            Ok(rest) => unsent.extend(rest),
             Err(e) => tracing::error!(error = %e, "the aggregator's shutdown failed"),
         }
     }
-    report.unsent.extend(rx.try_iter());
+    unsent.extend(rx.try_iter());
+    let p = *progress.lock();
+    let report = SinkReport {
+        writes: p.writes,
+        batches: p.batches,
+        items: p.items,
+        rejected: p.rejected,
+        unsent,
+    };
     if !report.unsent.is_empty() {
         tracing::error!(
             batches = report.unsent.len(),
