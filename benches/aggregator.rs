@@ -141,7 +141,7 @@ fn run_shared<Q: ?Sized + Sync>(
     .elapsed()
 }
 
-/// Like [`run_shared`], but each thread adds through its own [`accrue::LocalHandle`], created
+/// Like [`run_shared`], but each thread adds through its own [`accrue::aggregator::LocalHandle`], created
 /// and dropped (spilling into the shards) inside the timed region.
 fn run_local<K, Q>(threads: usize, seq: &[usize], keys: &[&Q], agg: &Aggregator<K, u64>) -> Duration
 where

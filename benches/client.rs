@@ -17,8 +17,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use accrue::Collector;
 use accrue::client::{Client, Event};
+use accrue::collector::Collector;
 use criterion::{Criterion, Throughput};
 
 const E2E_EVENTS: usize = 50_000;

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use accrue::{Collector, Synchronous};
+use accrue::collector::{Collector, Synchronous};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use http_body_util::{BodyExt, Full};

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accrue::{Driver, Stats};
+use accrue::metrics::{Driver, MetricsStore};
 use criterion::{Criterion, Throughput};
 use jiff::Timestamp;
 use serde_json::json;
@@ -44,7 +44,7 @@ fn suffix() -> String {
 }
 
 /// `ops` tracks split over two tasks, then a flush; returns the elapsed time.
-fn run(rt: &tokio::runtime::Runtime, stats: &Stats, ops: u64, start_at: u64) -> Duration {
+fn run(rt: &tokio::runtime::Runtime, stats: &MetricsStore, ops: u64, start_at: u64) -> Duration {
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("metric::{i}")).collect());
     let now: Timestamp = "2025-03-01T12:00:00Z".parse().unwrap();
     rt.block_on(async {
@@ -76,9 +76,9 @@ fn run(rt: &tokio::runtime::Runtime, stats: &Stats, ops: u64, start_at: u64) -> 
     })
 }
 
-fn store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>, buffered: bool) -> Stats {
+fn store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>, buffered: bool) -> MetricsStore {
     rt.block_on(async {
-        Stats::builder(driver)
+        MetricsStore::builder(driver)
             .time_zone("UTC")
             .buffer(buffered)
             .buffer_size(1_000_000)
@@ -98,7 +98,7 @@ fn bench_driver(c: &mut Criterion, name: &str, url: &str) {
     let mut figures = [0.0; 2];
     for (i, buffered) in [true, false].into_iter().enumerate() {
         let driver = rt
-            .block_on(accrue::connect_driver(url))
+            .block_on(accrue::metrics::connect_driver(url))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let stats = store(&rt, driver, buffered);
         let mut done = 0u64;

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use accrue::{Collector, CollectorBuilder};
+use accrue::collector::{Collector, CollectorBuilder};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode};
 use http_body_util::{BodyExt, Empty};

@@ -28,10 +28,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use accrue::{
-    Driver, DriverFuture, IdentifierMode, MemoryDriver, RowId, SqliteDriver, Stats, Value, Values,
-    WriteBatch,
+use accrue::metrics::{
+    Driver, DriverFuture, IdentifierMode, MemoryDriver, MetricsStore, RowId, SqliteDriver, Value,
+    Values, WriteBatch,
 };
+use accrue::time::{Blanks, Granularity, Unit};
 use criterion::{Criterion, SamplingMode, Throughput};
 use jiff::Timestamp;
 use rusqlite::{Connection, TransactionBehavior};
@@ -48,7 +49,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn store(rt: &tokio::runtime::Runtime, buffered: bool) -> (Stats, std::path::PathBuf) {
+fn store(rt: &tokio::runtime::Runtime, buffered: bool) -> (MetricsStore, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("accrue-bench-{}-{buffered}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -56,7 +57,7 @@ fn store(rt: &tokio::runtime::Runtime, buffered: bool) -> (Stats, std::path::Pat
         SqliteDriver::open(dir.join("stats.db"), "trifle_stats", IdentifierMode::Full).unwrap();
     rt.block_on(driver.setup()).unwrap();
     let stats = rt.block_on(async {
-        Stats::builder(Arc::new(driver) as Arc<dyn Driver>)
+        MetricsStore::builder(Arc::new(driver) as Arc<dyn Driver>)
             .time_zone("UTC")
             .buffer(buffered)
             .buffer_size(1_000_000)
@@ -68,7 +69,7 @@ fn store(rt: &tokio::runtime::Runtime, buffered: bool) -> (Stats, std::path::Pat
 }
 
 /// `ops` tracks split over two tasks, then a flush; returns the elapsed time.
-fn run(rt: &tokio::runtime::Runtime, stats: &Stats, ops: u64, start_at: u64) -> Duration {
+fn run(rt: &tokio::runtime::Runtime, stats: &MetricsStore, ops: u64, start_at: u64) -> Duration {
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("metric::{i}")).collect());
     let now: Timestamp = "2025-03-01T12:00:00Z".parse().unwrap();
     rt.block_on(async {
@@ -237,7 +238,13 @@ fn bench_values(c: &mut Criterion) {
     group.bench_function("30d_hourly_720_buckets", |b| {
         b.iter(|| {
             let s = rt
-                .block_on(stats.values("metric::0", from, to, "1h", false))
+                .block_on(stats.values(
+                    "metric::0",
+                    from,
+                    to,
+                    Granularity::one(Unit::Hour),
+                    Blanks::Keep,
+                ))
                 .unwrap();
             assert_eq!(s.len(), 720);
         })
@@ -245,8 +252,14 @@ fn bench_values(c: &mut Criterion) {
     group.finish();
     let begin = Instant::now();
     for _ in 0..20 {
-        rt.block_on(stats.values("metric::0", from, to, "1h", false))
-            .unwrap();
+        rt.block_on(stats.values(
+            "metric::0",
+            from,
+            to,
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        ))
+        .unwrap();
     }
     RESULTS.lock().unwrap().push((
         "values_720_ms",
@@ -277,9 +290,9 @@ fn window() -> Timestamp {
     "2025-03-01T12:34:56Z".parse().unwrap()
 }
 
-fn flush_store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>) -> Stats {
+fn flush_store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>) -> MetricsStore {
     rt.block_on(async {
-        Stats::builder(driver)
+        MetricsStore::builder(driver)
             .time_zone("UTC")
             .granularities(["1m", "1h", "1d", "1w", "1mo", "1q", "1y"])
             .buffer(true)
@@ -291,7 +304,7 @@ fn flush_store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>) -> Stats {
 }
 
 /// Tracks every key once through `untracked()`; records the time it took.
-fn fill(rt: &tokio::runtime::Runtime, stats: &Stats, keys: &[String]) {
+fn fill(rt: &tokio::runtime::Runtime, stats: &MetricsStore, keys: &[String]) {
     static VALUES: OnceLock<Vec<Value>> = OnceLock::new();
     let values = VALUES.get_or_init(|| {
         (0..1000)

@@ -24,7 +24,10 @@ use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use accrue::{EventStore, FileStorage, SqliteStorage, Unit};
+use accrue::{
+    time::Unit,
+    window::{FileStorage, SqliteStorage, WindowStore},
+};
 use criterion::Criterion;
 
 /// Counts live heap bytes, for memory per key.
@@ -94,7 +97,7 @@ trait Contender: Sync {
     fn reserve_commit(&self, key: &str, limit: u32) -> bool;
 }
 
-struct Ours(EventStore);
+struct Ours(WindowStore);
 struct Theirs(tiny_counter::EventStore);
 
 impl Contender for Ours {
@@ -167,7 +170,7 @@ impl Contender for Theirs {
 
 fn contenders() -> [(&'static str, Box<dyn Contender>); 2] {
     [
-        ("accrue", Box::new(Ours(EventStore::new()))),
+        ("accrue", Box::new(Ours(WindowStore::new()))),
         (
             "tiny-counter",
             Box::new(Theirs(tiny_counter::EventStore::new())),
@@ -299,20 +302,20 @@ impl Backend {
 }
 
 enum AnyStore {
-    Ours(EventStore),
+    Ours(WindowStore),
     Theirs(tiny_counter::EventStore),
 }
 
 fn open(backend: Backend, dir: &Path) -> AnyStore {
     match backend {
         Backend::File => AnyStore::Ours(
-            EventStore::builder()
+            WindowStore::builder()
                 .with_storage(FileStorage::open(dir.join("counters.log")).unwrap())
                 .build()
                 .unwrap(),
         ),
         Backend::Sqlite => AnyStore::Ours(
-            EventStore::builder()
+            WindowStore::builder()
                 .with_storage(SqliteStorage::open(dir.join("counters.db")).unwrap())
                 .build()
                 .unwrap(),
@@ -443,7 +446,7 @@ fn memory_per_key() -> (f64, f64) {
         (after - before) as f64 / KEYS as f64
     };
     let ours = measure(&|| {
-        let s = EventStore::new();
+        let s = WindowStore::new();
         for n in &names {
             s.record(n);
         }

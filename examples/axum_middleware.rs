@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use accrue::Collector;
 use accrue::client::{AccrueLayer, Client, Event};
+use accrue::collector::Collector;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};

@@ -150,7 +150,7 @@ async fn run(args: Args) {
     let (addr, server) = match args.addr {
         Some(addr) => (addr, None),
         None => {
-            let server = accrue::Collector::builder()
+            let server = accrue::collector::Collector::builder()
                 .db(dir.path().join("load.db"))
                 .port(0)
                 .ack(args.ack.parse().expect("--ack durable|queued"))

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use accrue::{Driver, IdentifierMode, MongoDriver, Stats, Value};
+use accrue::metrics::{Driver, IdentifierMode, MetricsStore, MongoDriver, Value};
+use accrue::time::{Blanks, Granularity, Unit};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -23,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     driver.setup().await?; // creates the schema if it does not exist (idempotent)
 
-    let stats = Stats::builder(Arc::new(driver) as Arc<dyn Driver>)
+    let stats = MetricsStore::builder(Arc::new(driver) as Arc<dyn Driver>)
         .time_zone("UTC")
         .granularities(["1m", "1h", "1d"])
         .build()?;
@@ -40,7 +41,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Buffered writes are visible after a flush (the background task flushes every second).
     stats.flush().await?;
     let series = stats
-        .values(&key, now - SignedDuration::from_hours(24), now, "1h", false)
+        .values(
+            &key,
+            now - SignedDuration::from_hours(24),
+            now,
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
         .await?;
     assert_eq!(series.len(), 25);
     let last = Value::Map(series.values.last().cloned().unwrap_or_default()).to_json();

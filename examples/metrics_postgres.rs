@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use accrue::{Driver, IdentifierMode, PostgresDriver, Stats, Value};
+use accrue::metrics::{Driver, IdentifierMode, MetricsStore, PostgresDriver, Value};
+use accrue::time::{Blanks, Granularity, Unit};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -18,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         PostgresDriver::connect(&url, "trifle_stats_example", IdentifierMode::Separated).await?;
     driver.setup().await?; // creates the schema if it does not exist (idempotent)
 
-    let stats = Stats::builder(Arc::new(driver) as Arc<dyn Driver>)
+    let stats = MetricsStore::builder(Arc::new(driver) as Arc<dyn Driver>)
         .time_zone("UTC")
         .granularities(["1m", "1h", "1d"])
         .build()?;
@@ -35,7 +36,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Buffered writes are visible after a flush (the background task flushes every second).
     stats.flush().await?;
     let series = stats
-        .values(&key, now - SignedDuration::from_hours(24), now, "1h", false)
+        .values(
+            &key,
+            now - SignedDuration::from_hours(24),
+            now,
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
         .await?;
     assert_eq!(series.len(), 25);
     let last = Value::Map(series.values.last().cloned().unwrap_or_default()).to_json();

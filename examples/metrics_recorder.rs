@@ -2,7 +2,7 @@
 //! `counter!` / `gauge!` / `histogram!` updates in the aggregator (counters sum, gauges keep
 //! the last value, histograms keep count/sum/min/max), and a sink writes every flush out —
 //! here `HttpSink`, to the collector through the batching client, one event per metric (a
-//! `StatsSink` would write into a metrics store instead). Several threads record; the example
+//! `MetricsSink` would write into a metrics store instead). Several threads record; the example
 //! checks the totals the collector stored.
 //!
 //! Run: `cargo run --example metrics_recorder --features client,metrics`
@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use accrue::Collector;
 use accrue::client::HttpSink;
 use accrue::client::{Client, Recorder};
+use accrue::collector::Collector;
 use accrue::sink::Runner;
 use serde_json::Value;
 

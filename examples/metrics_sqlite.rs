@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use accrue::{Driver, IdentifierMode, SqliteDriver, Stats, Value};
+use accrue::metrics::{Driver, IdentifierMode, MetricsStore, SqliteDriver, Value};
+use accrue::time::{Blanks, Granularity, Unit};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -16,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let driver = SqliteDriver::open(dir.join("stats.db"), "trifle_stats", IdentifierMode::Full)?;
     driver.setup().await?;
 
-    let stats = Stats::builder(Arc::new(driver) as Arc<dyn Driver>)
+    let stats = MetricsStore::builder(Arc::new(driver) as Arc<dyn Driver>)
         .time_zone("UTC")
         .granularities(["1m", "1h", "1d"])
         .build()?;
@@ -37,8 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "event::logs",
             now - SignedDuration::from_hours(24),
             now,
-            "1h",
-            false,
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
         )
         .await?;
     assert_eq!(series.len(), 25);

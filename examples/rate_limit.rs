@@ -9,7 +9,10 @@
 
 use std::time::Duration;
 
-use accrue::{EventStore, Schedule, TestClock, Unit, WindowError};
+use accrue::{
+    time::Unit,
+    window::{Schedule, TestClock, WindowError, WindowStore},
+};
 
 /// What an HTTP handler would send back.
 #[derive(Debug, PartialEq)]
@@ -38,7 +41,7 @@ fn respond(result: Result<(), WindowError>) -> Response {
 
 /// `GET /api/...` for one client: 3 requests per minute and 20 per hour, only after a login
 /// in the last hour.
-fn api_call(store: &EventStore, client: &str) -> Response {
+fn api_call(store: &WindowStore, client: &str) -> Response {
     let calls = format!("api:{client}");
     let login = format!("login:{client}");
     respond(
@@ -53,7 +56,7 @@ fn api_call(store: &EventStore, client: &str) -> Response {
 
 fn main() -> Result<(), WindowError> {
     let clock = TestClock::at("2025-03-05T09:00:10Z".parse().unwrap());
-    let store = EventStore::builder()
+    let store = WindowStore::builder()
         .for_rate_limiting() // 60 minute + 72 hour buckets per key
         .with_clock(clock.clone())
         .build()?;
@@ -107,7 +110,7 @@ fn main() -> Result<(), WindowError> {
     );
 
     // A password reset at most every 15 minutes, measured from the exact last reset.
-    let reset = |store: &EventStore| {
+    let reset = |store: &WindowStore| {
         respond(
             store
                 .limit()
@@ -160,6 +163,6 @@ fn main() -> Result<(), WindowError> {
     Ok(())
 }
 
-fn clock_now(store: &EventStore) -> String {
+fn clock_now(store: &WindowStore) -> String {
     store.clock_now().to_string()
 }

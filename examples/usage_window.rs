@@ -9,7 +9,10 @@
 
 use std::time::Duration;
 
-use accrue::{EventStore, FileStorage, TestClock, Unit, WindowError};
+use accrue::{
+    time::Unit,
+    window::{FileStorage, Record, TestClock, WindowError, WindowStore},
+};
 use jiff::tz::TimeZone;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -22,7 +25,7 @@ fn main() -> Result<(), WindowError> {
 
     // Monday 3 March 2025, 08:00 in Paris.
     let clock = TestClock::at("2025-03-03T07:00:00Z".parse().unwrap());
-    let store = EventStore::builder()
+    let store = WindowStore::builder()
         .time_zone(paris.clone())
         .with_clock(clock.clone())
         .with_storage(FileStorage::open(&path)?)
@@ -34,14 +37,18 @@ fn main() -> Result<(), WindowError> {
         let weekday = day % 7 < 5;
         if weekday {
             let launches = 2 + day / 7;
-            store.record_count("app_launch", launches);
-            store.record_count("visit", launches);
+            store
+                .record_with("app_launch", Record::count(launches))
+                .unwrap();
+            store.record_with("visit", Record::count(launches)).unwrap();
         }
         if day % 3 == 0 {
             store.record("purchase");
         }
-        store.record_count("items_added", 3);
-        store.record_count("items_removed", 2);
+        store.record_with("items_added", Record::count(3)).unwrap();
+        store
+            .record_with("items_removed", Record::count(2))
+            .unwrap();
         clock.advance(DAY);
     }
     // Now Monday 24 March, 08:00 (Paris, still winter time): today is empty so far.
@@ -93,7 +100,7 @@ fn main() -> Result<(), WindowError> {
     // Persist (one fsync), then reopen with a different configuration: 14 days and 8 weeks.
     store.persist()?;
     drop(store);
-    let reopened = EventStore::builder()
+    let reopened = WindowStore::builder()
         .time_zone(paris)
         .track_days(14)
         .track_weeks(8)

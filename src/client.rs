@@ -43,7 +43,7 @@ mod live;
 mod middleware;
 #[cfg(feature = "client")]
 mod query;
-#[cfg(feature = "metrics")]
+#[cfg(feature = "recorder")]
 mod recorder;
 #[cfg(feature = "client")]
 mod sink;
@@ -73,7 +73,7 @@ pub use self::query::{
     DeleteRequest, EventPage, EventQuery, Latest, LatestRequest, Order, Range, RangeRequest, Route,
     StoredEvent,
 };
-#[cfg(feature = "metrics")]
+#[cfg(feature = "recorder")]
 pub use self::recorder::{
     MetricAggregator, MetricKey, MetricKind, MetricMerge, MetricValue, Recorder, RecorderBuilder,
 };
@@ -82,4 +82,4 @@ pub use self::sink::HttpSink;
 #[cfg(feature = "client")]
 pub use self::stats::{ClientStats, CloseReport};
 #[cfg(feature = "client")]
-pub use self::values::{Blanks, Timeline, ValuesRequest};
+pub use self::values::{Timeline, ValuesRequest};

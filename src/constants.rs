@@ -14,11 +14,11 @@ pub(crate) const MAX_DEFAULT_SHARDS: usize = 4096;
 pub(crate) const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long `Drop` waits for the consumer before logging and dropping what is left.
 pub(crate) const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default capacity, in keys, of a [`LocalHandle`](crate::LocalHandle)'s private table: at this
+/// Default capacity, in keys, of a [`LocalHandle`](crate::aggregator::LocalHandle)'s private table: at this
 /// size it spills into the shards. 16,384 `u64` pairs take about 0.6 MB per handle and hold the
 /// whole working set of the 1k-key workloads; size it to your key count when that is larger.
 pub(crate) const DEFAULT_LOCAL_CAPACITY: usize = 16_384;
-/// Emptied tables of dropped [`LocalHandle`](crate::LocalHandle)s kept for the next handle, so
+/// Emptied tables of dropped [`LocalHandle`](crate::aggregator::LocalHandle)s kept for the next handle, so
 /// a handle per short-lived thread or task does not allocate and regrow its table each time
 /// (in the 1,000-thread stress run, a fresh table per thread cost more than its adds). Bounds
 /// the memory kept: at most this many tables of at most `local_capacity` slots.

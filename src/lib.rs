@@ -95,20 +95,20 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | *(none, the default)* | the aggregator, time buckets, windowed counters and rate limits ([`EventStore`]); no async runtime |
+//! | *(none, the default)* | the aggregator, time buckets, windowed counters and rate limits ([`window::WindowStore`]); no async runtime |
 //! | `window-persist` | windowed-counter persistence: `FileStorage`, `BinaryFormat`, `JsonFormat` |
 //! | `window-tokio` | windowed-counter auto-persist on a tokio runtime |
 //! | `sqlite` | the metrics store's SQLite driver and `SqliteStorage` for windowed counters |
-//! | `stats` | the metrics store (`Stats`, the `Driver` trait, `MemoryDriver`, `connect_driver`) |
-//! | `postgres` | `PostgresDriver` (sqlx) |
-//! | `mysql` | `MysqlDriver` for MySQL 8 / MariaDB 10.6+ (sqlx) |
-//! | `redis` | `RedisDriver` (redis, tokio) |
-//! | `mongodb` | `MongoDriver` (MongoDB 8.0+ or a compatible server) |
+//! | `metrics` | the metrics store ([`metrics::MetricsStore`], the `Driver` trait, `MemoryDriver`, `connect_driver`) |
+//! | `postgres` | `metrics::PostgresDriver` (sqlx) |
+//! | `mysql` | `metrics::MysqlDriver` for MySQL 8 / MariaDB 10.6+ (sqlx) |
+//! | `redis` | `metrics::RedisDriver` (redis, tokio) |
+//! | `mongodb` | `metrics::MongoDriver` (MongoDB 8.0+ or a compatible server) |
 //! | `full` | everything |
-//! | `server` | the HTTP collector on embedded SQLite, as a library (the `accrue` binary, package `accrue-cli`, runs it as `accrue serve`) |
+//! | `server` | the HTTP collector ([`collector::Collector`]) on embedded SQLite, as a library (the `accrue` binary, package `accrue-cli`, runs it as `accrue serve`) |
 //! | `sink` | [`sink::Runner`], which drives any [`sink::Sink`] (yours too) from a `BatchReceiver` on tokio |
 //! | `client` | [`client::Client`] (batching HTTP client, rustls on *ring*), the tower middleware [`client::AccrueLayer`], the collector sink [`client::HttpSink`] |
-//! | `metrics` | [`client::Recorder`], a `metrics` crate recorder backed by the aggregator |
+//! | `recorder` | [`client::Recorder`], a `metrics` crate recorder backed by the aggregator |
 //!
 //! ## Minimum supported Rust version
 //!
@@ -119,83 +119,35 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod aggregator;
-#[cfg(any(feature = "client", feature = "metrics"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "metrics"))))]
+#[cfg(any(feature = "client", feature = "recorder"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "recorder"))))]
 pub mod client;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-mod collector;
+pub mod collector;
 mod constants;
 // The client's emit/close gate is checked by loom, which builds without the `client` feature.
 #[cfg(all(test, accrue_loom))]
 #[allow(dead_code)]
 #[path = "client/gate.rs"]
 mod client_gate_loom;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "sink")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sink")))]
 pub mod sink;
-#[cfg(feature = "stats")]
-#[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
-mod stats;
 mod sync;
-mod time;
-mod window;
+pub mod time;
+pub mod window;
 
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use crate::collector::{
-    AckMode, Collector, CollectorBuilder, CollectorError, ShutdownHandle, Synchronous,
-};
-#[cfg(feature = "mysql")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
-pub use crate::stats::MysqlDriver;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use crate::stats::PostgresDriver;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use crate::stats::SqliteDriver;
-#[cfg(feature = "stats")]
-#[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
-pub use crate::stats::{
-    BatchId, BlockingStats, ConfigError, DEFAULT_TABLE, Driver, DriverError, DriverErrorKind,
-    DriverFuture, FieldOp, FlushOutcome, IdentifierMode, Identity, MAX_KEY_LEN, MemoryDriver,
-    Number, PathCodec, RowId, RowUpdate, SEPARATOR, SYSTEM_KEY, Series, Stats, StatsBuilder,
-    StatsError, UNTRACKED_KEY, UnknownMode, Value, ValueError, Values, WriteBatch, at_text,
-    connect_driver, decode_segment, encode_segment, parse_public_path,
-};
-#[cfg(feature = "mongodb")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
-pub use crate::stats::{MongoDriver, MongoDriverBuilder};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::stats::{RedisDriver, RedisDriverBuilder};
-pub use crate::{
-    aggregator::{AddError, BuildError, ShutdownError},
-    aggregator::{
-        Aggregator, Batch, BatchReceiver, Builder, Config, Count, Counters, First, FlushReport,
-        Last, LocalHandle, Max, Merge, Min, RecvTimeoutError, Sum, TryRecvError,
-    },
-    time::{
-        Calendar, Granularity, GranularityError, GranularityErrorKind, TimeError, TimeZoneError,
-        Timeline, Unit,
-    },
-    window::{
-        Clock, DeltaQuery, DeltaRangeQuery, EventStore, EventStoreBuilder, KeyName, LimitExceeded,
-        Limiter, MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery, Reservation, Rule,
-        Schedule, Snapshot, StorageError, SystemClock, TestClock, Usage, Window, WindowError,
-    },
+pub use crate::aggregator::{
+    AddError, Aggregator, Batch, BatchReceiver, BuildError, ShutdownError,
 };
 
-#[cfg(feature = "window-persist")]
-#[cfg_attr(docsrs, doc(cfg(feature = "window-persist")))]
-pub use crate::window::{
-    BinaryFormat, FileStorage, Format, JsonFormat, MemoryStorage, Storage, StorageWrite,
-};
-
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use crate::window::SqliteStorage;
+// The crate documentation links to these by their short names.
+#[cfg(doc)]
+use crate::aggregator::{Builder, Count, First, Last, LocalHandle, Max, Merge, Min, Sum};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -3,7 +3,7 @@
 //! ```text
 //!  Aggregator ─flush─► BatchReceiver ──await──► Runner ──one write per flush──► Sink
 //!                     (bounded: a slow          (coalesces a flush's batches,   ├─ client::HttpSink ─► accrue serve
-//!                      sink keeps data           retries, stops by a deadline,  ├─ StatsSink ─► metrics-store driver
+//!                      sink keeps data           retries, stops by a deadline,  ├─ MetricsSink ─► metrics-store driver
 //!                      in the shards)            reports what was written)      └─ your own
 //! ```
 //!
@@ -14,7 +14,7 @@
 //!   that hands back whatever was not acknowledged.
 //! * `client::HttpSink` (feature `client`) posts each aggregated item as one event to the
 //!   collector through the batching client: key = the item's name, `data` = its fields.
-//! * [`StatsSink`] (feature `stats`) writes each flush as one batch into a metrics store's
+//! * [`MetricsSink`] (feature `metrics`) writes each flush as one batch into a metrics store's
 //!   driver.
 //!
 //! What an item becomes is up to two small traits: [`SinkKey`] (a name, and optionally the
@@ -32,20 +32,20 @@
 
 mod contract;
 mod item;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod runner;
-#[cfg(feature = "stats")]
-mod stats;
 
 pub use self::contract::{Flush, Sink, WriteError, Written};
 pub use self::item::{Amount, Field, Fields, SinkKey, SinkValue};
+#[cfg(feature = "metrics")]
+pub use self::metrics::MetricsSink;
 pub use self::runner::{Progress, Runner, SinkReport, SinkTask, StopHandle};
-#[cfg(feature = "stats")]
-pub use self::stats::StatsSink;
 /// The time type of [`SinkKey::at`] and [`Flush::flushed_at`] (jiff's), re-exported so a sink
 /// needs no matching dependency.
 pub use jiff::Timestamp;
 
 /// The field a plain-number value is written to unless the sink is told otherwise: not
 /// `count`, which the collector reports for the events of a bucket.
-#[cfg(any(feature = "client", feature = "stats"))]
+#[cfg(any(feature = "client", feature = "metrics"))]
 pub(crate) const DEFAULT_VALUE_FIELD: &str = "value";

@@ -30,7 +30,7 @@
 //! # Examples
 //!
 //! ```
-//! use accrue::{Calendar, Granularity, Unit};
+//! use accrue::time::{Calendar, Granularity, Unit};
 //! use jiff::{Timestamp, civil::Weekday};
 //!
 //! let cal = Calendar::from_name("Europe/Bratislava").unwrap().with_week_start(Weekday::Sunday);
@@ -59,4 +59,4 @@ mod tests;
 pub use self::calendar::Calendar;
 pub use self::error::{TimeError, TimeZoneError};
 pub use self::granularity::{Granularity, GranularityError, GranularityErrorKind, Unit};
-pub use self::timeline::Timeline;
+pub use self::timeline::{Blanks, Timeline};

@@ -3,9 +3,10 @@
 //!
 //! * `calendar` – [`Window`] and the store's calendar (over [`crate::time::Calendar`]).
 //! * `ring` – one key's contiguous bucket array and its integer-indexed rings.
-//! * `store` – [`EventStore`]: the sharded key map, records, merge, export/import.
-//! * `builder` – [`EventStoreBuilder`].
+//! * `store` – [`WindowStore`]: the sharded key map, records, merge, export/import.
+//! * `builder` – [`WindowStoreBuilder`].
 //! * `query` – read-only queries.
+//! * `record` – [`Record`]: what one record call records.
 //! * `limit` – [`Limiter`], [`Schedule`], [`Reservation`].
 //! * `key` – key names, short ones inline ([`KeyName`]).
 //! * `snapshot` – [`Snapshot`] and conversion between configurations.
@@ -21,6 +22,7 @@ mod limit;
 #[cfg(feature = "window-persist")]
 mod persist;
 mod query;
+mod record;
 mod ring;
 mod snapshot;
 mod store;
@@ -30,7 +32,7 @@ mod loom_tests;
 
 pub(crate) use self::ring::MAX_BUCKETS;
 
-pub use self::builder::EventStoreBuilder;
+pub use self::builder::WindowStoreBuilder;
 pub use self::calendar::Window;
 pub use self::clock::{Clock, SystemClock, TestClock};
 pub use self::error::{LimitExceeded, StorageError, WindowError};
@@ -45,5 +47,6 @@ pub use self::persist::{
 pub use self::query::{
     DeltaQuery, DeltaRangeQuery, MultiQuery, MultiRangeQuery, Query, RangeQuery, RatioQuery,
 };
+pub use self::record::Record;
 pub use self::snapshot::Snapshot;
-pub use self::store::EventStore;
+pub use self::store::WindowStore;

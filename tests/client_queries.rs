@@ -444,7 +444,7 @@ async fn the_client_reads_back_the_metrics_it_wrote() {
     let w = client(&s, &writer);
     let r = client(&s, &reader);
     post(&w, "orders", 0, 90).await; // 10:00 .. 11:29, seq 0..89
-    let hour = "1h".parse::<accrue::Granularity>().unwrap();
+    let hour = "1h".parse::<accrue::time::Granularity>().unwrap();
     let read = || {
         r.values("orders")
             .from(minute(0))
@@ -472,7 +472,7 @@ async fn the_client_reads_back_the_metrics_it_wrote() {
         .from(minute(0))
         .to(minute(179))
         .granularity(hour)
-        .blanks(accrue::client::Blanks::Skip)
+        .blanks(accrue::time::Blanks::Skip)
         .send()
         .await
         .unwrap();

@@ -9,7 +9,7 @@ mod collector_support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use accrue::AckMode;
+use accrue::collector::AckMode;
 use collector_support::{TestServer, events_json, metric_value};
 use rusqlite::Connection;
 

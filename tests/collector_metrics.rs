@@ -11,7 +11,7 @@ use std::time::Duration;
 use collector_support::{TestServer, metric_value};
 use serde_json::json;
 
-fn fast(b: accrue::CollectorBuilder) -> accrue::CollectorBuilder {
+fn fast(b: accrue::collector::CollectorBuilder) -> accrue::collector::CollectorBuilder {
     b.flush_interval(Duration::from_millis(100))
         .granularities(["1h", "1d"])
 }
@@ -132,7 +132,7 @@ async fn graceful_restart_flushes_and_crash_free_restart_replays_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_metrics_store_is_rebuilt_from_the_events_on_restart() {
-    let opts = |b: accrue::CollectorBuilder| fast(b).stats_driver("memory:");
+    let opts = |b: accrue::collector::CollectorBuilder| fast(b).stats_driver("memory:");
     let s = TestServer::start_with(opts).await;
     s.post(
         "/events",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use collector_support::{TestServer, metric_value};
 use serde_json::{Value, json};
 
-fn fast(b: accrue::CollectorBuilder) -> accrue::CollectorBuilder {
+fn fast(b: accrue::collector::CollectorBuilder) -> accrue::collector::CollectorBuilder {
     b.flush_interval(Duration::from_millis(100))
         .granularities(["1h", "1d"])
 }
@@ -80,7 +80,7 @@ async fn data_nested_past_the_limit_is_refused_and_at_the_limit_is_readable_ever
     assert_eq!(deeper.post("/events", body).await.status, 200);
     every_read_answers(&deeper, "deep", true).await;
     let dir = tempfile::tempdir().unwrap();
-    let e = accrue::Collector::builder()
+    let e = accrue::collector::Collector::builder()
         .db(dir.path().join("e.db"))
         .port(0)
         .max_data_depth(101)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use accrue::AckMode;
+use accrue::collector::AckMode;
 use collector_support::TestServer;
 use serde_json::json;
 
@@ -226,7 +226,10 @@ async fn a_shutdown_with_every_step_stuck_keeps_to_one_timeout() {
     // Each step used to get the whole timeout of its own: three of them here.
     assert!(took < timeout + Duration::from_secs(1), "{took:?}");
     assert!(
-        matches!(stopped, Err(accrue::CollectorError::Unwritten { .. })),
+        matches!(
+            stopped,
+            Err(accrue::collector::CollectorError::Unwritten { .. })
+        ),
         "{stopped:?}"
     );
 }

@@ -1,16 +1,20 @@
-//! `StatsSink`: aggregator batches into a metrics store (memory and SQLite drivers) with exact
+//! `MetricsSink`: aggregator batches into a metrics store (memory and SQLite drivers) with exact
 //! totals; a failing driver is retried with the same batch id, so nothing is counted twice.
 
-#![cfg(all(feature = "stats", feature = "sqlite", feature = "client"))]
+#![cfg(all(feature = "metrics", feature = "sqlite", feature = "client"))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use accrue::sink::{Fields, Runner, SinkValue, StatsSink};
+use accrue::sink::{Fields, MetricsSink, Runner, SinkValue};
+use accrue::time::{Blanks, Granularity, Unit};
 use accrue::{
-    Aggregator, Driver, DriverError, DriverFuture, IdentifierMode, MemoryDriver, RowId,
-    SqliteDriver, Stats, Value, Values, WriteBatch,
+    Aggregator,
+    metrics::{
+        Driver, DriverError, DriverFuture, IdentifierMode, MemoryDriver, MetricsStore, RowId,
+        SqliteDriver, Value, Values, WriteBatch,
+    },
 };
 use jiff::Timestamp;
 
@@ -71,8 +75,11 @@ impl SinkValue for Latency {
     }
 }
 
-async fn one(stats: &Stats, key: &str, at: Timestamp) -> serde_json::Value {
-    let s = stats.values(key, at, at, "1h", false).await.unwrap();
+async fn one(stats: &MetricsStore, key: &str, at: Timestamp) -> serde_json::Value {
+    let s = stats
+        .values(key, at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+        .await
+        .unwrap();
     Value::Map(s.values[0].clone()).to_json()
 }
 
@@ -83,7 +90,7 @@ async fn counts_from_many_threads_land_exactly_once_despite_lost_acknowledgement
         fail: AtomicU32::new(3),
         writes: AtomicU32::new(0),
     });
-    let stats = Stats::builder(driver.clone())
+    let stats = MetricsStore::builder(driver.clone())
         .granularities(["1h", "1d"])
         .build()
         .unwrap();
@@ -93,7 +100,7 @@ async fn counts_from_many_threads_land_exactly_once_despite_lost_acknowledgement
         .spawn()
         .unwrap();
     let agg = Arc::new(agg);
-    let sink = Runner::new(StatsSink::new(stats.clone()).value_field("count"))
+    let sink = Runner::new(MetricsSink::new(stats.clone()).value_field("count"))
         .spawn_with_aggregator(agg.clone(), rx);
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -132,7 +139,7 @@ async fn sums_add_up_and_set_fields_replace_in_sqlite() {
     let driver =
         SqliteDriver::open(dir.path().join("m.db"), "metrics", IdentifierMode::Full).unwrap();
     driver.setup().await.unwrap();
-    let stats = Stats::builder(Arc::new(driver))
+    let stats = MetricsStore::builder(Arc::new(driver))
         .granularities(["1h"])
         .build()
         .unwrap();
@@ -144,7 +151,7 @@ async fn sums_add_up_and_set_fields_replace_in_sqlite() {
         })
         .build()
         .unwrap();
-    let sink = Runner::new(StatsSink::new(stats.clone())).spawn(rx);
+    let sink = Runner::new(MetricsSink::new(stats.clone())).spawn(rx);
     for ms in [3.0, 9.0] {
         agg.add(
             "GET /",
@@ -180,12 +187,12 @@ async fn sums_add_up_and_set_fields_replace_in_sqlite() {
 
 #[tokio::test]
 async fn items_the_store_refuses_are_counted_and_the_rest_written() {
-    let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+    let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
         .granularities(["1h"])
         .build()
         .unwrap();
     let (agg, rx) = Aggregator::<String, f64>::builder().build().unwrap();
-    let sink = Runner::new(StatsSink::new(stats.clone()).value_field("total")).spawn(rx);
+    let sink = Runner::new(MetricsSink::new(stats.clone()).value_field("total")).spawn(rx);
     agg.add("ok".into(), 1.5).unwrap();
     agg.add("".into(), 1.0).unwrap(); // an empty key is invalid for the store
     agg.add("nan".into(), f64::NAN).unwrap(); // not a finite number
@@ -225,7 +232,7 @@ impl Driver for Down {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_down_at_stop_is_reported_and_everything_handed_back() {
-    let stats = Stats::builder(Arc::new(Down(MemoryDriver::new(IdentifierMode::Full))))
+    let stats = MetricsStore::builder(Arc::new(Down(MemoryDriver::new(IdentifierMode::Full))))
         .granularities(["1h"])
         .build()
         .unwrap();
@@ -234,7 +241,7 @@ async fn a_store_down_at_stop_is_reported_and_everything_handed_back() {
         .spawn()
         .unwrap();
     let agg = Arc::new(agg);
-    let sink = Runner::new(StatsSink::new(stats.clone()))
+    let sink = Runner::new(MetricsSink::new(stats.clone()))
         .stop_timeout(Duration::from_millis(300))
         .spawn_with_aggregator(agg.clone(), rx);
     let mut total = 0;
@@ -269,7 +276,7 @@ async fn one_flush_of_64_shards_is_one_driver_write() {
         fail: AtomicU32::new(0),
         writes: AtomicU32::new(0),
     });
-    let stats = Stats::builder(driver.clone())
+    let stats = MetricsStore::builder(driver.clone())
         .granularities(["1h"])
         .build()
         .unwrap();
@@ -282,7 +289,7 @@ async fn one_flush_of_64_shards_is_one_driver_write() {
     for i in 0..5_000u64 {
         agg.add(format!("key{i}"), 1).unwrap();
     }
-    let task = Runner::new(StatsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
+    let task = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
     task.stop();
     let report = task.join().await;
     assert!(report.is_complete(), "{report:?}");

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use accrue::{Driver, IdentifierMode, Stats, Value};
+use accrue::metrics::{Driver, IdentifierMode, MetricsStore, Value};
+use accrue::time::{Blanks, Granularity, Unit};
 use drivers_common::{Proxy, service_url, unique, url_addr, url_via};
 use serde_json::json;
 
@@ -44,8 +45,8 @@ fn at(i: u32) -> jiff::Timestamp {
     day() + jiff::SignedDuration::from_secs(i64::from(i % 600) * 60)
 }
 
-fn store(driver: Arc<dyn Driver>, size: usize) -> Stats {
-    Stats::builder(driver)
+fn store(driver: Arc<dyn Driver>, size: usize) -> MetricsStore {
+    MetricsStore::builder(driver)
         .time_zone("UTC")
         .granularities(["1h", "1d"])
         .buffer(true)
@@ -56,7 +57,7 @@ fn store(driver: Arc<dyn Driver>, size: usize) -> Stats {
 }
 
 /// Flushes until the driver takes everything (the fault may still be in effect briefly).
-async fn drain(stats: &Stats) {
+async fn drain(stats: &MetricsStore) {
     for attempt in 0.. {
         match stats.flush().await {
             Ok(_) if stats.pending() == 0 => match stats.flush().await {
@@ -73,11 +74,17 @@ async fn drain(stats: &Stats) {
 }
 
 /// Sums `count` and `sum` over every key's day bucket, and the system row's count.
-async fn totals(reader: &Stats) -> (i64, i64, i64) {
+async fn totals(reader: &MetricsStore) -> (i64, i64, i64) {
     let (mut count, mut sum) = (0, 0);
     for k in 0..KEYS {
         let v = reader
-            .values(&format!("fault::{k}"), day(), day(), "1d", false)
+            .values(
+                &format!("fault::{k}"),
+                day(),
+                day(),
+                Granularity::one(Unit::Day),
+                Blanks::Keep,
+            )
             .await
             .unwrap();
         let n = |f: &str| {
@@ -90,7 +97,13 @@ async fn totals(reader: &Stats) -> (i64, i64, i64) {
         sum += n("sum");
     }
     let sys = reader
-        .values(accrue::SYSTEM_KEY, day(), day(), "1d", false)
+        .values(
+            accrue::metrics::SYSTEM_KEY,
+            day(),
+            day(),
+            Granularity::one(Unit::Day),
+            Blanks::Keep,
+        )
         .await
         .unwrap();
     let calls = sys.values[0]
@@ -171,10 +184,13 @@ impl Driver for FreshIds {
     fn mode(&self) -> IdentifierMode {
         self.0.mode()
     }
-    fn setup(&self) -> accrue::DriverFuture<'_, ()> {
+    fn setup(&self) -> accrue::metrics::DriverFuture<'_, ()> {
         self.0.setup()
     }
-    fn write<'a>(&'a self, batch: &'a accrue::WriteBatch) -> accrue::DriverFuture<'a, ()> {
+    fn write<'a>(
+        &'a self,
+        batch: &'a accrue::metrics::WriteBatch,
+    ) -> accrue::metrics::DriverFuture<'a, ()> {
         Box::pin(async move {
             let mut fresh = batch.clone();
             fresh.id.writer = unique("w");
@@ -183,8 +199,8 @@ impl Driver for FreshIds {
     }
     fn read<'a>(
         &'a self,
-        rows: &'a [accrue::RowId],
-    ) -> accrue::DriverFuture<'a, Vec<accrue::Values>> {
+        rows: &'a [accrue::metrics::RowId],
+    ) -> accrue::metrics::DriverFuture<'a, Vec<accrue::metrics::Values>> {
         self.0.read(rows)
     }
 }
@@ -267,7 +283,7 @@ async fn postgres_connections_die_mid_flush() {
         .await
         .unwrap();
     let open = |u: String, table: String, mode: IdentifierMode| async move {
-        let d = accrue::PostgresDriver::connect(&u, &table, mode)
+        let d = accrue::metrics::PostgresDriver::connect(&u, &table, mode)
             .await
             .unwrap();
         d.setup().await.unwrap();
@@ -341,7 +357,7 @@ async fn mysql_connections_die_mid_flush() {
         let open = |u: String| {
             let table = table.clone();
             async move {
-                let d = accrue::MysqlDriver::connect(&u, &table, IdentifierMode::Partial)
+                let d = accrue::metrics::MysqlDriver::connect(&u, &table, IdentifierMode::Partial)
                     .await
                     .unwrap();
                 d.setup().await.unwrap();
@@ -410,7 +426,7 @@ async fn redis_connections_die_mid_flush() {
         let open = |u: String| {
             let prefix = prefix.clone();
             async move {
-                let d = accrue::RedisDriver::builder()
+                let d = accrue::metrics::RedisDriver::builder()
                     .prefix(prefix)
                     .connect(&u)
                     .await
@@ -480,7 +496,7 @@ async fn mongodb_connections_die_mid_flush() {
         let open = |u: String| {
             let (database, coll) = (database.clone(), coll.clone());
             async move {
-                let d = accrue::MongoDriver::builder()
+                let d = accrue::metrics::MongoDriver::builder()
                     .database(database)
                     .collection(coll)
                     .mode(IdentifierMode::Separated)

@@ -1,11 +1,11 @@
 //! The conformance suite on the in-memory driver.
-#![cfg(feature = "stats")]
+#![cfg(feature = "metrics")]
 
 mod stats_conformance;
 
 use std::sync::Arc;
 
-use accrue::{Driver, IdentifierMode, MemoryDriver};
+use accrue::metrics::{Driver, IdentifierMode, MemoryDriver};
 
 async fn memory(mode: IdentifierMode) -> Arc<dyn Driver> {
     Arc::new(MemoryDriver::new(mode))

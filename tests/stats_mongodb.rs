@@ -12,10 +12,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use accrue::{
+use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, MongoDriver, Number, PathCodec,
     RowId, RowUpdate, Value, WriteBatch,
 };
+use accrue::time::{Blanks, Granularity, Unit};
 use drivers_common::{is_stale, once, service_url, unique};
 use futures_util::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
@@ -227,7 +228,7 @@ async fn separated_documents_and_indexes() {
 async fn field_names_and_collisions() {
     let Some(url) = service_url(VAR) else { return };
     let d = coll_driver(&url, &unique("names"), IdentifierMode::Full, None).await;
-    let stats = accrue::Stats::builder(Arc::new(
+    let stats = accrue::metrics::MetricsStore::builder(Arc::new(
         coll_driver(&url, &unique("names"), IdentifierMode::Full, None).await,
     ) as Arc<dyn Driver>)
     .time_zone("UTC")
@@ -240,13 +241,16 @@ async fn field_names_and_collisions() {
         .track("jobs", at, json!({"jobs": {r"test\.rb": 2, "$cost": 1}}))
         .await
         .unwrap();
-    let v = stats.values("jobs", at, at, "1h", false).await.unwrap();
+    let v = stats
+        .values("jobs", at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         Value::Map(v.values[0].clone()).to_json(),
         json!({"jobs": {"test.rb": 2, "$cost": 1}})
     );
     // Legacy names Mongo cannot hold are stored percent-encoded instead of failing.
-    let legacy = accrue::Stats::builder(Arc::new(
+    let legacy = accrue::metrics::MetricsStore::builder(Arc::new(
         coll_driver(&url, &unique("legacy"), IdentifierMode::Full, None).await,
     ) as Arc<dyn Driver>)
     .time_zone("UTC")
@@ -256,7 +260,10 @@ async fn field_names_and_collisions() {
     .build()
     .unwrap();
     legacy.track("k", at, json!({"$cost": 1})).await.unwrap();
-    let v = legacy.values("k", at, at, "1h", false).await.unwrap();
+    let v = legacy
+        .values("k", at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         Value::Map(v.values[0].clone()).to_json(),
         json!({"%24cost": 1})
@@ -375,7 +382,7 @@ async fn connect_driver_from_url() {
     let Some(url) = service_url(VAR) else { return };
     let base = url.split('?').next().unwrap().trim_end_matches('/');
     let coll = unique("url");
-    let d = accrue::connect_driver(&format!(
+    let d = accrue::metrics::connect_driver(&format!(
         "{base}/{}?collection={coll}&mode=partial&ttl=86400",
         database()
     ))

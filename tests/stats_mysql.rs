@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 
-use accrue::{
+use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, MysqlDriver, Number, RowId,
     RowUpdate, Value, WriteBatch,
 };
+use accrue::time::{Blanks, Granularity, Unit};
 use drivers_common::{is_stale, once, service_url, unique};
 use serde_json::json;
 use sqlx::Row;
@@ -282,7 +283,7 @@ async fn keys_are_case_sensitive() {
     );
 }
 
-/// I13 / I14: system rows through `Stats` in every mode; tracking off writes none.
+/// I13 / I14: system rows through `MetricsStore` in every mode; tracking off writes none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_rows_and_tracking_off() {
     let Some(url) = service_url(VAR) else { return };
@@ -290,7 +291,7 @@ async fn system_rows_and_tracking_off() {
     for mode in IdentifierMode::ALL {
         for tracking in [true, false] {
             let d = table_driver(&url, &format!("{}.{}", database(), unique("sys")), mode).await;
-            let stats = accrue::Stats::builder(Arc::new(d) as Arc<dyn Driver>)
+            let stats = accrue::metrics::MetricsStore::builder(Arc::new(d) as Arc<dyn Driver>)
                 .time_zone("UTC")
                 .granularities(["1h"])
                 .buffer(false)
@@ -311,7 +312,10 @@ async fn system_rows_and_tracking_off() {
             let get = |key: &'static str| {
                 let stats = stats.clone();
                 async move {
-                    let v = stats.values(key, at, at, "1h", false).await.unwrap();
+                    let v = stats
+                        .values(key, at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+                        .await
+                        .unwrap();
                     Value::Map(v.values[0].clone()).to_json()
                 }
             };
@@ -319,7 +323,7 @@ async fn system_rows_and_tracking_off() {
                 get("manual").await,
                 json!({"count": 7, "meta": {"duration": 2}})
             );
-            let sys = get(accrue::SYSTEM_KEY).await;
+            let sys = get(accrue::metrics::SYSTEM_KEY).await;
             if tracking {
                 assert_eq!(sys, json!({"count": 4, "keys": {"manual": 4}}), "{mode:?}");
             } else {
@@ -355,7 +359,7 @@ async fn connect_driver_from_url() {
     let sep = if url.contains('?') { '&' } else { '?' };
     let table = format!("{}.{}", database(), unique("url"));
     let mariadb = url.replacen("mysql:", "mariadb:", 1);
-    let d = accrue::connect_driver(&format!("{mariadb}{sep}table={table}&mode=separated"))
+    let d = accrue::metrics::connect_driver(&format!("{mariadb}{sep}table={table}&mode=separated"))
         .await
         .unwrap();
     assert_eq!(d.description(), "MySQLDriver(S)");

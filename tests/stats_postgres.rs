@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 
-use accrue::{
+use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, Number, PostgresDriver, RowId,
     RowUpdate, Value, WriteBatch,
 };
@@ -282,7 +282,7 @@ async fn separated_layout() {
         IdentifierMode::Separated,
     )
     .await;
-    let stats = accrue::Stats::builder(Arc::new(d) as Arc<dyn Driver>)
+    let stats = accrue::metrics::MetricsStore::builder(Arc::new(d) as Arc<dyn Driver>)
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer(false)
@@ -374,7 +374,7 @@ async fn connect_driver_from_url() {
     admin(&url).await.close().await;
     let sep = if url.contains('?') { '&' } else { '?' };
     let table = format!("{}.{}", schema(), unique("url"));
-    let d = accrue::connect_driver(&format!("{url}{sep}table={table}&mode=partial"))
+    let d = accrue::metrics::connect_driver(&format!("{url}{sep}table={table}&mode=partial"))
         .await
         .unwrap();
     assert_eq!(d.description(), "PostgresDriver(P)");
@@ -385,7 +385,7 @@ async fn connect_driver_from_url() {
         d.read(&[row("k")]).await.unwrap()[0]["count"],
         Value::Int(1)
     );
-    let e = accrue::connect_driver(&format!("{url}{sep}table=bad-name"))
+    let e = accrue::metrics::connect_driver(&format!("{url}{sep}table=bad-name"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), DriverErrorKind::Rejected);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use accrue::{
+use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, Number, RedisDriver, RowId,
     RowUpdate, Value, WriteBatch,
 };
@@ -175,13 +175,15 @@ async fn stored_hashes_and_vectors() {
         "{:?}",
         got[0]["count"]
     );
-    // I15 / G7 through Stats: system rows under the prefix.
-    let stats = accrue::Stats::builder(Arc::new(driver(&url, &prefix).await) as Arc<dyn Driver>)
-        .time_zone("UTC")
-        .granularities(["1h"])
-        .buffer(false)
-        .build()
-        .unwrap();
+    // I15 / G7 through MetricsStore: system rows under the prefix.
+    let stats = accrue::metrics::MetricsStore::builder(
+        Arc::new(driver(&url, &prefix).await) as Arc<dyn Driver>
+    )
+    .time_zone("UTC")
+    .granularities(["1h"])
+    .buffer(false)
+    .build()
+    .unwrap();
     stats
         .untracked()
         .track("other", t("2025-02-01T11:10:00Z"), json!({"count": 3}))
@@ -357,11 +359,11 @@ async fn connect_driver_from_url() {
     let Some(url) = service_url(VAR) else { return };
     let prefix = unique("accrue_t");
     let sep = if url.contains('?') { '&' } else { '?' };
-    let d = accrue::connect_driver(&format!("{url}{sep}prefix={prefix}&ttl=86400"))
+    let d = accrue::metrics::connect_driver(&format!("{url}{sep}prefix={prefix}&ttl=86400"))
         .await
         .unwrap();
     assert_eq!(d.description(), "RedisDriver(J)");
-    let e = accrue::connect_driver(&format!("{url}{sep}mode=separated"))
+    let e = accrue::metrics::connect_driver(&format!("{url}{sep}mode=separated"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), DriverErrorKind::Rejected);

@@ -7,7 +7,8 @@ mod stats_conformance;
 
 use std::sync::Arc;
 
-use accrue::{Driver, IdentifierMode, SqliteDriver};
+use accrue::metrics::{Driver, IdentifierMode, SqliteDriver};
+use accrue::time::{Blanks, Granularity, Unit};
 
 async fn sqlite(mode: IdentifierMode) -> Arc<dyn Driver> {
     let driver = SqliteDriver::in_memory("trifle_stats", mode).unwrap();
@@ -20,7 +21,7 @@ conformance_tests!(sqlite);
 
 // ------------------------------------------------- SQLite-specific vectors and properties
 
-use accrue::{DriverErrorKind, Stats, Value};
+use accrue::metrics::{DriverErrorKind, MetricsStore, Value};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -28,11 +29,11 @@ fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-/// A `Stats` over a SQLite file, unbuffered, hourly buckets.
-async fn file_stats(path: &std::path::Path, mode: IdentifierMode, tz: &str) -> Stats {
+/// A `MetricsStore` over a SQLite file, unbuffered, hourly buckets.
+async fn file_stats(path: &std::path::Path, mode: IdentifierMode, tz: &str) -> MetricsStore {
     let d = SqliteDriver::open(path, "trifle_stats", mode).unwrap();
     d.setup().await.unwrap();
-    Stats::builder(Arc::new(d))
+    MetricsStore::builder(Arc::new(d))
         .time_zone(tz)
         .granularities(["1h"])
         .buffer(false)
@@ -40,8 +41,11 @@ async fn file_stats(path: &std::path::Path, mode: IdentifierMode, tz: &str) -> S
         .unwrap()
 }
 
-async fn get(stats: &Stats, key: &str, at: Timestamp) -> serde_json::Value {
-    let v = stats.values(key, at, at, "1h", false).await.unwrap();
+async fn get(stats: &MetricsStore, key: &str, at: Timestamp) -> serde_json::Value {
+    let v = stats
+        .values(key, at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+        .await
+        .unwrap();
     Value::Map(v.values[0].clone()).to_json()
 }
 
@@ -123,7 +127,7 @@ async fn i13_system_rows_and_tracking_off() {
         for tracking in [true, false] {
             let d = SqliteDriver::in_memory("trifle_stats", mode).unwrap();
             d.setup().await.unwrap();
-            let stats = Stats::builder(Arc::new(d))
+            let stats = MetricsStore::builder(Arc::new(d))
                 .time_zone("UTC")
                 .granularities(["1h"])
                 .buffer(false)
@@ -138,7 +142,7 @@ async fn i13_system_rows_and_tracking_off() {
                     .unwrap();
             }
             assert_eq!(get(&stats, "manual", at).await, json!({"count": 6}));
-            let sys = get(&stats, accrue::SYSTEM_KEY, at).await;
+            let sys = get(&stats, accrue::metrics::SYSTEM_KEY, at).await;
             if tracking {
                 assert_eq!(sys, json!({"count": 3, "keys": {"manual": 3}}), "{mode:?}");
             } else {
@@ -174,7 +178,7 @@ async fn descriptions_and_table_names() {
 }
 
 /// Two drivers (two connections, as two processes would have) on one WAL file, writing the
-/// same buckets concurrently through buffered `Stats`: exact totals.
+/// same buckets concurrently through buffered `MetricsStore`: exact totals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_connections_on_one_wal_file_keep_exact_totals() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +187,7 @@ async fn two_connections_on_one_wal_file_keep_exact_totals() {
         let d = SqliteDriver::open(&path, "trifle_stats", IdentifierMode::Full).unwrap();
         async move {
             d.setup().await.unwrap();
-            Stats::builder(Arc::new(d))
+            MetricsStore::builder(Arc::new(d))
                 .time_zone("UTC")
                 .granularities(["1m", "1h", "1d"])
                 .buffer_size(97)
@@ -194,7 +198,7 @@ async fn two_connections_on_one_wal_file_keep_exact_totals() {
     };
     let (a, b) = (node("a").await, node("b").await);
     let at = t("2025-02-01T11:35:00Z");
-    let run = |s: Stats| {
+    let run = |s: MetricsStore| {
         tokio::spawn(async move {
             for i in 0..2_000u64 {
                 let key = format!("k{}", i % 10);
@@ -214,7 +218,7 @@ async fn two_connections_on_one_wal_file_keep_exact_totals() {
     for k in 0..10 {
         for g in ["1m", "1h", "1d"] {
             let v = reader
-                .values(&format!("k{k}"), at, at, g, false)
+                .values(&format!("k{k}"), at, at, g.parse().unwrap(), Blanks::Keep)
                 .await
                 .unwrap();
             let v = Value::Map(v.values[0].clone()).to_json();

@@ -6,24 +6,25 @@
 //! * K7 (a driver without count-aware writes disables aggregation): every `Driver` takes
 //!   aggregated batches; there is no such driver kind.
 //! * K9 (Ruby's `run_pending!` hand-off): the buffer flushes from its own task; K8/K10 test it.
-//! * K13 (resizing the buffer of a live configuration): a `Stats` is built once from its
-//!   builder; a new size is a new `Stats`, and `shutdown` of the old one loses nothing.
+//! * K13 (resizing the buffer of a live configuration): a `MetricsStore` is built once from its
+//!   builder; a new size is a new `MetricsStore`, and `shutdown` of the old one loses nothing.
 //! * G14 (Partial/Separated identity without `at`): `RowId` always has its bucket time.
 //! * I25 (mutating a returned map does not change the store): reads return owned values.
 //! * I24 (one Mongo command with the system and `__untracked__` rows): the MongoDB driver
 //!   writes a whole flush — data and system rows — in one `bulkWrite`; the conformance case
 //!   `ops_system_rows` checks the `__untracked__` system rows on MongoDB too; the number of
 //!   commands is not observed.
-#![cfg(feature = "stats")]
+#![cfg(feature = "metrics")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use accrue::{
+use accrue::metrics::{
     ConfigError, Driver, DriverError, DriverFuture, FieldOp, IdentifierMode, Identity,
-    MemoryDriver, Number, RowId, Stats, StatsError, Value, Values, WriteBatch,
+    MemoryDriver, MetricsError, MetricsStore, Number, RowId, Value, Values, WriteBatch,
 };
+use accrue::time::{Blanks, Granularity, Unit};
 use jiff::Timestamp;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -55,7 +56,7 @@ impl Recording {
             .lock()
             .iter()
             .flat_map(|b| b.rows.iter())
-            .filter(|r| r.row.key != accrue::SYSTEM_KEY)
+            .filter(|r| r.row.key != accrue::metrics::SYSTEM_KEY)
             .map(|r| r.fields.clone())
             .collect()
     }
@@ -95,8 +96,8 @@ fn fields(v: &[(&str, FieldOp)]) -> Vec<(String, FieldOp)> {
         .collect()
 }
 
-fn buffered(driver: Arc<Recording>, size: usize, aggregate: bool) -> Stats {
-    Stats::builder(driver)
+fn buffered(driver: Arc<Recording>, size: usize, aggregate: bool) -> MetricsStore {
+    MetricsStore::builder(driver)
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer_size(size)
@@ -142,7 +143,7 @@ async fn k2_aggregated_increments_sum_and_count_calls() {
     let system = batches[0]
         .rows
         .iter()
-        .find(|r| r.row.key == accrue::SYSTEM_KEY)
+        .find(|r| r.row.key == accrue::metrics::SYSTEM_KEY)
         .unwrap();
     assert_eq!(
         system.fields,
@@ -212,7 +213,7 @@ async fn k6_writes_after_shutdown_are_refused() {
     s.shutdown().await.unwrap();
     assert!(matches!(
         s.track("k", t(AT), json!({"count": 1})).await,
-        Err(StatsError::Closed)
+        Err(MetricsError::Closed)
     ));
     s.shutdown().await.unwrap(); // idempotent
     assert!(d.batches.lock().is_empty());
@@ -221,7 +222,7 @@ async fn k6_writes_after_shutdown_are_refused() {
 #[tokio::test]
 async fn k8_background_flush_runs_on_its_period() {
     let d = Recording::new();
-    let s = Stats::builder(d.clone())
+    let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer_duration(Duration::from_millis(40))
@@ -236,7 +237,7 @@ async fn k8_background_flush_runs_on_its_period() {
 
 #[tokio::test]
 async fn k11_zero_buffer_size_is_a_config_error() {
-    let err = Stats::builder(Recording::new())
+    let err = MetricsStore::builder(Recording::new())
         .buffer_size(0)
         .buffer_async(false)
         .build()
@@ -265,7 +266,7 @@ async fn failed_flush_keeps_the_batch_and_retries_it_unchanged() {
     d.fail.store(true, Ordering::SeqCst);
     let err = s.flush().await.unwrap_err();
     assert!(
-        matches!(&err, StatsError::Driver(e) if e.is_retryable()),
+        matches!(&err, MetricsError::Driver(e) if e.is_retryable()),
         "{err}"
     );
     s.track("k", t(AT), json!({"count": 10})).await.unwrap();
@@ -278,7 +279,16 @@ async fn failed_flush_keeps_the_batch_and_retries_it_unchanged() {
     );
     let batches = d.batches.lock().clone();
     assert_eq!(batches[0].id.seq + 1, batches[1].id.seq);
-    let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
+    let v = s
+        .values(
+            "k",
+            t(AT),
+            t(AT),
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .await
+        .unwrap();
     assert_eq!(v.values[0]["count"], Value::Int(11));
 }
 
@@ -301,7 +311,16 @@ async fn the_size_trigger_keeps_firing_after_a_failed_retry() {
     }
     assert_eq!(d.batches.lock().len(), 2);
     assert_eq!(s.pending(), 0);
-    let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
+    let v = s
+        .values(
+            "k",
+            t(AT),
+            t(AT),
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .await
+        .unwrap();
     assert_eq!(v.values[0]["count"], Value::Int(15));
     // And the count restarts from the drain: call 20 flushes again.
     for _ in 0..5 {
@@ -316,7 +335,7 @@ async fn shutdown_hands_back_what_it_cannot_write() {
     let s = buffered(d.clone(), 100, true);
     s.track("k", t(AT), json!({"count": 1})).await.unwrap();
     d.fail.store(true, Ordering::SeqCst);
-    let Err(StatsError::Unflushed { batches, .. }) = s.shutdown().await else {
+    let Err(MetricsError::Unflushed { batches, .. }) = s.shutdown().await else {
         panic!("expected the unflushed batches back");
     };
     assert_eq!(batches.len(), 1);
@@ -326,14 +345,23 @@ async fn shutdown_hands_back_what_it_cannot_write() {
         d.write(b).await.unwrap();
         d.write(b).await.unwrap();
     }
-    let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
+    let v = s
+        .values(
+            "k",
+            t(AT),
+            t(AT),
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .await
+        .unwrap();
     assert_eq!(v.values[0]["count"], Value::Int(1));
 }
 
 #[tokio::test]
 async fn unbuffered_driver_errors_reach_the_caller() {
     let d = Recording::new();
-    let s = Stats::builder(d.clone())
+    let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
         .buffer(false)
         .build()
@@ -341,7 +369,7 @@ async fn unbuffered_driver_errors_reach_the_caller() {
     d.fail.store(true, Ordering::SeqCst);
     assert!(matches!(
         s.track("k", t(AT), json!({"count": 1})).await,
-        Err(StatsError::Driver(_))
+        Err(MetricsError::Driver(_))
     ));
 }
 
@@ -349,7 +377,7 @@ async fn unbuffered_driver_errors_reach_the_caller() {
 
 #[tokio::test]
 async fn a10_defaults() {
-    let s = Stats::builder(Recording::new()).build().unwrap();
+    let s = MetricsStore::builder(Recording::new()).build().unwrap();
     let names: Vec<String> = s.granularities().iter().map(ToString::to_string).collect();
     assert_eq!(names, ["1m", "1h", "1d", "1w", "1mo", "1q", "1y"]);
     assert_eq!(s.calendar().time_zone().iana_name(), Some("GMT"));
@@ -359,13 +387,13 @@ async fn a10_defaults() {
 
 #[test]
 fn a11_invalid_zone_and_granularity_fail_the_build() {
-    let err = Stats::builder(Recording::new())
+    let err = MetricsStore::builder(Recording::new())
         .time_zone("Invalid/Timezone")
         .buffer(false)
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("Invalid/Timezone"), "{err}");
-    let err = Stats::builder(Recording::new())
+    let err = MetricsStore::builder(Recording::new())
         .granularities(["1h", "1hour"])
         .buffer(false)
         .build()
@@ -373,21 +401,29 @@ fn a11_invalid_zone_and_granularity_fail_the_build() {
     assert!(err.to_string().contains("1hour"), "{err}");
     // The async buffer needs a runtime.
     assert_eq!(
-        Stats::builder(Recording::new()).build().unwrap_err(),
+        MetricsStore::builder(Recording::new()).build().unwrap_err(),
         ConfigError::NoRuntime
     );
 }
 
 #[test]
 fn blocking_facade() {
-    let s = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+    let s = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
         .time_zone("UTC")
         .granularities(["1h"])
         .build_blocking()
         .unwrap();
     s.track("k", t(AT), json!({"count": 2})).unwrap();
     s.flush().unwrap();
-    let v = s.values("k", t(AT), t(AT), "1h", false).unwrap();
+    let v = s
+        .values(
+            "k",
+            t(AT),
+            t(AT),
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .unwrap();
     assert_eq!(v.values[0]["count"], Value::Int(2));
     s.shutdown().unwrap();
 }
@@ -437,7 +473,7 @@ fn g1_to_g7_identities() {
         }
     );
     let sys = RowId::new(
-        accrue::SYSTEM_KEY,
+        accrue::metrics::SYSTEM_KEY,
         "1h".parse().unwrap(),
         t("2025-01-15T10:00:00Z"),
     );
@@ -452,7 +488,7 @@ fn g1_to_g7_identities() {
 #[test]
 fn g9_at_text_is_utc_whole_seconds() {
     let at: Timestamp = "2025-01-15T10:00:00+02:00".parse().unwrap();
-    assert_eq!(accrue::at_text(at), "2025-01-15T08:00:00Z");
+    assert_eq!(accrue::metrics::at_text(at), "2025-01-15T08:00:00Z");
 }
 
 #[test]
@@ -496,31 +532,31 @@ fn h8_segment_codec() {
         ("任务.rb", "任务%2Erb"),
         ("plain_name", "plain_name"),
     ] {
-        assert_eq!(accrue::encode_segment(raw), enc);
-        assert_eq!(accrue::decode_segment(enc), raw);
+        assert_eq!(accrue::metrics::encode_segment(raw), enc);
+        assert_eq!(accrue::metrics::decode_segment(enc), raw);
     }
 }
 
 #[test]
 fn h10_public_paths() {
     assert_eq!(
-        accrue::parse_public_path(r"jobs.test\.rb"),
+        accrue::metrics::parse_public_path(r"jobs.test\.rb"),
         ["jobs", "test.rb"]
     );
     assert_eq!(
-        accrue::parse_public_path(".jobs..count."),
+        accrue::metrics::parse_public_path(".jobs..count."),
         ["", "jobs", "", "count", ""]
     );
-    assert!(accrue::parse_public_path("").is_empty());
+    assert!(accrue::metrics::parse_public_path("").is_empty());
 }
 
 async fn stored(
-    codec: accrue::PathCodec,
+    codec: accrue::metrics::PathCodec,
     op: &str,
     v: serde_json::Value,
-) -> Result<Vec<(String, FieldOp)>, StatsError> {
+) -> Result<Vec<(String, FieldOp)>, MetricsError> {
     let d = Recording::new();
-    let s = Stats::builder(d.clone())
+    let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer(false)
@@ -541,7 +577,7 @@ fn names(f: &[(String, FieldOp)]) -> Vec<&str> {
 
 #[tokio::test]
 async fn h1_h2_h5_h6_packing() {
-    use accrue::PathCodec::*;
+    use accrue::metrics::PathCodec::*;
     for codec in [Legacy, V1] {
         assert_eq!(
             names(
@@ -581,14 +617,14 @@ async fn h1_h2_h5_h6_packing() {
 async fn h3_colliding_spellings_are_an_error() {
     // Ruby keeps the later one, Go is order-dependent; we refuse the ambiguity.
     let err = stored(
-        accrue::PathCodec::Legacy,
+        accrue::metrics::PathCodec::Legacy,
         "assert",
         json!({"a": 1, "b": {"c": 22}, "b.c": "err"}),
     )
     .await
     .unwrap_err();
     assert!(
-        matches!(err, StatsError::InvalidValue(accrue::ValueError::DuplicatePath { ref path }) if path == "b.c"),
+        matches!(err, MetricsError::InvalidValue(accrue::metrics::ValueError::DuplicatePath { ref path }) if path == "b.c"),
         "{err}"
     );
 }
@@ -596,7 +632,7 @@ async fn h3_colliding_spellings_are_an_error() {
 #[tokio::test]
 async fn h9_h11_v1_paths() {
     let f = stored(
-        accrue::PathCodec::V1,
+        accrue::metrics::PathCodec::V1,
         "track",
         json!({"jobs.test.rb": 1, r"jobs.test\.rb": 2, r"jobs.\*": 4, "jobs.$cost": 5}),
     )
@@ -607,7 +643,7 @@ async fn h9_h11_v1_paths() {
         ["jobs.%24cost", "jobs.%2A", "jobs.test%2Erb", "jobs.test.rb"]
     );
     let f = stored(
-        accrue::PathCodec::V1,
+        accrue::metrics::PathCodec::V1,
         "assert",
         json!({r"status\.items": [{"test%2Erb": "%2E"}]}),
     )
@@ -625,17 +661,26 @@ async fn h9_h11_v1_paths() {
 #[tokio::test]
 async fn h4_h7_unpacking_through_values() {
     let d = Arc::new(MemoryDriver::new(IdentifierMode::Full));
-    let s = Stats::builder(d.clone())
+    let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer(false)
-        .path_codec(accrue::PathCodec::Legacy)
+        .path_codec(accrue::metrics::PathCodec::Legacy)
         .build()
         .unwrap();
     s.assert("k", t(AT), json!({"a": {"b": 1}})).await.unwrap();
     // A stored scalar and a map at the same path: the map wins, in either order.
     s.assert("k", t(AT), json!({"a": 5})).await.unwrap();
-    let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
+    let v = s
+        .values(
+            "k",
+            t(AT),
+            t(AT),
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         Value::Map(v.values[0].clone()).to_json(),
         json!({"a": {"b": 1}})
@@ -645,7 +690,7 @@ async fn h4_h7_unpacking_through_values() {
 #[tokio::test]
 async fn legacy_codec_refuses_unstorable_keys() {
     let err = stored(
-        accrue::PathCodec::Legacy,
+        accrue::metrics::PathCodec::Legacy,
         "assert",
         json!({"quoted\"name": 1}),
     )
@@ -654,7 +699,7 @@ async fn legacy_codec_refuses_unstorable_keys() {
     assert!(
         matches!(
             err,
-            StatsError::InvalidValue(accrue::ValueError::Unrepresentable { .. })
+            MetricsError::InvalidValue(accrue::metrics::ValueError::Unrepresentable { .. })
         ),
         "{err}"
     );
@@ -665,19 +710,28 @@ async fn legacy_codec_refuses_unstorable_keys() {
 #[tokio::test]
 async fn l1_l2_integers_read_back_as_integers_l5_numeric_strings_refused() {
     let d = Arc::new(MemoryDriver::new(IdentifierMode::Full));
-    let s = Stats::builder(d)
+    let s = MetricsStore::builder(d)
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer(false)
         .build()
         .unwrap();
     s.track("k", t(AT), json!({"count": 7})).await.unwrap();
-    let v = s.values("k", t(AT), t(AT), "1h", false).await.unwrap();
+    let v = s
+        .values(
+            "k",
+            t(AT),
+            t(AT),
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .await
+        .unwrap();
     assert_eq!(v.values[0]["count"], Value::Int(7));
     assert!(matches!(
         s.track("k", t(AT), json!({"count": "5"})).await,
-        Err(StatsError::InvalidValue(
-            accrue::ValueError::NotANumber { .. }
+        Err(MetricsError::InvalidValue(
+            accrue::metrics::ValueError::NotANumber { .. }
         ))
     ));
 }

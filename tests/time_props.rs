@@ -3,7 +3,7 @@
 //! after `floor(t)` is the next bucket; plus exhaustive sweeps across real DST transitions and
 //! the `index` / `start_of` contract the windowed counters rely on.
 
-use accrue::{Calendar, Granularity, Unit};
+use accrue::time::{Calendar, Granularity, Unit};
 use jiff::Timestamp;
 use jiff::civil::Weekday;
 use proptest::prelude::*;

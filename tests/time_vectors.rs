@@ -1,7 +1,7 @@
 //! The time-bucket vectors of the metrics stores we replace (one test per row; where
 //! implementations disagree, the behaviour we chose), plus the daylight-saving cases.
 
-use accrue::{Calendar, Granularity, GranularityErrorKind, Unit};
+use accrue::time::{Calendar, Granularity, GranularityErrorKind, Unit};
 use jiff::Timestamp;
 use jiff::civil::Weekday;
 

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use accrue::{EventStore, Schedule, TestClock, Unit, WindowError};
+use accrue::{
+    time::Unit,
+    window::{Record, Schedule, TestClock, WindowError, WindowStore},
+};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -14,9 +17,9 @@ fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn store(t: &str) -> (EventStore, TestClock) {
+fn store(t: &str) -> (WindowStore, TestClock) {
     let clock = TestClock::at(at(t));
-    let store = EventStore::builder()
+    let store = WindowStore::builder()
         .with_clock(clock.clone())
         .build()
         .unwrap();
@@ -59,7 +62,7 @@ fn r02_day_hour_and_minute_roll_at_calendar_boundaries() {
 fn r02_days_follow_the_configured_zone_not_utc() {
     // 23:30 UTC on 5 March is 00:30 on 6 March in Paris: already "tomorrow" there.
     let clock = TestClock::at(at("2025-03-05T22:30:00Z")); // 23:30 Paris
-    let s = EventStore::builder()
+    let s = WindowStore::builder()
         .with_clock(clock.clone())
         .time_zone(TimeZone::get("Europe/Paris").unwrap())
         .build()
@@ -70,7 +73,7 @@ fn r02_days_follow_the_configured_zone_not_utc() {
     assert_eq!(s.query("e").last_days(2).sum(), Some(1));
     // And a DST day is 23 hours long: New York, 9 March 2025.
     let clock = TestClock::at(at("2025-03-09T05:00:00Z")); // 00:00 EST
-    let s = EventStore::builder()
+    let s = WindowStore::builder()
         .with_clock(clock.clone())
         .time_zone(TimeZone::get("America/New_York").unwrap())
         .build()
@@ -85,7 +88,7 @@ fn r02_days_follow_the_configured_zone_not_utc() {
 #[test]
 fn r03_windows_are_whole_clock_minutes_not_a_sliding_60_seconds() {
     let (s, clock) = store("2025-03-05T12:00:58Z");
-    s.record_count("e", 3);
+    s.record_with("e", Record::count(3)).unwrap();
     clock.set(at("2025-03-05T12:01:00Z"));
     assert_eq!(s.query("e").last_minutes(1).sum(), Some(0));
     assert_eq!(s.query("e").last_minutes(2).sum(), Some(3));
@@ -103,7 +106,7 @@ fn r04_missing_data_unknown_key_untracked_unit_zero_window() {
 #[test]
 fn r05_windows_longer_than_the_ring_are_capped_and_averages_divide_by_covered_buckets() {
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_ago("e", 10 * DAY);
+    s.record_with("e", Record::one().ago(10 * DAY)).unwrap();
     assert_eq!(s.query("e").last_days(100).sum(), Some(1));
     // tiny-counter: 0.01 and 5.4e-20. Fix: divide by the 56 days / 4 years actually covered.
     assert_eq!(s.query("e").last_days(100).average(), Some(1.0 / 56.0));
@@ -114,20 +117,21 @@ fn r05_windows_longer_than_the_ring_are_capped_and_averages_divide_by_covered_bu
 #[test]
 fn r06_counts_never_wrap() {
     let (s, clock) = store("2025-03-05T12:00:00Z");
-    s.record_count("e", u64::from(u32::MAX));
-    s.record_count("e", 5);
+    s.record_with("e", Record::count(u64::from(u32::MAX)))
+        .unwrap();
+    s.record_with("e", Record::count(5)).unwrap();
     // tiny-counter saturated at u32::MAX; our u64 counts are exact.
     assert_eq!(s.query("e").last_minutes(1).sum(), Some(4_294_967_300));
     clock.advance(MIN);
-    s.record_count("e", 10);
+    s.record_with("e", Record::count(10)).unwrap();
     assert_eq!(
         s.query("e").last_minutes(2).buckets(),
         vec![10, 4_294_967_300]
     );
     assert_eq!(s.query("e").last_minutes(2).sum(), Some(4_294_967_310));
     // At the top of u64, saturate.
-    s.record_count("big", u64::MAX);
-    s.record_count("big", 1);
+    s.record_with("big", Record::count(u64::MAX)).unwrap();
+    s.record_with("big", Record::count(1)).unwrap();
     assert_eq!(s.query("big").last_minutes(1).sum(), Some(u64::MAX));
     assert_eq!(
         s.query_many(&["big", "e"]).last_minutes(2).sum(),
@@ -138,7 +142,8 @@ fn r06_counts_never_wrap() {
 #[test]
 fn r07_record_at_older_than_a_ring_is_kept_by_the_coarser_rings() {
     let (s, _) = store("2025-03-05T12:30:00Z");
-    s.record_at("e", at("2025-03-05T10:00:00Z")).unwrap();
+    s.record_with("e", Record::one().at(at("2025-03-05T10:00:00Z")))
+        .unwrap();
     assert_eq!(s.query("e").last_minutes(60).sum(), Some(0));
     assert_eq!(s.query("e").last_hours(3).sum(), Some(1));
     assert_eq!(s.query("e").last_days(1).sum(), Some(1));
@@ -147,7 +152,8 @@ fn r07_record_at_older_than_a_ring_is_kept_by_the_coarser_rings() {
 #[test]
 fn r08_record_at_beyond_every_ring_is_ok_and_dropped() {
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_at("e", at("2015-03-05T12:00:00Z")).unwrap();
+    s.record_with("e", Record::one().at(at("2015-03-05T12:00:00Z")))
+        .unwrap();
     assert_eq!(s.query("e").ever().sum(), Some(0));
     // The exact first/last-seen instants still tell when it happened.
     assert_eq!(
@@ -161,7 +167,9 @@ fn r09_a_future_record_at_is_refused_before_anything_changes() {
     // tiny-counter: Err(FutureEvent) but a coarse unit had counted it in 82 of 200 stores.
     for _ in 0..200 {
         let (s, _) = store("2025-03-05T12:00:30Z");
-        let err = s.record_at("e", at("2025-03-05T14:00:00Z")).unwrap_err();
+        let err = s
+            .record_with("e", Record::one().at(at("2025-03-05T14:00:00Z")))
+            .unwrap_err();
         assert!(matches!(err, WindowError::FutureEvent { .. }), "{err}");
         for unit in [Unit::Minute, Unit::Hour, Unit::Day, Unit::Year] {
             assert_eq!(s.query("e").last(1, unit).sum(), None);
@@ -172,7 +180,7 @@ fn r09_a_future_record_at_is_refused_before_anything_changes() {
     let (s, _) = store("2025-03-05T12:00:30Z");
     s.record("e");
     assert!(
-        s.record_count_at("e", 5, at("2025-03-05T12:00:31Z"))
+        s.record_with("e", Record::count(5).at(at("2025-03-05T12:00:31Z")))
             .is_err()
     );
     assert_eq!(s.query("e").ever().sum(), Some(1));
@@ -183,16 +191,22 @@ fn r10_the_future_is_anything_after_the_clock() {
     // tiny-counter accepted +20 s (inside the current minute bucket). We refuse any instant
     // after the clock, and accept the clock's own instant.
     let (s, _) = store("2025-03-05T12:00:30Z");
-    assert!(s.record_at("e", at("2025-03-05T12:00:50Z")).is_err());
-    s.record_at("e", at("2025-03-05T12:00:30Z")).unwrap();
+    assert!(
+        s.record_with("e", Record::one().at(at("2025-03-05T12:00:50Z")))
+            .is_err()
+    );
+    s.record_with("e", Record::one().at(at("2025-03-05T12:00:30Z")))
+        .unwrap();
     assert_eq!(s.query("e").last_minutes(1).sum(), Some(1));
 }
 
 #[test]
 fn r11_past_instants_land_in_their_own_minute_bucket() {
     let (s, _) = store("2025-03-05T12:00:30Z");
-    s.record_at("a", at("2025-03-05T11:58:50Z")).unwrap();
-    s.record_ago("b", Duration::from_secs(100));
+    s.record_with("a", Record::one().at(at("2025-03-05T11:58:50Z")))
+        .unwrap();
+    s.record_with("b", Record::one().ago(Duration::from_secs(100)))
+        .unwrap();
     // tiny-counter: [0, 1, 0, 0] (one bucket too recent).
     assert_eq!(s.query("a").last_minutes(4).buckets(), vec![0, 0, 1, 0]);
     assert_eq!(s.query("b").last_minutes(4).buckets(), vec![0, 0, 1, 0]);
@@ -205,7 +219,7 @@ fn r12_weeks_count_correctly_across_a_53_week_year() {
     let (s, clock) = store("2026-12-21T12:00:00Z"); // Monday of week 52
     s.record("e");
     clock.set(at("2026-12-28T12:00:00Z")); // week 53
-    s.record_count("e", 10);
+    s.record_with("e", Record::count(10)).unwrap();
     clock.set(at("2027-01-04T12:00:00Z")); // week 1 of 2027
     assert_eq!(s.query("e").last_weeks(4).buckets(), vec![0, 10, 1, 0]);
     clock.set(at("2027-12-27T12:00:00Z")); // 52 weeks after week 53 began
@@ -237,8 +251,8 @@ fn r13_months_and_years_roll_on_the_first() {
 #[test]
 fn q01_buckets_count_nonzero_and_averages() {
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_count("e", 2);
-    s.record_count_ago("e", 4, 2 * DAY);
+    s.record_with("e", Record::count(2)).unwrap();
+    s.record_with("e", Record::count(4).ago(2 * DAY)).unwrap();
     let q = || s.query("e").last_days(4);
     assert_eq!(q().buckets(), vec![2, 0, 4, 0]);
     assert_eq!(q().count_nonzero(), Some(2));
@@ -257,8 +271,8 @@ fn q01_buckets_count_nonzero_and_averages() {
 #[test]
 fn q02_many_ratio_delta_and_balance() {
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_count("a", 10);
-    s.record_count("b", 20);
+    s.record_with("a", Record::count(10)).unwrap();
+    s.record_with("b", Record::count(20)).unwrap();
     assert_eq!(s.query_many(&["a", "b", "c"]).last_days(1).sum(), Some(30));
     assert_eq!(s.query_many(&["c", "d"]).last_days(1).sum(), None);
     assert_eq!(s.query_ratio("a", "b").last_days(1), Some(0.5));
@@ -269,7 +283,7 @@ fn q02_many_ratio_delta_and_balance() {
     assert_eq!(s.query("b").last_days(1).sum(), Some(20));
     assert_eq!(s.query_delta("a", "b").ever().sum(), 0);
     // Balancing into a key that does not exist yet creates it.
-    s.record_count("credits", 7);
+    s.record_with("credits", Record::count(7)).unwrap();
     s.balance_delta("credits", "debits").unwrap();
     assert_eq!(s.query("debits").ever().sum(), Some(7));
 }
@@ -277,7 +291,7 @@ fn q02_many_ratio_delta_and_balance() {
 #[test]
 fn q03_ratio_of_a_key_to_itself_returns() {
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_count("a", 4);
+    s.record_with("a", Record::count(4)).unwrap();
     let s = std::sync::Arc::new(s);
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = s.clone();
@@ -295,10 +309,13 @@ fn q03_ratio_of_a_key_to_itself_returns() {
 fn q04_last_and_first_seen_are_exact() {
     // tiny-counter estimated them from bucket midpoints, a whole bucket off for past minutes.
     let (s, clock) = store("2025-03-05T12:00:30Z");
-    s.record_at("e", at("2025-03-05T11:58:50Z")).unwrap();
+    s.record_with("e", Record::one().at(at("2025-03-05T11:58:50Z")))
+        .unwrap();
     assert_eq!(s.query("e").last_seen(), Some(Duration::from_secs(100)));
-    s.record_at("e", at("2025-03-05T12:00:05Z")).unwrap();
-    s.record_at("e", at("2025-03-04T09:00:00Z")).unwrap();
+    s.record_with("e", Record::one().at(at("2025-03-05T12:00:05Z")))
+        .unwrap();
+    s.record_with("e", Record::one().at(at("2025-03-04T09:00:00Z")))
+        .unwrap();
     clock.set(at("2025-03-05T12:00:55Z"));
     assert_eq!(s.query("e").last_seen(), Some(Duration::from_secs(50)));
     assert_eq!(
@@ -342,7 +359,7 @@ fn l01_at_most_per_minute_with_exact_retry_after() {
 #[test]
 fn l02_at_most_per_two_minutes_waits_for_the_oldest_bucket() {
     let (s, clock) = store("2025-03-05T12:00:30Z");
-    s.record_count("api", 3);
+    s.record_with("api", Record::count(3)).unwrap();
     let limit = s.limit().at_most("api", 3, (2, Unit::Minute));
     clock.set(at("2025-03-05T12:01:30Z"));
     // tiny-counter: 60 s.
@@ -385,7 +402,7 @@ fn l02_at_most_per_two_minutes_waits_for_the_oldest_bucket() {
 #[test]
 fn l04_cooldown_uses_exact_elapsed_time() {
     let (s, clock) = store("2025-03-05T12:00:05Z");
-    let rule = |s: &EventStore| {
+    let rule = |s: &WindowStore| {
         s.limit()
             .cooldown("reset", Duration::from_secs(30))
             .check("reset")
@@ -405,15 +422,15 @@ fn l04_cooldown_uses_exact_elapsed_time() {
 #[test]
 fn l05_within_and_at_least_prerequisites() {
     let (s, clock) = store("2025-03-05T12:00:00Z");
-    let within = |s: &EventStore| s.limit().within("login", HOUR).check("api");
+    let within = |s: &WindowStore| s.limit().within("login", HOUR).check("api");
     assert_eq!(denied(within(&s)), None);
-    s.record_ago("login", 10 * MIN);
+    s.record_with("login", Record::one().ago(10 * MIN)).unwrap();
     within(&s).unwrap();
     clock.advance(3 * HOUR);
     assert_eq!(denied(within(&s)), None);
 
-    let at_least = |s: &EventStore| s.limit().at_least("view", 3, Unit::Day).check("buy");
-    s.record_count("view", 2);
+    let at_least = |s: &WindowStore| s.limit().at_least("view", 3, Unit::Day).check("buy");
+    s.record_with("view", Record::count(2)).unwrap();
     assert_eq!(denied(at_least(&s)), None);
     s.record("view");
     at_least(&s).unwrap();
@@ -423,7 +440,7 @@ fn l05_within_and_at_least_prerequisites() {
 fn l06_schedules_in_the_configured_zone_with_exact_waits() {
     let (s, clock) = store("2025-03-05T08:30:00Z"); // Wednesday
     let office = Schedule::hours(9, 17).unwrap();
-    let during = |s: &EventStore| s.limit().during(office.clone()).check("api");
+    let during = |s: &WindowStore| s.limit().during(office.clone()).check("api");
     // tiny-counter: 3600 s (whole hours).
     assert_eq!(denied(during(&s)), Some(30 * MIN));
     clock.set(at("2025-03-05T18:00:00Z"));
@@ -460,7 +477,7 @@ fn l06_schedules_in_the_configured_zone_with_exact_waits() {
         Err(WindowError::InvalidHourRange(9, 9))
     ));
     // The store's zone, not UTC: 08:30 UTC is 09:30 in Paris.
-    let paris = EventStore::builder()
+    let paris = WindowStore::builder()
         .with_clock(TestClock::at(at("2025-03-05T08:30:00Z")))
         .time_zone(TimeZone::get("Europe/Paris").unwrap())
         .build()
@@ -471,7 +488,7 @@ fn l06_schedules_in_the_configured_zone_with_exact_waits() {
 #[test]
 fn l07_allowed_usage_and_check_does_not_record() {
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_count("api", 3);
+    s.record_with("api", Record::count(3)).unwrap();
     let limit = s.limit().at_most("api", 5, Unit::Hour);
     assert!(limit.allowed("api"));
     let u = limit.usage("api").unwrap();
@@ -523,7 +540,7 @@ fn l10_pending_reservations_count_against_check_and_record() {
 fn l11_each_rule_checks_its_own_key() {
     // tiny-counter's reserve checked the reserved key's counter even for a rule on another.
     let (s, _) = store("2025-03-05T12:00:00Z");
-    s.record_count("quota", 2);
+    s.record_with("quota", Record::count(2)).unwrap();
     let limit = s.limit().at_most("quota", 2, Unit::Hour);
     assert!(limit.reserve("job").is_err());
     assert!(limit.check_and_record("job").is_err());
@@ -538,7 +555,7 @@ fn l11_each_rule_checks_its_own_key() {
 #[test]
 fn l12_several_rules_report_the_longest_wait() {
     let (s, _) = store("2025-03-05T12:00:10Z");
-    s.record_count("api", 10);
+    s.record_with("api", Record::count(10)).unwrap();
     let limit = s
         .limit()
         .at_most("api", 10, Unit::Minute)
@@ -549,7 +566,7 @@ fn l12_several_rules_report_the_longest_wait() {
     assert_eq!(err.retry_after(), Some(2 * HOUR - Duration::from_secs(10)));
     assert!(matches!(
         err.as_limit_exceeded().unwrap().rule,
-        accrue::Rule::AtMost { limit: 10, .. }
+        accrue::window::Rule::AtMost { limit: 10, .. }
     ));
     // check_and_record_count admits a batch only if it fits whole.
     let (s, _) = store("2025-03-05T12:00:10Z");
@@ -563,17 +580,17 @@ fn l12_several_rules_report_the_longest_wait() {
 #[test]
 fn g01_builder_validation_and_real_memory_usage() {
     assert!(matches!(
-        EventStore::builder().track_days(0).build(),
+        WindowStore::builder().track_days(0).build(),
         Err(WindowError::InvalidBucketCount {
             unit: Unit::Day,
             count: 0
         })
     ));
     assert!(matches!(
-        EventStore::builder().track_days(100_001).build(),
+        WindowStore::builder().track_days(100_001).build(),
         Err(WindowError::InvalidBucketCount { count: 100_001, .. })
     ));
-    EventStore::builder().track_days(100_000).build().unwrap();
+    WindowStore::builder().track_days(100_000).build().unwrap();
     let (s, _) = store("2025-03-05T12:00:00Z");
     assert_eq!(
         s.tracked_intervals(),
@@ -592,7 +609,7 @@ fn g01_builder_validation_and_real_memory_usage() {
     s.record("k");
     let one = s.memory_usage() - empty;
     assert!((256 * 8..2665).contains(&one), "{one}");
-    let rl = EventStore::builder().for_rate_limiting().build().unwrap();
+    let rl = WindowStore::builder().for_rate_limiting().build().unwrap();
     let empty = rl.memory_usage();
     rl.record("k");
     let one = rl.memory_usage() - empty;

@@ -6,11 +6,14 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use accrue::{EventStore, TestClock, Unit};
+use accrue::{
+    time::Unit,
+    window::{Record, TestClock, WindowStore},
+};
 
-fn store() -> Arc<EventStore> {
+fn store() -> Arc<WindowStore> {
     let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
-    Arc::new(EventStore::builder().with_clock(clock).build().unwrap())
+    Arc::new(WindowStore::builder().with_clock(clock).build().unwrap())
 }
 
 /// Runs `f` on `n` threads started together; returns their results.
@@ -92,8 +95,8 @@ fn stress_reservations_and_records_share_the_limit_exactly() {
 #[test]
 fn q05_opposite_ratios_and_cross_key_limits_never_deadlock() {
     let s = store();
-    s.record_count("a", 3);
-    s.record_count("b", 4);
+    s.record_with("a", Record::count(3)).unwrap();
+    s.record_with("b", Record::count(4)).unwrap();
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::new();
     for (num, den) in [("a", "b"), ("b", "a")] {
@@ -134,7 +137,11 @@ fn records_on_many_keys_from_many_threads_are_exact() {
     let s2 = s.clone();
     on_threads(8, move |i| {
         for j in 0..20_000u64 {
-            s2.record_count(format!("k{}", (j * 7 + i as u64) % 1000), 1 + (j % 3));
+            s2.record_with(
+                format!("k{}", (j * 7 + i as u64) % 1000),
+                Record::count(1 + (j % 3)),
+            )
+            .unwrap();
         }
     });
     let total: u64 = (0..1000)
@@ -148,11 +155,11 @@ fn records_on_many_keys_from_many_threads_are_exact() {
 #[cfg(feature = "window-persist")]
 #[test]
 fn records_racing_persists_all_reach_storage() {
-    use accrue::MemoryStorage;
+    use accrue::window::MemoryStorage;
     let storage = MemoryStorage::new();
     let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
     let s = Arc::new(
-        EventStore::builder()
+        WindowStore::builder()
             .with_clock(clock.clone())
             .with_storage(storage.clone())
             .build()
@@ -171,7 +178,7 @@ fn records_racing_persists_all_reach_storage() {
     s.persist().unwrap();
     assert!(!s.is_dirty());
     let expected: u64 = 3 * 5000 + (5000 - 100);
-    let fresh = EventStore::builder()
+    let fresh = WindowStore::builder()
         .with_clock(clock)
         .with_storage(storage)
         .build()

@@ -5,7 +5,10 @@
 //! Each case runs every operation through a rule set naming only the checked key (one lock)
 //! and through one naming other keys (their shards locked together).
 
-use accrue::{EventStore, Limiter, Reservation, TestClock, Unit, WindowError};
+use accrue::{
+    time::Unit,
+    window::{Limiter, Record, Reservation, TestClock, WindowError, WindowStore},
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -51,7 +54,7 @@ const GLOBAL: u64 = 1;
 impl Rules {
     /// A limiter that denies one more event of `key` when `key` already has `have` events,
     /// and one that admits it.
-    fn limiters<'a>(self, s: &'a EventStore, key: &'a str, have: u64) -> [Limiter<'a>; 2] {
+    fn limiters<'a>(self, s: &'a WindowStore, key: &'a str, have: u64) -> [Limiter<'a>; 2] {
         match self {
             Rules::OnTheKey => [
                 s.limit().at_most(key, have, Unit::Minute),
@@ -76,9 +79,9 @@ fn clock() -> TestClock {
 }
 
 /// A store holding only "global" (clean), as `Rules::OnOtherKeys` expects.
-fn store() -> EventStore {
-    let s = EventStore::builder().with_clock(clock()).build().unwrap();
-    s.record_count("global", GLOBAL);
+fn store() -> WindowStore {
+    let s = WindowStore::builder().with_clock(clock()).build().unwrap();
+    s.record_with("global", Record::count(GLOBAL)).unwrap();
     s.reset_dirty();
     s
 }
@@ -90,7 +93,7 @@ fn assert_denied(r: Result<(), WindowError>, case: &str) {
     }
 }
 
-fn keys(s: &EventStore) -> Vec<String> {
+fn keys(s: &WindowStore) -> Vec<String> {
     let mut keys: Vec<String> = s.export_all().unwrap().into_keys().collect();
     keys.sort();
     keys
@@ -172,22 +175,22 @@ fn a_denied_reservation_holds_nothing_and_a_held_one_still_counts() {
 
 #[cfg(feature = "window-persist")]
 mod stored {
-    use accrue::MemoryStorage;
+    use accrue::window::MemoryStorage;
 
     use super::*;
 
     /// "b" (3 events) and "global" persisted, then a new store on the same storage: both
     /// are in storage and not in memory.
-    fn reopened(storage: &MemoryStorage) -> EventStore {
-        let s = EventStore::builder()
+    fn reopened(storage: &MemoryStorage) -> WindowStore {
+        let s = WindowStore::builder()
             .with_clock(clock())
             .with_storage(storage.clone())
             .build()
             .unwrap();
-        s.record_count("b", 3);
-        s.record_count("global", GLOBAL);
+        s.record_with("b", Record::count(3)).unwrap();
+        s.record_with("global", Record::count(GLOBAL)).unwrap();
         s.close().unwrap();
-        let s = EventStore::builder()
+        let s = WindowStore::builder()
             .with_clock(clock())
             .with_storage(storage.clone())
             .build()
@@ -221,7 +224,7 @@ mod stored {
                 op.run(&allow, "b").unwrap();
                 assert_eq!(s.query("b").ever().sum(), Some(3 + op.events()), "{case}");
                 s.close().unwrap();
-                let s = EventStore::builder()
+                let s = WindowStore::builder()
                     .with_clock(clock())
                     .with_storage(storage.clone())
                     .build()

@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use accrue::{EventStore, TestClock};
+use accrue::window::{TestClock, WindowStore};
 
 struct Counting;
 
@@ -39,7 +39,7 @@ fn memory_per_key_is_under_tiny_counters_and_reported_exactly() {
     let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
     for (preset, buckets) in [("default", 256usize), ("rate limiting", 132)] {
         let before = LIVE.load(Ordering::SeqCst);
-        let b = EventStore::builder().with_clock(clock.clone());
+        let b = WindowStore::builder().with_clock(clock.clone());
         let store = if buckets == 256 {
             b
         } else {

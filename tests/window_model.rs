@@ -9,7 +9,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use accrue::{Calendar, EventStore, TestClock, Unit};
+use accrue::{
+    time::{Calendar, Unit},
+    window::{Record, TestClock, WindowStore},
+};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
@@ -92,7 +95,7 @@ proptest! {
         let zone = if paris { TimeZone::get("Europe/Paris").unwrap() } else { TimeZone::UTC };
         let start = 1_741_170_000; // 2025-03-05 around 10:20 UTC
         let clock = TestClock::at(at(start));
-        let mut b = EventStore::builder().with_clock(clock.clone()).time_zone(zone.clone());
+        let mut b = WindowStore::builder().with_clock(clock.clone()).time_zone(zone.clone());
         for (u, n) in UNITS {
             b = b.track(u, n);
         }
@@ -112,25 +115,25 @@ proptest! {
                     clock.set(at(now));
                 }
                 Op::Record(n) => {
-                    store.record_count("k", n);
+                    store.record_with("k", Record::count(n)).unwrap();
                     model.advance(at(now));
                     model.events.push((at(now), n));
                     model.saw(at(now));
                 }
                 Op::RecordAgo(s, n) => {
-                    store.record_count_ago("k", n, Duration::from_secs(s));
+                    store.record_with("k", Record::count(n).ago(Duration::from_secs(s))).unwrap();
                     model.advance(at(now));
                     model.events.push((at(now - s as i64), n));
                     model.saw(at(now - s as i64));
                 }
                 Op::Merge(offset, n) => {
                     let other_clock = TestClock::at(at(now + offset));
-                    let mut b = EventStore::builder().with_clock(other_clock).time_zone(zone.clone());
+                    let mut b = WindowStore::builder().with_clock(other_clock).time_zone(zone.clone());
                     for (u, len) in UNITS {
                         b = b.track(u, len);
                     }
                     let other = b.build().unwrap();
-                    other.record_count("k", n);
+                    other.record_with("k", Record::count(n)).unwrap();
                     store.merge(other).unwrap();
                     // Merged on our clock: counts from a sender ahead of us land in our current
                     // buckets, and its instants are capped at our latest.

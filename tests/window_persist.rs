@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use accrue::{
-    BinaryFormat, EventStore, EventStoreBuilder, FileStorage, JsonFormat, MemoryStorage, Snapshot,
-    Storage, StorageError, StorageWrite, TestClock, Unit, WindowError,
+    time::Unit,
+    window::{
+        BinaryFormat, FileStorage, JsonFormat, MemoryStorage, Record, Snapshot, Storage,
+        StorageError, StorageWrite, TestClock, WindowError, WindowStore, WindowStoreBuilder,
+    },
 };
 use jiff::Timestamp;
 
@@ -24,14 +27,14 @@ fn tmp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-fn builder(clock: &TestClock) -> EventStoreBuilder {
-    EventStore::builder().with_clock(clock.clone())
+fn builder(clock: &TestClock) -> WindowStoreBuilder {
+    WindowStore::builder().with_clock(clock.clone())
 }
 
 #[cfg(feature = "sqlite")]
 #[test]
 fn p01_sqlite_round_trip_in_both_formats_and_loaded_keys_are_clean() {
-    use accrue::SqliteStorage;
+    use accrue::window::SqliteStorage;
     let dir = tmp_dir();
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     for (name, json) in [("bin", false), ("json", true)] {
@@ -47,7 +50,7 @@ fn p01_sqlite_round_trip_in_both_formats_and_loaded_keys_are_clean() {
             .unwrap()
         };
         let s = open();
-        s.record_count("e", 7);
+        s.record_with("e", Record::count(7)).unwrap();
         s.persist().unwrap();
         drop(s);
         let s = open();
@@ -78,7 +81,7 @@ fn p02_dirty_tracking_and_persist_without_storage() {
         .unwrap()
         .cancel();
     assert!(s.is_dirty());
-    let bare = EventStore::new();
+    let bare = WindowStore::new();
     let err = bare.persist().unwrap_err();
     assert!(matches!(err, WindowError::NoStorage));
     assert_eq!(err.to_string(), "storage error: No storage configured");
@@ -92,9 +95,9 @@ fn p03_storage(clock: &TestClock) -> MemoryStorage {
         .with_storage(storage.clone())
         .build()
         .unwrap();
-    s.record_count("e", 4);
-    s.record_ago("e", DAY);
-    s.record_ago("e", 5 * DAY);
+    s.record_with("e", Record::count(4)).unwrap();
+    s.record_with("e", Record::one().ago(DAY)).unwrap();
+    s.record_with("e", Record::one().ago(5 * DAY)).unwrap();
     s.persist().unwrap();
     storage
 }
@@ -188,7 +191,7 @@ fn p06_aged_out_keys_are_deleted_by_compact() {
 #[cfg(all(feature = "window-tokio", feature = "sqlite"))]
 #[test]
 fn p07_auto_persist_on_a_current_thread_runtime() {
-    use accrue::SqliteStorage;
+    use accrue::window::SqliteStorage;
     let dir = tmp_dir();
     let path = dir.path().join("auto.db");
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
@@ -208,13 +211,13 @@ fn p07_auto_persist_on_a_current_thread_runtime() {
             .auto_persist(Duration::from_millis(50))
             .build()
             .unwrap();
-        writer.record_count("e", 3);
+        writer.record_with("e", Record::count(3)).unwrap();
         assert_eq!(reader().query("e").ever().sum(), None);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(reader().query("e").ever().sum(), Some(3));
         assert!(!writer.is_dirty());
     });
-    let err = EventStore::builder()
+    let err = WindowStore::builder()
         .auto_persist(Duration::from_millis(50))
         .build()
         .unwrap_err();
@@ -223,14 +226,14 @@ fn p07_auto_persist_on_a_current_thread_runtime() {
         "auto_persist requires storage to be configured - use with_storage() or remove auto_persist()"
     );
     assert!(matches!(
-        EventStore::builder()
+        WindowStore::builder()
             .with_storage(MemoryStorage::new())
             .auto_persist(Duration::from_millis(50))
             .build(),
         Err(WindowError::NoRuntime)
     ));
     assert!(matches!(
-        EventStore::builder()
+        WindowStore::builder()
             .with_storage(MemoryStorage::new())
             .auto_persist(Duration::ZERO)
             .build(),
@@ -249,9 +252,11 @@ fn drop_persists_and_file_storage_round_trips() {
             .build()
             .unwrap();
         for i in 0..100 {
-            s.record_count(format!("k{i}"), i + 1);
+            s.record_with(format!("k{i}"), Record::count(i + 1))
+                .unwrap();
         }
-        s.record_at("k0", at("2025-03-01T08:00:00Z")).unwrap();
+        s.record_with("k0", Record::one().at(at("2025-03-01T08:00:00Z")))
+            .unwrap();
     }
     let s = builder(&clock)
         .with_storage(FileStorage::open(&path).unwrap())
@@ -311,15 +316,15 @@ fn a_failed_persist_loses_nothing_and_unreadable_keys_are_never_overwritten() {
         fail_write: Arc::new(AtomicBool::new(false)),
     };
     let s = builder(&clock).with_storage(flaky.clone()).build().unwrap();
-    s.record_count("a", 5);
+    s.record_with("a", Record::count(5)).unwrap();
     s.persist().unwrap();
     drop(s);
 
     // A new store cannot read "a" but records into it anyway.
     flaky.fail_load.store(true, Ordering::SeqCst);
     let s = builder(&clock).with_storage(flaky.clone()).build().unwrap();
-    s.record_count("a", 2);
-    s.record_count("b", 1);
+    s.record_with("a", Record::count(2)).unwrap();
+    s.record_with("b", Record::count(1)).unwrap();
     // Many keys, so the unreadable one is met before and after others in any shard order.
     for i in 0..50 {
         s.record(format!("other{i}"));
@@ -363,12 +368,12 @@ fn m01_merge_sums_and_is_commutative() {
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     let make = || builder(&clock).build().unwrap();
     let (a, b) = (make(), make());
-    a.record_count("e", 3);
-    b.record_count("e", 5);
-    b.record_count("only_b", 2);
+    a.record_with("e", Record::count(3)).unwrap();
+    b.record_with("e", Record::count(5)).unwrap();
+    b.record_with("only_b", Record::count(2)).unwrap();
     let (a2, b2) = (make(), make());
-    a2.record_count("e", 3);
-    b2.record_count("e", 5);
+    a2.record_with("e", Record::count(3)).unwrap();
+    b2.record_with("e", Record::count(5)).unwrap();
     a.reset_dirty();
     a.merge(b).unwrap();
     assert_eq!(a.query("e").ever().sum(), Some(8));
@@ -389,8 +394,8 @@ fn m02_merge_aligns_by_calendar_day() {
     let cb = TestClock::at(at("2025-03-05T12:00:00Z"));
     let a = builder(&ca).build().unwrap();
     let b = builder(&cb).build().unwrap();
-    a.record_count("e", 3);
-    b.record_count("e", 5);
+    a.record_with("e", Record::count(3)).unwrap();
+    b.record_with("e", Record::count(5)).unwrap();
     a.merge(b).unwrap();
     assert_eq!(a.query("e").last_days(4).buckets(), vec![3, 0, 5, 0]);
 }
@@ -401,8 +406,8 @@ fn m03_a_sender_clock_ahead_never_pushes_the_receiver_into_its_future() {
     let cb = TestClock::at(at("2025-03-09T12:00:00Z"));
     let a = builder(&ca).build().unwrap();
     let b = builder(&cb).build().unwrap();
-    a.record_count("e", 3);
-    b.record_count("e", 5);
+    a.record_with("e", Record::count(3)).unwrap();
+    b.record_with("e", Record::count(5)).unwrap();
     a.merge(b).unwrap();
     // tiny-counter advanced A's rings to B's clock. We merge on A's clock: B's future
     // counts land in A's current bucket, and A's own records keep their place.
@@ -413,7 +418,7 @@ fn m03_a_sender_clock_ahead_never_pushes_the_receiver_into_its_future() {
     assert!(a.query("e").last_seen_at().unwrap() <= at("2025-03-05T12:00:00Z"));
     // Import (replace) follows the receiver's clock too.
     let c = builder(&cb).build().unwrap();
-    c.record_count("f", 4);
+    c.record_with("f", Record::count(4)).unwrap();
     let snap = c.export_all().unwrap().remove("f").unwrap();
     a.import_event("f", snap).unwrap();
     assert_eq!(a.query("f").last_days(2).buckets(), vec![4, 0]);
@@ -426,7 +431,7 @@ fn m04_merge_and_import_convert_to_the_receivers_configuration() {
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     let a = builder(&clock).track_days(7).build().unwrap();
     let b = builder(&clock).track_hours(24).build().unwrap();
-    b.record_count("n", 2);
+    b.record_with("n", Record::count(2)).unwrap();
     let exported = b.export_all().unwrap();
     // tiny-counter: merge into an absent key kept B's config (days None, hours Some(2)).
     a.merge_all(exported.clone()).unwrap();
@@ -438,7 +443,7 @@ fn m04_merge_and_import_convert_to_the_receivers_configuration() {
     assert_eq!(a2.query("n").last_hours(1).sum(), None);
     // Import replaces.
     let c = builder(&clock).track_days(7).build().unwrap();
-    c.record_count("n", 9);
+    c.record_with("n", Record::count(9)).unwrap();
     a2.import_event("n", c.export_all().unwrap().remove("n").unwrap())
         .unwrap();
     assert_eq!(a2.query("n").last_days(1).sum(), Some(9));
@@ -448,8 +453,8 @@ fn m04_merge_and_import_convert_to_the_receivers_configuration() {
 fn snapshots_serialize_as_json_and_bad_ones_change_nothing() {
     let clock = TestClock::at(at("2025-03-05T12:00:00Z"));
     let s = builder(&clock).build().unwrap();
-    s.record_count("a", 4);
-    s.record_count("b", 1);
+    s.record_with("a", Record::count(4)).unwrap();
+    s.record_with("b", Record::count(1)).unwrap();
     let json = serde_json::to_string(&s.export_all().unwrap()).unwrap();
     assert!(json.contains("\"unit\":\"minutes\""), "{json}");
     let back: HashMap<String, Snapshot> = serde_json::from_str(&json).unwrap();

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use accrue::{AckMode, Collector, CollectorBuilder, CollectorError, Synchronous};
+use accrue::collector::{AckMode, Collector, CollectorBuilder, CollectorError, Synchronous};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Serve {

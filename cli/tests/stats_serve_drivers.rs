@@ -20,7 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use accrue::{Driver, Stats, Value};
+use accrue::metrics::{Driver, MetricsStore, Value};
+use accrue::time::{Blanks, Granularity, Unit};
 use collector_support::Client;
 use drivers_common::{service_url, unique};
 
@@ -92,13 +93,16 @@ async fn serve_writes_metrics(url: &str, reader: Arc<dyn Driver>) {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "accrue serve exited with {exit}");
-    let stats = Stats::builder(reader)
+    let stats = MetricsStore::builder(reader)
         .time_zone("UTC")
         .buffer(false)
         .build()
         .unwrap();
     let at: jiff::Timestamp = "2025-04-01T10:00:00Z".parse().unwrap();
-    let v = stats.values("serve", at, at, "1h", false).await.unwrap();
+    let v = stats
+        .values("serve", at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+        .await
+        .unwrap();
     let got = Value::Map(v.values[0].clone()).to_json();
     assert_eq!(got["count"], serde_json::json!(posted), "{got}");
     assert_eq!(
@@ -120,7 +124,7 @@ async fn serve_on_postgres() {
     };
     let table = unique("accrue_serve");
     let url = with_option(&url, &format!("table={table}&mode=separated"));
-    let reader = accrue::connect_driver(&url).await.unwrap();
+    let reader = accrue::metrics::connect_driver(&url).await.unwrap();
     serve_writes_metrics(&url, reader).await;
 }
 
@@ -131,7 +135,7 @@ async fn serve_on_mysql() {
     };
     let table = unique("accrue_serve");
     let url = with_option(&url, &format!("table={table}"));
-    let reader = accrue::connect_driver(&url).await.unwrap();
+    let reader = accrue::metrics::connect_driver(&url).await.unwrap();
     serve_writes_metrics(&url, reader).await;
 }
 
@@ -142,7 +146,7 @@ async fn serve_on_redis() {
     };
     let prefix = unique("accrue_t");
     let url = with_option(&url, &format!("prefix={prefix}"));
-    let reader = accrue::connect_driver(&url).await.unwrap();
+    let reader = accrue::metrics::connect_driver(&url).await.unwrap();
     serve_writes_metrics(&url, reader).await;
 }
 
@@ -154,7 +158,7 @@ async fn serve_on_mongodb() {
     let base = url.split('?').next().unwrap().trim_end_matches('/');
     let db = unique("accrue_t");
     let url = format!("{base}/{db}?collection=serve&mode=partial");
-    let reader = accrue::connect_driver(&url).await.unwrap();
+    let reader = accrue::metrics::connect_driver(&url).await.unwrap();
     serve_writes_metrics(&url, reader).await;
     let client = mongodb::Client::with_uri_str(base).await.unwrap();
     client.database(&db).drop().await.unwrap();

@@ -32,7 +32,7 @@ pub(crate) fn default_shards() -> usize {
 ///
 /// ```
 /// use std::time::Duration;
-/// use accrue::{Aggregator, Max};
+/// use accrue::{Aggregator, aggregator::Max};
 ///
 /// let (agg, rx) = Aggregator::<String, i64>::builder()
 ///     .merge(Max)
@@ -100,7 +100,7 @@ impl Config {
         self.max_keys
     }
 
-    /// Keys a [`LocalHandle`](crate::LocalHandle) holds before it spills into the shards.
+    /// Keys a [`LocalHandle`](crate::aggregator::LocalHandle) holds before it spills into the shards.
     pub fn local_capacity(&self) -> usize {
         self.local_capacity
     }
@@ -160,7 +160,7 @@ impl<K, V, S, M> Builder<K, V, S, M> {
         self
     }
 
-    /// Keys a [`LocalHandle`](crate::LocalHandle) (from [`Aggregator::local`]) merges privately
+    /// Keys a [`LocalHandle`](crate::aggregator::LocalHandle) (from [`Aggregator::local`]) merges privately
     /// before it moves them into the shards in one go. Larger means fewer spills and more
     /// memory per handle; the win is largest when it holds the thread's whole working set.
     /// Default: 16,384.
@@ -199,7 +199,7 @@ impl<K, V, S, M> Builder<K, V, S, M> {
         }
     }
 
-    /// Use another merge: [`Min`](crate::Min), [`Max`](crate::Max), [`Last`](crate::Last), …
+    /// Use another merge: [`Min`](crate::aggregator::Min), [`Max`](crate::aggregator::Max), [`Last`](crate::aggregator::Last), …
     /// or a closure `Fn(&mut V, V)`. It runs under the shard lock, so it needs no atomics.
     pub fn merge<M2: Merge<V>>(self, merge: M2) -> Builder<K, V, S, M2> {
         Builder {

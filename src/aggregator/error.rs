@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::receiver::Batch;
 
-/// An invalid [`Builder`](crate::Builder) setting, reported by `build()` / `spawn()`.
+/// An invalid [`Builder`](crate::aggregator::Builder) setting, reported by `build()` / `spawn()`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {

@@ -104,7 +104,7 @@ impl<K, V> Registry<K, V> {
 /// ordered as of the spill that moves them into the shards, so do not mix a handle and direct
 /// adds to the same key from one thread when the merge is order-sensitive.
 ///
-/// **Bounds:** a handle holds at most [`local_capacity`](crate::Builder::local_capacity) keys;
+/// **Bounds:** a handle holds at most [`local_capacity`](crate::aggregator::Builder::local_capacity) keys;
 /// those keys count toward the size trigger and `max_keys` once spilled. A handle never refuses
 /// a key for capacity (like `add`); use [`Aggregator::try_add`](crate::Aggregator::try_add) for
 /// a bounded add.

@@ -17,7 +17,7 @@
 /// # Examples
 ///
 /// ```
-/// use accrue::{Aggregator, Merge};
+/// use accrue::{Aggregator, aggregator::Merge};
 ///
 /// // A closure: keep every value, in order.
 /// let (agg, rx) = Aggregator::<&str, Vec<u32>>::builder()

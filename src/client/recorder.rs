@@ -9,7 +9,7 @@
 //! | gauge | the last value | `value` (set) |
 //! | histogram | count, sum, min, max of the recorded values | `count`, `sum` (added up), `min`, `max` (set: the flush's extremes) |
 //!
-//! The batches go to any [sink](crate::sink): `HttpSink` (to the collector) or `StatsSink` (a
+//! The batches go to any [sink](crate::sink): `HttpSink` (to the collector) or `MetricsSink` (a
 //! metrics store).
 
 use std::borrow::Cow;
@@ -321,14 +321,14 @@ impl HistogramFn for HistogramCell {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use accrue::client::Recorder;
-/// use accrue::{IdentifierMode, MemoryDriver, Stats, sink::{Runner, StatsSink}};
+/// use accrue::{metrics::{IdentifierMode, MemoryDriver, MetricsStore}, sink::{MetricsSink, Runner}};
 ///
 /// let (recorder, rx) = Recorder::builder().build()?;
 /// let agg = recorder.aggregator();
-/// let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+/// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .granularities(["1h"])
 ///     .build()?;
-/// let sink = Runner::new(StatsSink::new(stats.clone())).spawn_with_aggregator(agg, rx);
+/// let sink = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(agg, rx);
 ///
 /// // In an application: `metrics::set_global_recorder(recorder)`.
 /// metrics::with_local_recorder(&recorder, || {
@@ -345,8 +345,8 @@ impl HistogramFn for HistogramCell {
 /// let get = |key: &'static str| {
 ///     let stats = stats.clone();
 ///     async move {
-///         let s = stats.values(key, now, now, "1h", false).await.unwrap();
-///         accrue::Value::Map(s.values[0].clone()).to_json()
+///         let s = stats.values(key, now, now, Granularity::one(Unit::Hour), Blanks::Keep).await.unwrap();
+///         accrue::metrics::Value::Map(s.values[0].clone()).to_json()
 ///     }
 /// };
 /// assert_eq!(get("requests{route=/a}").await["value"], 5);

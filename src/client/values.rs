@@ -8,7 +8,7 @@ use super::core::Client;
 use super::error::ClientError;
 use super::http::{HttpCore, Replay};
 use super::query::Params;
-use crate::time::Granularity;
+use crate::time::{Blanks, Granularity};
 
 /// One key's metrics, bucket by bucket: what `/v1/values` answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,16 +44,6 @@ struct Answer {
 pub struct ValuesRequest<'a> {
     core: &'a HttpCore,
     params: Params,
-}
-
-/// Whether buckets with nothing stored are listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Blanks {
-    /// Every bucket of the range, empty ones as `{}` (the default).
-    #[default]
-    Keep,
-    /// Only buckets that hold something.
-    Skip,
 }
 
 impl ValuesRequest<'_> {
@@ -122,7 +112,7 @@ impl Client {
     ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> Result<(), accrue::client::ClientError> {
-    /// use accrue::Granularity;
+    /// use accrue::time::Granularity;
     /// use accrue::client::Client;
     ///
     /// let client = Client::new("http://127.0.0.1:8081")?;

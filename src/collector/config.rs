@@ -14,7 +14,7 @@ use super::live::LiveConfig;
 /// # Examples
 ///
 /// ```
-/// use accrue::AckMode;
+/// use accrue::collector::AckMode;
 ///
 /// assert_eq!("queued".parse::<AckMode>().unwrap(), AckMode::Queued);
 /// assert_eq!(AckMode::default().as_str(), "durable");
@@ -63,7 +63,7 @@ impl std::str::FromStr for AckMode {
 /// # Examples
 ///
 /// ```
-/// use accrue::{Collector, Synchronous};
+/// use accrue::collector::{Collector, Synchronous};
 ///
 /// // Survive power cuts too: one fsync per group commit.
 /// let builder = Collector::builder().synchronous("full".parse::<Synchronous>().unwrap());
@@ -156,7 +156,7 @@ pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Concurrent `/view` readers (each is one SQLite connection).
 pub(crate) const DEFAULT_READERS: usize = 4;
 
-/// Configures and starts a [`Collector`](crate::Collector), the server behind `accrue serve`.
+/// Configures and starts a [`Collector`](crate::collector::Collector), the server behind `accrue serve`.
 ///
 /// Every setting has a default suited to a single machine; `accrue serve --help` lists the same
 /// settings as flags and environment variables.
@@ -167,7 +167,7 @@ pub(crate) const DEFAULT_READERS: usize = 4;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use accrue::{AckMode, Collector};
+/// use accrue::collector::{AckMode, Collector};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let server = Collector::builder()
@@ -271,7 +271,7 @@ impl CollectorBuilder {
     }
 
     /// The port to listen on; `0` picks a free one (see
-    /// [`Collector::local_addr`](crate::Collector::local_addr)). Default: 8081.
+    /// [`Collector::local_addr`](crate::collector::Collector::local_addr)). Default: 8081.
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
@@ -458,7 +458,7 @@ impl CollectorBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = tempfile::tempdir()?;
-    /// let server = accrue::Collector::builder()
+    /// let server = accrue::collector::Collector::builder()
     ///     .db(dir.path().join("e.db"))
     ///     .port(0)
     ///     .admin_key("a-long-random-admin-key-from-a-secret-store")
@@ -466,7 +466,7 @@ impl CollectorBuilder {
     ///     .await?;
     /// server.stop().await?;
     ///
-    /// let short = accrue::Collector::builder().admin_key("hunter2").start().await;
+    /// let short = accrue::collector::Collector::builder().admin_key("hunter2").start().await;
     /// assert!(short.unwrap_err().to_string().contains("at least 32"));
     /// # Ok(()) }
     /// ```

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 
 type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
-/// Why a [`Collector`](crate::Collector) could not start, or did not stop cleanly.
+/// Why a [`Collector`](crate::collector::Collector) could not start, or did not stop cleanly.
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use accrue::{Collector, CollectorError};
+/// use accrue::collector::{Collector, CollectorError};
 ///
 /// // Settings are checked before anything is opened or bound.
 /// let err = Collector::builder()

@@ -362,7 +362,7 @@ impl LiveHub {
     pub(crate) fn publish_flush(
         &self,
         watermark: i64,
-        samples: &[(Box<str>, jiff::Timestamp, crate::stats::Values)],
+        samples: &[(Box<str>, jiff::Timestamp, crate::metrics::Values)],
     ) {
         if !self.wants_flushes() {
             return;
@@ -380,7 +380,7 @@ impl LiveHub {
                 body.extend_from_slice(format!("{{\"at\":\"{at}\",\"key\":").as_bytes());
                 super::json::write_str(&mut body, key);
                 body.extend_from_slice(b",\"values\":");
-                let json = crate::stats::Value::Map(values.clone()).to_json();
+                let json = crate::metrics::Value::Map(values.clone()).to_json();
                 serde_json::to_writer(&mut body, &json).expect("writing to a Vec cannot fail");
                 body.push(b'}');
             }

@@ -24,13 +24,16 @@ use super::routes::{AppInner, AppState, router};
 use super::serve::ConnectionLimits;
 use super::store::{EventStore, ReadPool};
 use super::target::StatsTarget;
-use crate::stats::{Driver, IdentifierMode, MemoryDriver, SqliteDriver, Stats};
+use crate::metrics::{Driver, IdentifierMode, MemoryDriver, MetricsStore, SqliteDriver};
 
 /// The metrics store's table (Trifle Stats' default name, so its tools can read it).
 const METRICS_TABLE: &str = "trifle_stats";
 
 /// Opens the metrics store `target` and creates its schema.
-async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stats, CollectorError> {
+async fn open_stats(
+    target: &StatsTarget,
+    cfg: &CollectorBuilder,
+) -> Result<MetricsStore, CollectorError> {
     let driver: Arc<dyn Driver> = match target {
         StatsTarget::Sqlite(path) => {
             let path = path.clone();
@@ -44,7 +47,7 @@ async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stat
         }
         StatsTarget::Memory => Arc::new(MemoryDriver::new(IdentifierMode::Full)),
         // Server drivers; `table` defaults to `trifle_stats` like METRICS_TABLE.
-        StatsTarget::Remote { url, .. } => crate::stats::connect_driver(url)
+        StatsTarget::Remote { url, .. } => crate::metrics::connect_driver(url)
             .await
             .map_err(|e| CollectorError::metrics("open", e))?,
     };
@@ -52,7 +55,7 @@ async fn open_stats(target: &StatsTarget, cfg: &CollectorBuilder) -> Result<Stat
         .setup()
         .await
         .map_err(|e| CollectorError::metrics("create the schema", e))?;
-    Stats::builder(driver)
+    MetricsStore::builder(driver)
         .time_zone(cfg.time_zone.clone())
         .week_start(cfg.week_start)
         .granularities(&cfg.granularities)
@@ -79,7 +82,7 @@ use super::writer::{self, WriterConfig, WriterShared};
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = std::env::temp_dir().join(format!("accrue-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
-/// let server = accrue::Collector::builder()
+/// let server = accrue::collector::Collector::builder()
 ///     .db(dir.join("events.db"))
 ///     .port(0) // any free port
 ///     .start()
@@ -104,7 +107,7 @@ pub struct Collector {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
-/// let server = accrue::Collector::builder().db(dir.path().join("e.db")).port(0).start().await?;
+/// let server = accrue::collector::Collector::builder().db(dir.path().join("e.db")).port(0).start().await?;
 /// let handle = server.shutdown_handle();
 /// tokio::spawn(async move { handle.shutdown() }); // e.g. from an admin task
 /// server.wait().await?; // returns once everything is written

@@ -11,7 +11,7 @@ pub(crate) enum StatsTarget {
     Sqlite(PathBuf),
     /// The in-memory driver: metrics live as long as the process (for tests and trials).
     Memory,
-    /// A database server driver, opened with [`crate::connect_driver`]: the URL
+    /// A database server driver, opened with [`crate::metrics::connect_driver`]: the URL
     /// with its options (`table`, `mode`, `prefix`, `ttl`, `collection`).
     Remote {
         /// The full URL (may carry a password: never printed).

@@ -1,5 +1,5 @@
 //! `GET /v1/values?key=&from=&to=&granularity=&skip_blanks=`: a timeline from the metrics
-//! store, the same shape as [`Stats::values`](crate::Stats::values):
+//! store, the same shape as [`MetricsStore::values`](crate::metrics::MetricsStore::values):
 //! `{"at": [bucket starts], "values": [one object per bucket]}`.
 //!
 //! * `key` (required) — the event key;
@@ -21,7 +21,8 @@ use super::error::ApiError;
 use super::json;
 use super::pipeline::flusher::metric_key;
 use super::routes::AppState;
-use crate::stats::{StatsError, Value};
+use crate::metrics::{MetricsError, Value};
+use crate::time::{Blanks, Granularity, Unit};
 
 fn parse_time(name: &str, v: &str) -> Result<Timestamp, ApiError> {
     v.parse::<Timestamp>().map_err(|e| {
@@ -67,21 +68,26 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
         return Err(ApiError::bad_query("from is after to".into()));
     }
     let granularity = match first("granularity") {
-        Some(g) => g.to_owned(),
+        Some(g) => g
+            .parse::<Granularity>()
+            .map_err(|e| ApiError::bad_query(e.to_string()))?,
         None => stats
             .granularities()
             .first()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| "1h".into()),
+            .copied()
+            .unwrap_or(Granularity::one(Unit::Hour)),
     };
-    let skip_blanks = matches!(first("skip_blanks"), Some("true" | "1"));
+    let blanks = match first("skip_blanks") {
+        Some("true" | "1") => Blanks::Skip,
+        _ => Blanks::Keep,
+    };
     let series = stats
-        .values(&metric_key(key), from, to, &granularity, skip_blanks)
+        .values(&metric_key(key), from, to, granularity, blanks)
         .await
         .map_err(|e| match e {
-            StatsError::Granularity(_)
-            | StatsError::TooManyBuckets { .. }
-            | StatsError::Time(_) => ApiError::bad_query(e.to_string()),
+            MetricsError::Granularity(_)
+            | MetricsError::TooManyBuckets { .. }
+            | MetricsError::Time(_) => ApiError::bad_query(e.to_string()),
             e => {
                 tracing::error!(error = %e, "reading /v1/values failed");
                 ApiError::values_failed()

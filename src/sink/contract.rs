@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use crate::aggregator::Batch;
 
-/// A destination for an aggregator's flushes: the metrics store ([`StatsSink`]), the collector
+/// A destination for an aggregator's flushes: the metrics store ([`MetricsSink`]), the collector
 /// (`client::HttpSink`), or your own. The [`Runner`] drives it.
 ///
 /// The runner hands it one [`Flush`] at a time — everything the aggregator delivered since the
@@ -23,7 +23,7 @@ use crate::aggregator::Batch;
 /// and hands the flush back in [`SinkReport::unsent`]: it was not acknowledged (a write cut
 /// short may still have reached the destination).
 ///
-/// [`StatsSink`]: super::StatsSink
+/// [`MetricsSink`]: super::MetricsSink
 /// [`Runner`]: super::Runner
 /// [`SinkReport::unsent`]: super::SinkReport::unsent
 ///

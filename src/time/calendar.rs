@@ -57,7 +57,7 @@ use super::error::{TimeError, TimeZoneError};
 /// # Examples
 ///
 /// ```
-/// use accrue::Calendar;
+/// use accrue::time::Calendar;
 /// use jiff::Timestamp;
 ///
 /// let cal = Calendar::from_name("Europe/Bratislava").unwrap();
@@ -86,7 +86,7 @@ impl Calendar {
     /// A calendar in `tz` with weeks starting on Monday.
     ///
     /// ```
-    /// let cal = accrue::Calendar::new(jiff::tz::TimeZone::UTC);
+    /// let cal = accrue::time::Calendar::new(jiff::tz::TimeZone::UTC);
     /// assert_eq!(cal.week_start(), jiff::civil::Weekday::Monday);
     /// ```
     pub fn new(tz: TimeZone) -> Self {
@@ -111,7 +111,7 @@ impl Calendar {
     /// [`TimeZoneError`] naming the zone when it is unknown.
     ///
     /// ```
-    /// let err = accrue::Calendar::from_name("Invalid/Timezone").unwrap_err();
+    /// let err = accrue::time::Calendar::from_name("Invalid/Timezone").unwrap_err();
     /// assert_eq!(err.name(), "Invalid/Timezone");
     /// ```
     pub fn from_name(name: &str) -> Result<Self, TimeZoneError> {
@@ -122,7 +122,7 @@ impl Calendar {
 
     /// Sets the first day of the week (used by `w` granularities and [`Unit::Week`] indexes).
     ///
-    /// [`Unit::Week`]: crate::Unit::Week
+    /// [`Unit::Week`]: crate::time::Unit::Week
     #[must_use]
     pub fn with_week_start(mut self, first_day: Weekday) -> Self {
         self.week_start = first_day;

@@ -37,7 +37,7 @@ impl Calendar {
     /// # Examples
     ///
     /// ```
-    /// use accrue::Calendar;
+    /// use accrue::time::Calendar;
     /// use jiff::Timestamp;
     ///
     /// let cal = Calendar::utc();
@@ -147,7 +147,7 @@ impl Calendar {
     /// # Examples
     ///
     /// ```
-    /// use accrue::Calendar;
+    /// use accrue::time::Calendar;
     /// use jiff::Timestamp;
     ///
     /// let cal = Calendar::from_name("Europe/Bratislava").unwrap();

@@ -43,7 +43,7 @@ impl Unit {
     /// The suffix used in granularity strings: `s m h d w mo q y`.
     ///
     /// ```
-    /// assert_eq!(accrue::Unit::Month.suffix(), "mo");
+    /// assert_eq!(accrue::time::Unit::Month.suffix(), "mo");
     /// ```
     pub const fn suffix(self) -> &'static str {
         match self {
@@ -105,7 +105,7 @@ impl fmt::Display for Unit {
 /// # Examples
 ///
 /// ```
-/// use accrue::{Granularity, Unit};
+/// use accrue::time::{Granularity, Unit};
 ///
 /// let g: Granularity = "15m".parse().unwrap();
 /// assert_eq!((g.count(), g.unit()), (15, Unit::Minute));
@@ -140,7 +140,7 @@ impl Granularity {
     /// [`GranularityError`] (kind [`GranularityErrorKind::Zero`]) when `count` is 0.
     ///
     /// ```
-    /// use accrue::{Granularity, Unit};
+    /// use accrue::time::{Granularity, Unit};
     /// assert_eq!(Granularity::new(5, Unit::Minute).unwrap().to_string(), "5m");
     /// assert!(Granularity::new(0, Unit::Hour).is_err());
     /// ```
@@ -176,7 +176,7 @@ impl Granularity {
     /// Prefer a strict parse (`"1h".parse()`) in new code: a typo here silently writes nothing.
     ///
     /// ```
-    /// use accrue::Granularity;
+    /// use accrue::time::Granularity;
     ///
     /// let (list, dropped) = Granularity::parse_list_lenient(["1h", "1d", "invalid", "1h"]);
     /// let names: Vec<String> = list.iter().map(|g| g.to_string()).collect();

@@ -37,7 +37,7 @@ impl Calendar {
     /// mean times have seconds).
     ///
     /// ```
-    /// use accrue::{Calendar, Unit};
+    /// use accrue::time::{Calendar, Unit};
     /// use jiff::Timestamp;
     ///
     /// let cal = Calendar::from_name("Europe/Bratislava").unwrap();

@@ -8,6 +8,16 @@ use jiff::Timestamp;
 use super::calendar::{Calendar, Gap, check_local, ts, unix_floor};
 use super::civil::SECS_PER_DAY;
 use super::error::TimeError;
+
+/// Whether a series over a range of buckets lists the buckets with nothing stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Blanks {
+    /// Every bucket of the range, an empty one as an empty map (the default).
+    #[default]
+    Keep,
+    /// Only buckets that hold something.
+    Skip,
+}
 use super::granularity::{Granularity, Unit};
 
 impl Calendar {
@@ -38,7 +48,7 @@ impl Calendar {
     /// # Examples
     ///
     /// ```
-    /// use accrue::Calendar;
+    /// use accrue::time::Calendar;
     /// use jiff::Timestamp;
     ///
     /// let cal = Calendar::utc();
@@ -160,7 +170,7 @@ impl Calendar {
     /// # Examples
     ///
     /// ```
-    /// use accrue::Calendar;
+    /// use accrue::time::Calendar;
     /// use jiff::Timestamp;
     ///
     /// let cal = Calendar::utc();

@@ -1,4 +1,4 @@
-//! [`EventStoreBuilder`].
+//! [`WindowStoreBuilder`].
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use super::calendar::{Calendar, Unit};
 use super::clock::{Clock, SystemClock};
 use super::error::WindowError;
 use super::ring::Layout;
-use super::store::{EventStore, Inner};
+use super::store::{Inner, WindowStore};
 use crate::sync::Arc;
 
 /// The default rings: 60 minutes, 72 hours, 56 days, 52 weeks, 12 months, 4 years.
@@ -22,7 +22,7 @@ const DEFAULT_UNITS: [(Unit, usize); 6] = [
     (Unit::Year, 4),
 ];
 
-/// Configures an [`EventStore`]: which units to track and how many buckets each, the time
+/// Configures an [`WindowStore`]: which units to track and how many buckets each, the time
 /// zone and first weekday of the calendar, the clock, and (with `window-persist`) storage.
 ///
 /// Units not named keep no ring; naming none gives the default rings. Naming a unit twice
@@ -31,10 +31,10 @@ const DEFAULT_UNITS: [(Unit, usize); 6] = [
 /// # Examples
 ///
 /// ```
-/// use accrue::{EventStore, Unit};
+/// use accrue::{time::Unit, window::WindowStore};
 /// use jiff::{civil::Weekday, tz::TimeZone};
 ///
-/// let store = EventStore::builder()
+/// let store = WindowStore::builder()
 ///     .track_seconds(120)
 ///     .track_minutes(120)
 ///     .track_days(90)
@@ -45,11 +45,11 @@ const DEFAULT_UNITS: [(Unit, usize); 6] = [
 ///     store.tracked_intervals(),
 ///     vec![(Unit::Second, 120), (Unit::Minute, 120), (Unit::Day, 90)]
 /// );
-/// assert!(EventStore::builder().track_days(0).build().is_err());
-/// # Ok::<(), accrue::WindowError>(())
+/// assert!(WindowStore::builder().track_days(0).build().is_err());
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[must_use = "a builder does nothing until build()"]
-pub struct EventStoreBuilder {
+pub struct WindowStoreBuilder {
     units: Vec<(Unit, usize)>,
     zone: TimeZone,
     week_start: Weekday,
@@ -59,9 +59,9 @@ pub struct EventStoreBuilder {
     pub(crate) persist: super::persist::PersistConfig,
 }
 
-impl fmt::Debug for EventStoreBuilder {
+impl fmt::Debug for WindowStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStoreBuilder")
+        f.debug_struct("WindowStoreBuilder")
             .field("units", &self.units)
             .field("zone", &self.zone.iana_name())
             .field("week_start", &self.week_start)
@@ -69,7 +69,7 @@ impl fmt::Debug for EventStoreBuilder {
     }
 }
 
-impl EventStoreBuilder {
+impl WindowStoreBuilder {
     pub(crate) fn new() -> Self {
         Self {
             units: Vec::new(),
@@ -155,7 +155,7 @@ impl EventStoreBuilder {
         self
     }
 
-    /// The clock (default [`SystemClock`]); a [`TestClock`](crate::TestClock) for tests.
+    /// The clock (default [`SystemClock`]); a [`TestClock`](crate::window::TestClock) for tests.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = std::sync::Arc::new(clock);
         self
@@ -181,7 +181,7 @@ impl EventStoreBuilder {
     /// [`WindowError::InvalidBucketCount`] for a unit with 0 or more than 100 000 buckets,
     /// [`WindowError::UnnamedTimeZone`] for a zone that cannot be stored; with persistence,
     /// [`WindowError::AutoPersistRequiresStorage`] and friends.
-    pub fn build(self) -> Result<EventStore, WindowError> {
+    pub fn build(self) -> Result<WindowStore, WindowError> {
         let units: &[(Unit, usize)] = if self.units.is_empty() {
             &DEFAULT_UNITS
         } else {
@@ -205,7 +205,7 @@ impl EventStoreBuilder {
                 .transpose()?;
             #[cfg(not(all(feature = "window-tokio", not(accrue_loom))))]
             let _ = auto;
-            Ok(EventStore {
+            Ok(WindowStore {
                 inner,
                 #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
                 auto_persist,
@@ -213,7 +213,7 @@ impl EventStoreBuilder {
         }
         #[cfg(not(feature = "window-persist"))]
         {
-            Ok(EventStore {
+            Ok(WindowStore {
                 inner: Arc::new(Inner::new(layout, cal, self.clock, self.shards)),
             })
         }

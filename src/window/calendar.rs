@@ -80,7 +80,7 @@ impl UnitExt for Unit {
 ///
 /// ```
 /// use std::time::Duration;
-/// use accrue::{Unit, Window};
+/// use accrue::{time::Unit, window::Window};
 ///
 /// let a: Window = Unit::Minute.into(); // the current minute
 /// let b: Window = (7, Unit::Day).into(); // today and the 6 days before

@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 /// # Examples
 ///
 /// ```
-/// use accrue::{Clock, SystemClock};
+/// use accrue::window::{Clock, SystemClock};
 ///
 /// let now = SystemClock.now();
 /// assert!(now > "2020-01-01T00:00:00Z".parse().unwrap());
@@ -38,7 +38,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use accrue::{Clock, TestClock};
+/// use accrue::window::{Clock, TestClock};
 ///
 /// let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
 /// let other = clock.clone();

@@ -9,12 +9,12 @@ use jiff::Timestamp;
 use super::calendar::{Unit, UnitExt};
 use super::limit::Rule;
 
-/// Everything that can go wrong in [`EventStore`](crate::EventStore): invalid configuration,
+/// Everything that can go wrong in [`WindowStore`](crate::window::WindowStore): invalid configuration,
 /// invalid input (refused before anything changes), a denied rate limit, and storage failures.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WindowError {
-    /// `record_at` was given an instant after the store's clock. Nothing was recorded.
+    /// a record was given an instant after the store's clock. Nothing was recorded.
     FutureEvent {
         /// The instant given.
         at: Timestamp,

@@ -74,11 +74,11 @@ impl Key {
     }
 }
 
-/// A key named in a [`LimitExceeded`](crate::LimitExceeded) or a [`Rule`](crate::Rule).
+/// A key named in a [`LimitExceeded`](crate::window::LimitExceeded) or a [`Rule`](crate::window::Rule).
 /// Dereferences to `str`; names of up to 22 bytes are stored without allocating.
 ///
 /// ```
-/// use accrue::KeyName;
+/// use accrue::window::KeyName;
 ///
 /// let k = KeyName::from("api:alice");
 /// assert_eq!(&*k, "api:alice");

@@ -12,7 +12,7 @@ use super::clock;
 use super::error::{LimitExceeded, WindowError};
 use super::key::{Key, KeyName, same};
 use super::ring::KeyState;
-use super::store::{Dirty, EventStore, Held, Inner, Shard};
+use super::store::{Dirty, Held, Inner, Shard, WindowStore};
 use crate::sync::Arc as SyncArc;
 
 /// A rule of a [`Limiter`], as reported in [`LimitExceeded`].
@@ -131,7 +131,7 @@ impl RuleRef<'_> {
     }
 }
 
-/// A set of rules checked together, from [`EventStore::limit`].
+/// A set of rules checked together, from [`WindowStore::limit`].
 ///
 /// Every rule must pass. The terminal methods take `&self`, so a limiter can be built once and
 /// reused. [`check_and_record`](Self::check_and_record) and [`reserve`](Self::reserve) check
@@ -146,10 +146,10 @@ impl RuleRef<'_> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use accrue::{EventStore, TestClock, Unit};
+/// use accrue::{time::Unit, window::{TestClock, WindowStore}};
 ///
 /// let clock = TestClock::at("2025-03-05T12:00:10Z".parse().unwrap());
-/// let store = EventStore::builder().with_clock(clock.clone()).build()?;
+/// let store = WindowStore::builder().with_clock(clock.clone()).build()?;
 /// let limit = store.limit().at_most("api", 3, Unit::Minute);
 /// for _ in 0..3 {
 ///     limit.check_and_record("api")?;
@@ -157,12 +157,12 @@ impl RuleRef<'_> {
 /// let denied = limit.check_and_record("api").unwrap_err();
 /// // The next slot frees when the 12:00 bucket leaves the window, at 12:01:00.
 /// assert_eq!(denied.retry_after(), Some(Duration::from_secs(50)));
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Clone, Debug)]
 #[must_use = "a limiter does nothing until check, allowed, usage, check_and_record or reserve"]
 pub struct Limiter<'a> {
-    store: &'a EventStore,
+    store: &'a WindowStore,
     rules: Rules<'a>,
 }
 
@@ -253,7 +253,7 @@ impl<G: States> States for Creating<'_, G> {
 
 impl<'a> Limiter<'a> {
     #[inline]
-    pub(crate) fn new(store: &'a EventStore) -> Self {
+    pub(crate) fn new(store: &'a WindowStore) -> Self {
         Self {
             store,
             rules: Rules::default(),
@@ -429,15 +429,15 @@ impl<'a> Limiter<'a> {
     /// # Examples
     ///
     /// ```
-    /// use accrue::{EventStore, Unit};
+    /// use accrue::{time::Unit, window::WindowStore};
     ///
-    /// let store = EventStore::new();
+    /// let store = WindowStore::new();
     /// let limit = store.limit().at_most("export", 1, Unit::Hour);
     /// let slot = limit.reserve("export")?;
     /// assert!(limit.check_and_record("export").is_err()); // the slot is held
     /// slot.commit();
     /// assert_eq!(store.query("export").last_hours(1).sum(), Some(1));
-    /// # Ok::<(), accrue::WindowError>(())
+    /// # Ok::<(), accrue::window::WindowError>(())
     /// ```
     pub fn reserve(&self, key: impl AsRef<str>) -> Result<Reservation, WindowError> {
         let key = key.as_ref();
@@ -757,7 +757,7 @@ impl fmt::Debug for Reservation {
 /// # Examples
 ///
 /// ```
-/// use accrue::Schedule;
+/// use accrue::window::Schedule;
 ///
 /// let office = Schedule::hours(9, 17)?; // 09:00-17:00
 /// let night = Schedule::hours(22, 6)?; // overnight: 22:00-06:00
@@ -766,7 +766,7 @@ impl fmt::Debug for Reservation {
 /// assert!(Schedule::hours(24, 5).is_err());
 /// let weekend = Schedule::weekends().in_zone(jiff::tz::TimeZone::get("Europe/Paris").unwrap());
 /// # let _ = (office, night, evening, weekend);
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Clone)]
 pub struct Schedule {

@@ -4,12 +4,12 @@ use loom::thread;
 
 use crate::sync::Arc;
 use crate::time::Unit;
-use crate::window::{EventStore, TestClock};
+use crate::window::{TestClock, WindowStore};
 
-fn store() -> Arc<EventStore> {
+fn store() -> Arc<WindowStore> {
     let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
     Arc::new(
-        EventStore::builder()
+        WindowStore::builder()
             .with_clock(clock)
             .track_minutes(2)
             .shards(1)
@@ -18,7 +18,7 @@ fn store() -> Arc<EventStore> {
     )
 }
 
-fn count(s: &EventStore) -> u64 {
+fn count(s: &WindowStore) -> u64 {
     s.query("k").last_minutes(1).sum().unwrap_or(0)
 }
 
@@ -106,7 +106,7 @@ fn loom_rules_on_two_keys_are_checked_and_recorded_atomically() {
     loom::model(|| {
         let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
         let s = Arc::new(
-            EventStore::builder()
+            WindowStore::builder()
                 .with_clock(clock)
                 .track_minutes(2)
                 .shards(2)

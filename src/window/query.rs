@@ -79,7 +79,7 @@ fn with_keys<R>(inner: &Inner, keys: &[&str], f: impl FnOnce(&[Option<&KeyState>
     }
 }
 
-/// A query on one key, from [`EventStore::query`](crate::EventStore::query).
+/// A query on one key, from [`WindowStore::query`](crate::window::WindowStore::query).
 ///
 /// Windows are whole clock-aligned buckets: `last_minutes(2)` at 12:01:00 is the 12:01 bucket
 /// plus the whole 12:00 bucket, so an event at 12:00:58 is in it, and `last_minutes(1)` is just
@@ -90,17 +90,17 @@ fn with_keys<R>(inner: &Inner, keys: &[&str], f: impl FnOnce(&[Option<&KeyState>
 /// # Examples
 ///
 /// ```
-/// use accrue::{EventStore, TestClock};
+/// use accrue::window::{Record, TestClock, WindowStore};
 ///
 /// let clock = TestClock::at("2025-03-05T12:00:58Z".parse().unwrap());
-/// let store = EventStore::builder().with_clock(clock.clone()).build()?;
-/// store.record_count("e", 3);
+/// let store = WindowStore::builder().with_clock(clock.clone()).build()?;
+/// store.record_with("e", Record::count(3)).unwrap();
 /// clock.set("2025-03-05T12:01:00Z".parse().unwrap());
 /// assert_eq!(store.query("e").last_minutes(1).sum(), Some(0));
 /// assert_eq!(store.query("e").last_minutes(2).sum(), Some(3));
 /// assert_eq!(store.query("e").last_seconds(10).sum(), None); // seconds are not tracked
 /// assert_eq!(store.query("e").last_seen(), Some(std::time::Duration::from_secs(2)));
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
 #[must_use = "a query does nothing until a result method is called"]
@@ -315,7 +315,7 @@ impl RangeQuery<'_> {
 }
 
 /// A query on the sum of several keys, from
-/// [`EventStore::query_many`](crate::EventStore::query_many).
+/// [`WindowStore::query_many`](crate::window::WindowStore::query_many).
 #[derive(Clone, Debug)]
 #[must_use = "a query does nothing until a result method is called"]
 pub struct MultiQuery<'a> {
@@ -423,7 +423,7 @@ impl MultiRangeQuery<'_> {
     }
 }
 
-/// `numerator / denominator`, from [`EventStore::query_ratio`](crate::EventStore::query_ratio).
+/// `numerator / denominator`, from [`WindowStore::query_ratio`](crate::window::WindowStore::query_ratio).
 ///
 /// Both keys are read under their shards' shared locks, taken in ascending order, a shard
 /// locked once: `query_ratio("a", "a")` is `Some(1.0)` when `a` has events, and two threads
@@ -462,7 +462,7 @@ impl<'a> RatioQuery<'a> {
     last_methods!(Option<f64>);
 }
 
-/// `positive - negative`, from [`EventStore::query_delta`](crate::EventStore::query_delta).
+/// `positive - negative`, from [`WindowStore::query_delta`](crate::window::WindowStore::query_delta).
 #[derive(Clone, Copy, Debug)]
 #[must_use = "a query does nothing until a result method is called"]
 pub struct DeltaQuery<'a> {

@@ -25,18 +25,18 @@ use super::ring::{Indexes, KeyState, Layout};
 /// # Examples
 ///
 /// ```
-/// use accrue::{EventStore, Unit};
+/// use accrue::{time::Unit, window::{Record, WindowStore}};
 ///
-/// let a = EventStore::new();
-/// a.record_count("signup", 3);
+/// let a = WindowStore::new();
+/// a.record_with("signup", Record::count(3)).unwrap();
 /// let snap = a.export_all()?.remove("signup").unwrap();
 /// assert_eq!(snap.total(Unit::Day), Some(3));
 /// assert_eq!(snap.counts(Unit::Minute).unwrap()[0], 3);
 ///
-/// let b = EventStore::builder().track_days(7).build()?;
+/// let b = WindowStore::builder().track_days(7).build()?;
 /// b.merge_event("signup", snap)?;
 /// assert_eq!(b.query("signup").last_days(1).sum(), Some(3));
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {

@@ -1,8 +1,7 @@
-//! [`EventStore`]: the sharded map of keys and the operations on it.
+//! [`WindowStore`]: the sharded map of keys and the operations on it.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
@@ -14,6 +13,7 @@ use super::error::WindowError;
 use super::key::Key;
 use super::limit::Limiter;
 use super::query::{DeltaQuery, MultiQuery, Query, RatioQuery};
+use super::record::{Record, When};
 use super::ring::{KeyState, Layout, indexes_of};
 use super::snapshot::Snapshot;
 use crate::sync::{Arc, AtomicUsize, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -172,13 +172,13 @@ impl<'a> Held<'a, RwLockWriteGuard<'a, Shard>> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use accrue::{EventStore, TestClock, Unit};
+/// use accrue::{time::Unit, window::{Record, TestClock, WindowStore}};
 ///
 /// let clock = TestClock::at("2025-03-05T12:00:00Z".parse().unwrap());
-/// let store = EventStore::builder().with_clock(clock.clone()).build()?;
+/// let store = WindowStore::builder().with_clock(clock.clone()).build()?;
 ///
 /// store.record("app_launch");
-/// store.record_count("api_call", 5);
+/// store.record_with("api_call", Record::count(5)).unwrap();
 /// clock.advance(Duration::from_secs(86_400));
 /// store.record("app_launch");
 ///
@@ -190,17 +190,17 @@ impl<'a> Held<'a, RwLockWriteGuard<'a, Shard>> {
 /// // Rate limits: check and record in one step.
 /// let limit = store.limit().at_most("api_call", 6, Unit::Day);
 /// assert!(limit.check_and_record("api_call").is_ok());
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
-pub struct EventStore {
+pub struct WindowStore {
     pub(crate) inner: Arc<Inner>,
     #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
     pub(crate) auto_persist: Option<super::persist::AutoPersist>,
 }
 
-impl fmt::Debug for EventStore {
+impl fmt::Debug for WindowStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStore")
+        f.debug_struct("WindowStore")
             .field("tracked", &self.tracked_intervals())
             .field("time_zone", &self.inner.cal.id().zone)
             .field("keys", &self.len())
@@ -208,7 +208,7 @@ impl fmt::Debug for EventStore {
     }
 }
 
-impl Default for EventStore {
+impl Default for WindowStore {
     fn default() -> Self {
         Self::new()
     }
@@ -216,7 +216,7 @@ impl Default for EventStore {
 
 /// Stops auto-persist, then persists what is dirty (errors are logged: call `close` to see
 /// them).
-impl Drop for EventStore {
+impl Drop for WindowStore {
     fn drop(&mut self) {
         #[cfg(all(feature = "window-tokio", not(accrue_loom)))]
         drop(self.auto_persist.take());
@@ -652,14 +652,14 @@ impl Inner {
     }
 }
 
-impl EventStore {
+impl WindowStore {
     /// A store with the default rings (60 minutes, 72 hours, 56 days, 52 weeks, 12 months,
     /// 4 years), in UTC, on the system clock, without storage.
     ///
     /// # Examples
     ///
     /// ```
-    /// let store = accrue::EventStore::new();
+    /// let store = accrue::window::WindowStore::new();
     /// store.record("app_launch");
     /// assert_eq!(store.query("app_launch").ever().sum(), Some(1));
     /// ```
@@ -669,11 +669,11 @@ impl EventStore {
             .expect("the default configuration is valid")
     }
 
-    /// Everything else: units, time zone, clock, storage. See [`EventStoreBuilder`].
+    /// Everything else: units, time zone, clock, storage. See [`WindowStoreBuilder`].
     ///
-    /// [`EventStoreBuilder`]: crate::EventStoreBuilder
-    pub fn builder() -> super::builder::EventStoreBuilder {
-        super::builder::EventStoreBuilder::new()
+    /// [`WindowStoreBuilder`]: crate::window::WindowStoreBuilder
+    pub fn builder() -> super::builder::WindowStoreBuilder {
+        super::builder::WindowStoreBuilder::new()
     }
 
     /// The store's clock reading.
@@ -685,102 +685,64 @@ impl EventStore {
     ///
     /// **Blocking:** holds the key's shard lock for a few additions; the first record of a key that
     /// is in storage but not in memory reads it first.
-    pub fn record(&self, key: impl AsRef<str>) {
-        self.record_count(key, 1);
-    }
-
-    /// Records `count` events now. Counts saturate at `u64::MAX`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let store = accrue::EventStore::new();
-    /// store.record_count("bytes", 4096);
-    /// assert_eq!(store.query("bytes").last_minutes(1).sum(), Some(4096));
-    /// ```
     #[inline]
-    pub fn record_count(&self, key: impl AsRef<str>, count: u64) {
-        if count == 0 {
-            return;
-        }
+    pub fn record(&self, key: impl AsRef<str>) {
         let inner = &*self.inner;
         let now = inner.now();
         inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_now(&inner.layout, &inner.cal, now, count);
+            st.record_now(&inner.layout, &inner.cal, now, 1);
             d.mark(st);
         });
     }
 
-    /// Records one event that happened at `at`.
+    /// Records a [`Record`]: any count of events, now, at an instant or some time ago.
     ///
     /// # Errors
     ///
-    /// [`WindowError::FutureEvent`] when `at` is after the clock; nothing is recorded (the key
-    /// is not even created). An instant older than a ring is kept by the coarser rings that
-    /// still cover it and dropped (with `Ok`) by the others.
+    /// [`WindowError::FutureEvent`] when the record's instant is after the clock; nothing is
+    /// recorded (the key is not even created). Records for now or some time ago always succeed.
     ///
     /// # Examples
     ///
     /// ```
-    /// use accrue::{EventStore, TestClock};
+    /// use accrue::window::{Record, TestClock, WindowStore};
     ///
     /// let clock = TestClock::at("2025-03-05T12:30:00Z".parse().unwrap());
-    /// let store = EventStore::builder().with_clock(clock).build()?;
-    /// store.record_at("sync", "2025-03-05T10:00:00Z".parse().unwrap())?;
+    /// let store = WindowStore::builder().with_clock(clock).build()?;
+    /// store.record_with("sync", Record::one().at("2025-03-05T10:00:00Z".parse().unwrap()))?;
     /// assert_eq!(store.query("sync").last_minutes(60).sum(), Some(0)); // beyond 60 minutes
     /// assert_eq!(store.query("sync").last_hours(3).sum(), Some(1));
-    /// assert!(store.record_at("sync", "2025-03-05T14:00:00Z".parse().unwrap()).is_err());
-    /// # Ok::<(), accrue::WindowError>(())
+    /// let later = Record::one().at("2025-03-05T14:00:00Z".parse().unwrap());
+    /// assert!(store.record_with("sync", later).is_err());
+    /// # Ok::<(), accrue::window::WindowError>(())
     /// ```
-    pub fn record_at(&self, key: impl AsRef<str>, at: Timestamp) -> Result<(), WindowError> {
-        self.record_count_at(key, 1, at)
-    }
-
-    /// Records `count` events that happened at `at`. See [`record_at`](Self::record_at).
-    ///
-    /// # Errors
-    ///
-    /// [`WindowError::FutureEvent`] when `at` is after the clock; nothing changes.
-    pub fn record_count_at(
-        &self,
-        key: impl AsRef<str>,
-        count: u64,
-        at: Timestamp,
-    ) -> Result<(), WindowError> {
+    #[inline]
+    pub fn record_with(&self, key: impl AsRef<str>, record: Record) -> Result<(), WindowError> {
         let inner = &*self.inner;
         let now = inner.now();
-        if at > now {
-            return Err(WindowError::FutureEvent { at, now });
-        }
-        if count == 0 {
+        let at = match record.when {
+            When::Now => None,
+            When::At(at) if at > now => return Err(WindowError::FutureEvent { at, now }),
+            When::At(at) => Some(at),
+            When::Ago(ago) => Some(clock::before(now, ago)),
+        };
+        if record.count == 0 {
             return Ok(());
         }
-        let at_idx = indexes_of(&inner.layout, &inner.cal, at);
-        inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, count);
-            d.mark(st);
-        });
-        Ok(())
-    }
-
-    /// Records one event that happened `ago` before now.
-    pub fn record_ago(&self, key: impl AsRef<str>, ago: Duration) {
-        self.record_count_ago(key, 1, ago);
-    }
-
-    /// Records `count` events that happened `ago` before now.
-    pub fn record_count_ago(&self, key: impl AsRef<str>, count: u64, ago: Duration) {
-        if count == 0 {
-            return;
+        match at {
+            None => inner.with_key_mut(key.as_ref(), |st, d| {
+                st.record_now(&inner.layout, &inner.cal, now, record.count);
+                d.mark(st);
+            }),
+            Some(at) => {
+                let at_idx = indexes_of(&inner.layout, &inner.cal, at);
+                inner.with_key_mut(key.as_ref(), |st, d| {
+                    st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, record.count);
+                    d.mark(st);
+                });
+            }
         }
-        let inner = &*self.inner;
-        let now = inner.now();
-        let at = clock::before(now, ago);
-        let at_idx = indexes_of(&inner.layout, &inner.cal, at);
-        inner.with_key_mut(key.as_ref(), |st, d| {
-            st.record_at(&inner.layout, &inner.cal, now, at, &at_idx, count);
-            d.mark(st);
-        });
+        Ok(())
     }
 
     /// Queries one key. See [`Query`].
@@ -817,13 +779,15 @@ impl EventStore {
     /// # Examples
     ///
     /// ```
-    /// let store = accrue::EventStore::new();
-    /// store.record_count("credits", 100);
-    /// store.record_count("debits", 30);
+    /// use accrue::window::{Record, WindowStore};
+    ///
+    /// let store = WindowStore::new();
+    /// store.record_with("credits", Record::count(100)).unwrap();
+    /// store.record_with("debits", Record::count(30)).unwrap();
     /// assert_eq!(store.query_delta("credits", "debits").ever().sum(), 70);
     /// store.balance_delta("credits", "debits")?;
     /// assert_eq!(store.query_delta("credits", "debits").ever().sum(), 0);
-    /// # Ok::<(), accrue::WindowError>(())
+    /// # Ok::<(), accrue::window::WindowError>(())
     /// ```
     ///
     /// # Errors
@@ -1040,7 +1004,7 @@ impl EventStore {
     /// # Errors
     ///
     /// Reading `other`'s storage failed; nothing changes.
-    pub fn merge(&self, other: EventStore) -> Result<(), WindowError> {
+    pub fn merge(&self, other: WindowStore) -> Result<(), WindowError> {
         self.merge_all(other.export_all()?)
     }
 
@@ -1050,7 +1014,7 @@ impl EventStore {
     /// # Examples
     ///
     /// ```
-    /// let store = accrue::EventStore::new();
+    /// let store = accrue::window::WindowStore::new();
     /// let empty = store.memory_usage();
     /// store.record("k");
     /// let one = store.memory_usage() - empty;
@@ -1091,9 +1055,9 @@ mod tests {
     use super::*;
     use crate::window::TestClock;
 
-    fn store_at(t: &str) -> (EventStore, TestClock) {
+    fn store_at(t: &str) -> (WindowStore, TestClock) {
         let clock = TestClock::at(t.parse().unwrap());
-        let store = EventStore::builder()
+        let store = WindowStore::builder()
             .with_clock(clock.clone())
             .build()
             .unwrap();

@@ -14,10 +14,11 @@
 
 use std::sync::Arc;
 
-use accrue::{
-    BatchId, Driver, FieldOp, Number, RowId, RowUpdate, Stats, StatsBuilder, Value, Values,
-    WriteBatch,
+use accrue::metrics::{
+    BatchId, Driver, FieldOp, MetricsStore, MetricsStoreBuilder, Number, RowId, RowUpdate, Value,
+    Values, WriteBatch,
 };
+use accrue::time::{Blanks, Granularity, Unit};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -37,15 +38,18 @@ pub fn tree(values: &Values) -> serde_json::Value {
 }
 
 /// A store over `driver`: UTC, buffer off unless the case turns it on.
-pub fn stats(driver: Arc<dyn Driver>, grans: &[&str]) -> StatsBuilder {
-    Stats::builder(driver)
+pub fn stats(driver: Arc<dyn Driver>, grans: &[&str]) -> MetricsStoreBuilder {
+    MetricsStore::builder(driver)
         .time_zone("UTC")
         .granularities(grans.iter().copied())
         .buffer(false)
 }
 
-async fn read_one(stats: &Stats, key: &str, at: &str, gran: &str) -> serde_json::Value {
-    let s = stats.values(key, t(at), t(at), gran, false).await.unwrap();
+async fn read_one(stats: &MetricsStore, key: &str, at: &str, gran: &str) -> serde_json::Value {
+    let s = stats
+        .values(key, t(at), t(at), gran.parse().unwrap(), Blanks::Keep)
+        .await
+        .unwrap();
     assert_eq!(s.len(), 1);
     tree(&s.values[0])
 }
@@ -400,7 +404,7 @@ pub async fn ops_track_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
         json!({"x": -1e308, "y": 2})
     );
     assert_eq!(
-        read_one(&s, accrue::SYSTEM_KEY, hour, "1h").await,
+        read_one(&s, accrue::metrics::SYSTEM_KEY, hour, "1h").await,
         json!({"count": 4, "keys": {"pos": 2, "neg": 2}})
     );
     s.track("pos", at, json!({"z": 1})).await.unwrap();
@@ -410,7 +414,7 @@ pub async fn ops_track_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
         json!({"x": 1e308, "y": 2, "z": 1})
     );
     assert_eq!(
-        read_one(&s, accrue::SYSTEM_KEY, hour, "1h").await,
+        read_one(&s, accrue::metrics::SYSTEM_KEY, hour, "1h").await,
         json!({"count": 5, "keys": {"pos": 3, "neg": 2}})
     );
     s.shutdown().await.unwrap();
@@ -430,8 +434,8 @@ pub async fn ops_track_then_assert(driver: Arc<dyn Driver>) {
             "events",
             t("2025-01-15T00:00:00Z"),
             t("2025-01-15T23:59:00Z"),
-            "1d",
-            false,
+            Granularity::one(Unit::Day),
+            Blanks::Keep,
         )
         .await
         .unwrap();
@@ -487,8 +491,8 @@ pub async fn ops_system_rows(driver: Arc<dyn Driver>) {
             "events",
             t("2025-02-01T10:00:00Z"),
             t("2025-02-01T13:59:00Z"),
-            "1h",
-            false,
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
         )
         .await
         .unwrap();
@@ -507,8 +511,8 @@ pub async fn ops_system_rows(driver: Arc<dyn Driver>) {
             "events",
             t("2025-02-01T10:00:00Z"),
             t("2025-02-01T13:59:00Z"),
-            "1h",
-            true,
+            Granularity::one(Unit::Hour),
+            Blanks::Skip,
         )
         .await
         .unwrap();
@@ -520,7 +524,7 @@ pub async fn ops_system_rows(driver: Arc<dyn Driver>) {
         read_one(&s, "events", "2025-02-01T00:00:00Z", "1d").await,
         json!({"count": 4, "meta": {"ms": 2.5}, "status": "ok"})
     );
-    let sys = |at: &'static str, g: &'static str| read_one(&s, accrue::SYSTEM_KEY, at, g);
+    let sys = |at: &'static str, g: &'static str| read_one(&s, accrue::metrics::SYSTEM_KEY, at, g);
     assert_eq!(
         sys("2025-02-01T11:00:00Z", "1h").await,
         json!({"count": 3, "keys": {"events": 3}})
@@ -559,12 +563,30 @@ pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
         .unwrap();
     let from = t("2025-02-01T10:00:00Z");
     let to = t("2025-02-01T11:00:00Z");
-    let all = s.values("events", from, to, "1h", false).await.unwrap();
+    let all = s
+        .values(
+            "events",
+            from,
+            to,
+            Granularity::one(Unit::Hour),
+            Blanks::Keep,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         all.values.iter().map(tree).collect::<Vec<_>>(),
         [json!({}), json!({"count": 1})]
     );
-    let some = s.values("events", from, to, "1h", true).await.unwrap();
+    let some = s
+        .values(
+            "events",
+            from,
+            to,
+            Granularity::one(Unit::Hour),
+            Blanks::Skip,
+        )
+        .await
+        .unwrap();
     assert_eq!(some.at, [t("2025-02-01T11:00:00Z")]);
     // J7: 10:00 and 12:00 hold data, 11:00 is blank; a key with no data at all.
     s.track("j7", t("2025-02-01T10:10:00Z"), json!({"count": 10}))
@@ -575,23 +597,34 @@ pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
         .unwrap();
     s.flush().await.unwrap();
     let to = t("2025-02-01T12:00:00Z");
-    let full = s.values("j7", from, to, "1h", false).await.unwrap();
+    let full = s
+        .values("j7", from, to, Granularity::one(Unit::Hour), Blanks::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         full.values.iter().map(tree).collect::<Vec<_>>(),
         [json!({"count": 10}), json!({}), json!({"count": 15})]
     );
-    let skipped = s.values("j7", from, to, "1h", true).await.unwrap();
+    let skipped = s
+        .values("j7", from, to, Granularity::one(Unit::Hour), Blanks::Skip)
+        .await
+        .unwrap();
     assert_eq!(skipped.at, [from, to]);
     assert_eq!(
         skipped.values.iter().map(tree).collect::<Vec<_>>(),
         [json!({"count": 10}), json!({"count": 15})]
     );
-    let none = s.values("nothing", from, to, "1h", true).await.unwrap();
+    let none = s
+        .values(
+            "nothing",
+            from,
+            to,
+            Granularity::one(Unit::Hour),
+            Blanks::Skip,
+        )
+        .await
+        .unwrap();
     assert!(none.at.is_empty() && none.values.is_empty(), "{none:?}");
-    assert!(matches!(
-        s.values("events", from, to, "invalid", false).await,
-        Err(accrue::StatsError::Granularity(_))
-    ));
 }
 
 /// J8: the input's offset does not matter, only the instant.
@@ -604,8 +637,8 @@ pub async fn ops_input_offset_irrelevant(driver: Arc<dyn Driver>) {
             "events",
             t("2026-02-24T00:00:00Z"),
             t("2026-02-25T00:00:00Z"),
-            "1d",
-            false,
+            Granularity::one(Unit::Day),
+            Blanks::Keep,
         )
         .await
         .unwrap();
@@ -635,7 +668,13 @@ pub async fn ops_codec_round_trip(driver: Arc<dyn Driver>) {
         json!({"jobs": {"test.rb": 2, "$cost": 1, "x": {"y": 3}}, "a.b": 1, "status": {"quoted\"name": "ok"}})
     );
     assert_eq!(
-        read_one(&s, accrue::SYSTEM_KEY, "2025-02-01T11:00:00Z", "1h").await,
+        read_one(
+            &s,
+            accrue::metrics::SYSTEM_KEY,
+            "2025-02-01T11:00:00Z",
+            "1h"
+        )
+        .await,
         json!({"count": 2, "keys": {"jobs.v2": 2}})
     );
 }
@@ -654,7 +693,7 @@ pub async fn ops_bad_input_changes_nothing(driver: Arc<dyn Driver>) {
         assert!(
             matches!(
                 s.track("events", at, bad.clone()).await,
-                Err(accrue::StatsError::InvalidValue(_))
+                Err(accrue::metrics::MetricsError::InvalidValue(_))
             ),
             "{bad}"
         );
@@ -665,11 +704,11 @@ pub async fn ops_bad_input_changes_nothing(driver: Arc<dyn Driver>) {
             .collect(),
     );
     assert!(s.assert("events", at, nan).await.is_err());
-    for key in ["", accrue::SYSTEM_KEY, "a\nb", &"x".repeat(201)] {
+    for key in ["", accrue::metrics::SYSTEM_KEY, "a\nb", &"x".repeat(201)] {
         assert!(
             matches!(
                 s.track(key, at, json!({"count": 1})).await,
-                Err(accrue::StatsError::InvalidKey { .. })
+                Err(accrue::metrics::MetricsError::InvalidKey { .. })
             ),
             "{key:?}"
         );
@@ -679,7 +718,13 @@ pub async fn ops_bad_input_changes_nothing(driver: Arc<dyn Driver>) {
         json!({})
     );
     assert_eq!(
-        read_one(&s, accrue::SYSTEM_KEY, "2025-02-01T11:00:00Z", "1h").await,
+        read_one(
+            &s,
+            accrue::metrics::SYSTEM_KEY,
+            "2025-02-01T11:00:00Z",
+            "1h"
+        )
+        .await,
         json!({})
     );
 }
@@ -708,7 +753,13 @@ pub async fn buffer_size_trigger(driver: Arc<dyn Driver>) {
         json!({"count": 2})
     );
     assert_eq!(
-        read_one(&s, accrue::SYSTEM_KEY, "2025-02-01T11:00:00Z", "1h").await,
+        read_one(
+            &s,
+            accrue::metrics::SYSTEM_KEY,
+            "2025-02-01T11:00:00Z",
+            "1h"
+        )
+        .await,
         json!({"count": 2, "keys": {"events": 2}})
     );
 }
@@ -743,7 +794,13 @@ pub async fn buffer_aggregation(driver: Arc<dyn Driver>) {
         json!({"count": 4.5, "nested": {"requests": 4}, "state": "done", "a": 1, "b": 2, "ratio": 3.0})
     );
     assert_eq!(
-        read_one(&s, accrue::SYSTEM_KEY, "2025-02-01T11:00:00Z", "1h").await,
+        read_one(
+            &s,
+            accrue::metrics::SYSTEM_KEY,
+            "2025-02-01T11:00:00Z",
+            "1h"
+        )
+        .await,
         json!({"count": 7, "keys": {"k": 7}})
     );
 }
@@ -793,8 +850,8 @@ pub async fn concurrent_writers_exact_totals(driver: Arc<dyn Driver>) {
                 &format!("key{k}"),
                 t("2025-02-01T11:00:00Z"),
                 t("2025-02-01T11:00:00Z"),
-                "1h",
-                false,
+                Granularity::one(Unit::Hour),
+                Blanks::Keep,
             )
             .await
             .unwrap();
@@ -805,11 +862,11 @@ pub async fn concurrent_writers_exact_totals(driver: Arc<dyn Driver>) {
     assert_eq!(sum, 2 * 4 * (0..500).sum::<i64>());
     let day = reader
         .values(
-            accrue::SYSTEM_KEY,
+            accrue::metrics::SYSTEM_KEY,
             t("2025-02-01T00:00:00Z"),
             t("2025-02-01T00:00:00Z"),
-            "1d",
-            false,
+            Granularity::one(Unit::Day),
+            Blanks::Keep,
         )
         .await
         .unwrap();
@@ -858,8 +915,8 @@ pub async fn two_nodes_exact_totals(a: Arc<dyn Driver>, b: Arc<dyn Driver>) {
                 &format!("node{k}"),
                 t("2025-02-01T00:00:00Z"),
                 t("2025-02-01T00:00:00Z"),
-                "1d",
-                false,
+                Granularity::one(Unit::Day),
+                Blanks::Keep,
             )
             .await
             .unwrap();
@@ -872,11 +929,11 @@ pub async fn two_nodes_exact_totals(a: Arc<dyn Driver>, b: Arc<dyn Driver>) {
     assert!((ms - 2.0 * 3.0 * 150.0).abs() < 1e-6, "{ms}");
     let day = nodes[0]
         .values(
-            accrue::SYSTEM_KEY,
+            accrue::metrics::SYSTEM_KEY,
             t("2025-02-01T00:00:00Z"),
             t("2025-02-01T00:00:00Z"),
-            "1d",
-            false,
+            Granularity::one(Unit::Day),
+            Blanks::Keep,
         )
         .await
         .unwrap();
@@ -906,8 +963,8 @@ macro_rules! conformance_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    for mode in accrue::IdentifierMode::ALL {
-                        let driver: Option<std::sync::Arc<dyn accrue::Driver>> =
+                    for mode in accrue::metrics::IdentifierMode::ALL {
+                        let driver: Option<std::sync::Arc<dyn accrue::metrics::Driver>> =
                             ($factory)(mode).await;
                         let Some(driver) = driver else { return };
                         stats_conformance::$case(driver).await;
@@ -932,8 +989,8 @@ macro_rules! conformance_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    for mode in accrue::IdentifierMode::ALL {
-                        let driver: std::sync::Arc<dyn accrue::Driver> = ($factory)(mode).await;
+                    for mode in accrue::metrics::IdentifierMode::ALL {
+                        let driver: std::sync::Arc<dyn accrue::metrics::Driver> = ($factory)(mode).await;
                         stats_conformance::$case(driver).await;
                     }
                 }

@@ -27,9 +27,11 @@ use crate::collector::event::Event;
 use crate::collector::metrics::Metrics;
 use crate::collector::store::EventStore;
 use crate::collector::writer::{CommitObserver, WriterShared};
-use crate::stats::{
-    Assembly, MAX_KEY_LEN, Number, Op, SYSTEM_KEY, Stats, StatsError, Value, Values, WriteBatch,
+use crate::metrics::{
+    Assembly, MAX_KEY_LEN, MetricsError, MetricsStore, Number, Op, SYSTEM_KEY, Value, Values,
+    WriteBatch,
 };
+use crate::time::Blanks;
 
 type Key = (Box<str>, i64);
 type Agg = Aggregator<Key, Sample, ahash::RandomState, SampleMerge>;
@@ -55,7 +57,7 @@ pub(crate) struct Pipeline {
     upto: Mutex<i64>,
     bucketer: Bucketer,
     cache: Mutex<BucketCache>,
-    stats: Stats,
+    stats: MetricsStore,
     watermark_key: String,
     store_id: i64,
     /// Highest id whose metrics are in the metrics store.
@@ -77,7 +79,7 @@ impl Pipeline {
     /// Builds the pipeline on an opened metrics store and reads the watermark of the event
     /// store `store_id` back from it.
     pub(crate) async fn new(
-        stats: Stats,
+        stats: MetricsStore,
         store_id: i64,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, CollectorError> {
@@ -175,7 +177,7 @@ impl Pipeline {
         let at = watermark_at();
         let series = self
             .stats
-            .values(&self.watermark_key, at, at, &g.to_string(), false)
+            .values(&self.watermark_key, at, at, *g, Blanks::Keep)
             .await
             .map_err(|e| CollectorError::metrics("read the metrics watermark", e))?;
         let id = series
@@ -213,7 +215,7 @@ impl Pipeline {
     }
 
     /// The store, for `/v1/values`.
-    pub(crate) fn stats(&self) -> &Stats {
+    pub(crate) fn stats(&self) -> &MetricsStore {
         &self.stats
     }
 
@@ -236,7 +238,7 @@ impl Pipeline {
     /// # Errors
     ///
     /// The store's error; the batch is kept and retried by the next call.
-    pub(crate) async fn flush(&self) -> Result<(), StatsError> {
+    pub(crate) async fn flush(&self) -> Result<(), MetricsError> {
         let _one_at_a_time = self.flush_lock.lock().await;
         let started = std::time::Instant::now();
         let stalled = self.stalled.lock().clone();
@@ -279,7 +281,7 @@ impl Pipeline {
                 Ok(assembled) => assembled?,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 // The runtime is shutting down; the events are replayed on the next start.
-                Err(_) => return Err(StatsError::Closed),
+                Err(_) => return Err(MetricsError::Closed),
             }
         };
         let batch = Arc::new(batch);
@@ -299,12 +301,12 @@ impl Pipeline {
     }
 
     /// One driver write of a flush batch, counted when it fails.
-    async fn write(&self, batch: &WriteBatch) -> Result<(), StatsError> {
+    async fn write(&self, batch: &WriteBatch) -> Result<(), MetricsError> {
         self.stats.driver().write(batch).await.map_err(|e| {
             self.metrics
                 .metrics_flush_errors
                 .fetch_add(1, Ordering::Relaxed);
-            StatsError::from(e)
+            MetricsError::from(e)
         })
     }
 
@@ -400,13 +402,13 @@ struct Watermark {
 /// without listing each key, so a bucket's system row has two fields however many keys it saw
 /// (the event store already lists keys, through `/v1/latest`).
 fn assemble(
-    stats: &Stats,
+    stats: &MetricsStore,
     assembly: &mut Assembly,
     items: Vec<(Key, Sample)>,
     watermark: &Watermark,
     publish: bool,
     metrics: &Metrics,
-) -> Result<(WriteBatch, Published), StatsError> {
+) -> Result<(WriteBatch, Published), MetricsError> {
     let mut published = Vec::new();
     let mut overflowed = 0;
     let mut overflowed_key = None;
@@ -419,7 +421,7 @@ fn assemble(
         }
         let values = Value::Map(values);
         if let Err(e) = stats.assemble_call(assembly, Op::Track, &metric_key(&key), at, &values) {
-            if matches!(e, StatsError::Closed) {
+            if matches!(e, MetricsError::Closed) {
                 return Err(e);
             }
             // Keys and numbers are checked at ingest, so only a rule this build does not know

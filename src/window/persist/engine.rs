@@ -5,12 +5,12 @@ use std::time::Duration;
 use super::format::{BinaryFormat, Format};
 use super::storage::{Storage, StorageWrite};
 use crate::sync::Mutex;
-use crate::window::builder::EventStoreBuilder;
+use crate::window::builder::WindowStoreBuilder;
 use crate::window::error::WindowError;
 use crate::window::key::Key;
 use crate::window::ring::KeyState;
 use crate::window::snapshot::Snapshot;
-use crate::window::store::{EventStore, Inner};
+use crate::window::store::{Inner, WindowStore};
 
 /// A store's storage and format.
 pub(crate) struct Persistence {
@@ -57,11 +57,11 @@ impl Persistence {
     }
 }
 
-impl EventStoreBuilder {
-    /// Keeps counters in `storage` ([`SqliteStorage`](crate::SqliteStorage),
-    /// [`FileStorage`](crate::FileStorage), [`MemoryStorage`](crate::MemoryStorage) or your
+impl WindowStoreBuilder {
+    /// Keeps counters in `storage` ([`SqliteStorage`](crate::window::SqliteStorage),
+    /// [`FileStorage`](crate::window::FileStorage), [`MemoryStorage`](crate::window::MemoryStorage) or your
     /// own [`Storage`]). Keys are read from it the first time they are needed; changes are
-    /// written by [`persist`](EventStore::persist), by auto-persist, and when the store is
+    /// written by [`persist`](WindowStore::persist), by auto-persist, and when the store is
     /// dropped.
     #[cfg_attr(docsrs, doc(cfg(feature = "window-persist")))]
     pub fn with_storage(mut self, storage: impl Storage) -> Self {
@@ -70,7 +70,7 @@ impl EventStoreBuilder {
     }
 
     /// The encoding of stored counters: [`BinaryFormat`] (default) or
-    /// [`JsonFormat`](crate::JsonFormat). Either reads both.
+    /// [`JsonFormat`](crate::window::JsonFormat). Either reads both.
     #[cfg_attr(docsrs, doc(cfg(feature = "window-persist")))]
     pub fn with_format(mut self, format: impl Format) -> Self {
         self.persist.format = Some(Box::new(format));
@@ -80,7 +80,7 @@ impl EventStoreBuilder {
     /// Persists the dirty keys every `interval` on the current tokio runtime (the writes run
     /// on its blocking pool). The task stops when the store is dropped, which persists a last
     /// time — synchronously, so drop the store outside async code (or call
-    /// [`close`](EventStore::close) from `spawn_blocking`).
+    /// [`close`](WindowStore::close) from `spawn_blocking`).
     ///
     /// # Errors (from `build`)
     ///
@@ -219,7 +219,7 @@ impl Inner {
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "window-persist")))]
-impl EventStore {
+impl WindowStore {
     /// Writes every key changed since it was last persisted, in one atomic batch. A key whose
     /// windows have all emptied is deleted from storage.
     ///

@@ -13,7 +13,7 @@ const HEADER: &[u8; 8] = b"ACCRUEW\x01";
 /// Compaction starts once the log is this large and mostly dead.
 const COMPACT_MIN_BYTES: u64 = 1 << 20;
 
-/// Stores counters in one log file: each [`persist`](crate::EventStore::persist) appends one
+/// Stores counters in one log file: each [`persist`](crate::window::WindowStore::persist) appends one
 /// checksummed record holding every changed key and calls `fdatasync` before returning, so a
 /// persist is atomic and durable with a single sync however many keys it writes.
 ///
@@ -27,20 +27,20 @@ const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// # Examples
 ///
 /// ```
-/// use accrue::{EventStore, FileStorage};
+/// use accrue::window::{Record, FileStorage, WindowStore};
 ///
 /// let dir = std::env::temp_dir().join(format!("accrue-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let path = dir.join("counters.log");
 /// {
-///     let store = EventStore::builder().with_storage(FileStorage::open(&path)?).build()?;
-///     store.record_count("e", 3);
+///     let store = WindowStore::builder().with_storage(FileStorage::open(&path)?).build()?;
+///     store.record_with("e", Record::count(3)).unwrap();
 /// } // persisted on drop
-/// let store = EventStore::builder().with_storage(FileStorage::open(&path)?).build()?;
+/// let store = WindowStore::builder().with_storage(FileStorage::open(&path)?).build()?;
 /// assert_eq!(store.query("e").ever().sum(), Some(3));
 /// # drop(store);
 /// # std::fs::remove_dir_all(&dir).unwrap();
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Debug)]
 pub struct FileStorage {

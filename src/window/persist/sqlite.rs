@@ -16,19 +16,19 @@ const SCHEMA_VERSION: i64 = 1;
 /// `accrue_window_meta`.
 ///
 /// The database runs in WAL mode with `synchronous = FULL`: a
-/// [`persist`](crate::EventStore::persist) is one transaction, durable when it returns. The
+/// [`persist`](crate::window::WindowStore::persist) is one transaction, durable when it returns. The
 /// tables can share a database file with anything else.
 ///
 /// # Examples
 ///
 /// ```
-/// use accrue::{EventStore, SqliteStorage};
+/// use accrue::window::{SqliteStorage, WindowStore};
 ///
-/// let store = EventStore::builder().with_storage(SqliteStorage::open_in_memory()?).build()?;
+/// let store = WindowStore::builder().with_storage(SqliteStorage::open_in_memory()?).build()?;
 /// store.record("e");
 /// store.persist()?;
 /// assert!(!store.is_dirty());
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Debug)]
 pub struct SqliteStorage {

@@ -25,7 +25,7 @@ pub enum StorageWrite<'a> {
 /// Where a store keeps its counters between runs: a key-value map of encoded snapshots.
 ///
 /// A store owns its storage: it reads a key the first time it needs it and writes the keys
-/// that changed on [`persist`](crate::EventStore::persist). Two stores writing one storage
+/// that changed on [`persist`](crate::window::WindowStore::persist). Two stores writing one storage
 /// overwrite each other's keys.
 pub trait Storage: Send + 'static {
     /// The bytes stored under `key`.
@@ -57,17 +57,17 @@ pub trait Storage: Send + 'static {
 /// # Examples
 ///
 /// ```
-/// use accrue::{EventStore, MemoryStorage};
+/// use accrue::window::{Record, MemoryStorage, WindowStore};
 ///
 /// let storage = MemoryStorage::new();
-/// let a = EventStore::builder().with_storage(storage.clone()).build()?;
-/// a.record_count("e", 7);
+/// let a = WindowStore::builder().with_storage(storage.clone()).build()?;
+/// a.record_with("e", Record::count(7)).unwrap();
 /// a.persist()?;
 /// drop(a);
-/// let b = EventStore::builder().with_storage(storage.clone()).build()?;
+/// let b = WindowStore::builder().with_storage(storage.clone()).build()?;
 /// assert_eq!(b.query("e").ever().sum(), Some(7));
 /// assert_eq!(storage.len(), 1);
-/// # Ok::<(), accrue::WindowError>(())
+/// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);

@@ -15,9 +15,9 @@ use rusqlite::{
 
 use super::connect::{applicable, parse_object};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
-use crate::stats::error::{DriverError, DriverErrorKind};
-use crate::stats::keys::{IdentifierMode, Identity, RowId, SEPARATOR, at_text};
-use crate::stats::value::{Number, Values};
+use crate::metrics::error::{DriverError, DriverErrorKind};
+use crate::metrics::keys::{IdentifierMode, Identity, RowId, SEPARATOR, at_text};
+use crate::metrics::value::{Number, Values};
 
 /// Fields per upsert statement (two bound arguments each; SQLite allows 1000 function args).
 const FIELDS_PER_STATEMENT: usize = 64;
@@ -50,7 +50,7 @@ const ROWS_PER_READ: usize = 200;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use accrue::{Driver, IdentifierMode, SqliteDriver};
+/// use accrue::metrics::{Driver, IdentifierMode, SqliteDriver};
 /// let driver = SqliteDriver::in_memory("trifle_stats", IdentifierMode::Full).unwrap();
 /// driver.setup().await.unwrap();
 /// assert_eq!(driver.description(), "SQLiteDriver(J)");

@@ -1,10 +1,10 @@
-//! [`StatsSink`]: aggregated items → a metrics store ([`Stats`] over any driver).
+//! [`MetricsSink`]: aggregated items → a metrics store ([`MetricsStore`] over any driver).
 
 use std::fmt;
 
 use super::contract::{Flush, Sink, WriteError, Written};
 use super::item::{Amount, Field, Fields, SinkKey, SinkValue};
-use crate::stats::{Assembly, Op, Stats, Value, Values, WriteBatch};
+use crate::metrics::{Assembly, MetricsStore, Op, Value, Values, WriteBatch};
 
 /// Item-granularity products from which a flush is assembled off the async worker (on a
 /// multi-threaded runtime): about a microsecond each.
@@ -25,14 +25,14 @@ const BLOCKING_FROM: usize = 2048;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use accrue::{Aggregator, IdentifierMode, MemoryDriver, Stats, sink::{Runner, StatsSink}};
+/// use accrue::{Aggregator, metrics::{IdentifierMode, MemoryDriver, MetricsStore}, sink::{MetricsSink, Runner}};
 ///
-/// let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+/// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .granularities(["1h"])
 ///     .build()?;
 /// let (agg, rx) = Aggregator::<&'static str, u64>::builder().build()?;
 /// let agg = Arc::new(agg);
-/// let task = Runner::new(StatsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
+/// let task = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
 ///
 /// for _ in 0..3 {
 ///     agg.add("orders", 1)?;
@@ -42,12 +42,12 @@ const BLOCKING_FROM: usize = 2048;
 /// assert_eq!((report.items, report.writes, report.is_complete()), (1, 1, true));
 ///
 /// let now = jiff::Timestamp::now();
-/// let series = stats.values("orders", now, now, "1h", false).await?;
-/// assert_eq!(accrue::Value::Map(series.values[0].clone()).to_json()["value"], 3);
+/// let series = stats.values("orders", now, now, Granularity::one(Unit::Hour), Blanks::Keep).await?;
+/// assert_eq!(accrue::metrics::Value::Map(series.values[0].clone()).to_json()["value"], 3);
 /// # Ok(()) }
 /// ```
-pub struct StatsSink {
-    stats: Stats,
+pub struct MetricsSink {
+    stats: MetricsStore,
     value_field: String,
     fields: Fields,
     assembly: Assembly,
@@ -55,10 +55,10 @@ pub struct StatsSink {
     in_flight: Option<(u64, WriteBatch, Written)>,
 }
 
-impl StatsSink {
+impl MetricsSink {
     /// A sink writing into `stats`.
     #[must_use]
-    pub fn new(stats: Stats) -> Self {
+    pub fn new(stats: MetricsStore) -> Self {
         Self {
             stats,
             value_field: super::DEFAULT_VALUE_FIELD.into(),
@@ -78,7 +78,7 @@ impl StatsSink {
     /// Merges every item of `flush` into `assembly` and returns the batch (`None`: nothing to
     /// write) with what it holds. Items the store refuses are logged and counted as rejected.
     fn assemble<K: SinkKey, V: SinkValue>(
-        stats: &Stats,
+        stats: &MetricsStore,
         value_field: &str,
         fields: &mut Fields,
         assembly: &mut Assembly,
@@ -128,9 +128,9 @@ impl StatsSink {
     }
 }
 
-impl fmt::Debug for StatsSink {
+impl fmt::Debug for MetricsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatsSink")
+        f.debug_struct("MetricsSink")
             .field("stats", &self.stats)
             .field("value_field", &self.value_field)
             .field("assembly", &self.assembly)
@@ -145,7 +145,7 @@ fn value(a: Amount) -> Value {
     }
 }
 
-impl<K, V> Sink<K, V> for StatsSink
+impl<K, V> Sink<K, V> for MetricsSink
 where
     K: SinkKey + Send + Sync + 'static,
     V: SinkValue + Send + Sync + 'static,

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// A map of values by key: the top level of what [`Stats::track`](crate::Stats::track) and
-/// [`Stats::assert`](crate::Stats::assert) take and [`Stats::values`](crate::Stats::values)
+/// A map of values by key: the top level of what [`MetricsStore::track`](crate::metrics::MetricsStore::track) and
+/// [`MetricsStore::assert`](crate::metrics::MetricsStore::assert) take and [`MetricsStore::values`](crate::metrics::MetricsStore::values)
 /// returns. Ordered, so packing and serialisation are deterministic.
 pub type Values = BTreeMap<String, Value>;
 
 /// A value in a metric's tree: maps of string keys whose leaves are numbers (for
-/// [`track`](crate::Stats::track)) or any scalar (for [`assert`](crate::Stats::assert)).
+/// [`track`](crate::metrics::MetricsStore::track)) or any scalar (for [`assert`](crate::metrics::MetricsStore::assert)).
 ///
 /// Integers stay integers end to end (no float drift on integer sums); floats must be finite.
 /// Arrays are opaque leaves: stored and returned as they are, never indexed or summed.
@@ -20,7 +20,7 @@ pub type Values = BTreeMap<String, Value>;
 /// # Examples
 ///
 /// ```
-/// use accrue::Value;
+/// use accrue::metrics::Value;
 /// use serde_json::json;
 ///
 /// let v = Value::from(json!({"count": 1, "meta": {"duration": 2.5}}));
@@ -65,7 +65,7 @@ impl std::ops::Add for Number {
     /// Exact for integers that do not overflow.
     ///
     /// ```
-    /// use accrue::Number;
+    /// use accrue::metrics::Number;
     /// assert_eq!(Number::Int(2) + Number::Int(3), Number::Int(5));
     /// assert_eq!(Number::Int(1) + Number::Float(0.5), Number::Float(1.5));
     /// assert_eq!(Number::Int(i64::MAX) + Number::Int(1), Number::Float(i64::MAX as f64 + 1.0));

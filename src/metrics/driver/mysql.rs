@@ -10,9 +10,9 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 use super::connect::{coalesce_rows, parse_object, sqlx_error, validate_name};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
-use crate::stats::error::DriverError;
-use crate::stats::keys::{IdentifierMode, RowId};
-use crate::stats::value::{Number, Value, Values};
+use crate::metrics::error::DriverError;
+use crate::metrics::keys::{IdentifierMode, RowId};
+use crate::metrics::value::{Number, Value, Values};
 
 /// SQLSTATEs worth retrying: connection exceptions, deadlocks / serialization failures.
 const RETRYABLE: &[&str] = &["08*", "40001"];
@@ -27,7 +27,7 @@ fn mysql_error(what: &str, e: sqlx::Error) -> DriverError {
         && RETRYABLE_NUMBERS.contains(&m.number())
     {
         return DriverError::new(
-            crate::stats::error::DriverErrorKind::Connection,
+            crate::metrics::error::DriverErrorKind::Connection,
             what.to_owned(),
         )
         .with_source(e);
@@ -54,19 +54,19 @@ fn mysql_error(what: &str, e: sqlx::Error) -> DriverError {
 ///   stored non-number counts as 0; an increment whose sum would leave the range of `f64`
 ///   leaves the stored value as it was. Rows are written in a fixed order so that concurrent
 ///   writers never deadlock on each other.
-/// * Batches are idempotent ([`BatchId`](crate::BatchId)): the data statement only runs if
+/// * Batches are idempotent ([`BatchId`](crate::metrics::BatchId)): the data statement only runs if
 ///   the writer's mark is below the batch seq, and the mark advances in the same transaction.
 /// * Reads: one join of the requested identities (`JSON_TABLE`) with the table. A stored
 ///   number beyond the range of `f64` reads as `null`; the rest of its row reads as stored.
 /// * Errors: lost connections, deadlocks, lock timeouts and shutdowns are
-///   [`Connection`](crate::DriverErrorKind::Connection); a write that fails that way is
+///   [`Connection`](crate::metrics::DriverErrorKind::Connection); a write that fails that way is
 ///   retried once on a fresh connection before reporting.
 ///
 /// # Examples
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use accrue::{Driver, IdentifierMode, MysqlDriver};
+/// use accrue::metrics::{Driver, IdentifierMode, MysqlDriver};
 ///
 /// let driver = MysqlDriver::connect(
 ///     "mysql://root@127.0.0.1:3306/test",
@@ -94,8 +94,8 @@ impl MysqlDriver {
     ///
     /// # Errors
     ///
-    /// [`Rejected`](crate::DriverErrorKind::Rejected) for an invalid table name (checked
-    /// first) or URL; [`Connection`](crate::DriverErrorKind::Connection) when the server
+    /// [`Rejected`](crate::metrics::DriverErrorKind::Rejected) for an invalid table name (checked
+    /// first) or URL; [`Connection`](crate::metrics::DriverErrorKind::Connection) when the server
     /// cannot be reached.
     pub async fn connect(
         url: &str,
@@ -117,7 +117,7 @@ impl MysqlDriver {
     ///
     /// # Errors
     ///
-    /// [`Rejected`](crate::DriverErrorKind::Rejected) for an invalid table name: letters,
+    /// [`Rejected`](crate::metrics::DriverErrorKind::Rejected) for an invalid table name: letters,
     /// digits and `_` (not first), at most 54 characters, optionally qualified by a database
     /// name of the same form (`metrics.trifle_stats`).
     pub fn with_pool(

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{Op, Stats, first_seq, random_writer_id};
-use crate::stats::buffer::{Fields, Pending, PendingKey, merge};
-use crate::stats::driver::{BatchId, WriteBatch};
-use crate::stats::error::StatsError;
-use crate::stats::value::Value;
+use super::{MetricsStore, Op, first_seq, random_writer_id};
+use crate::metrics::buffer::{Fields, Pending, PendingKey, merge};
+use crate::metrics::driver::{BatchId, WriteBatch};
+use crate::metrics::error::MetricsError;
+use crate::metrics::value::Value;
 
-/// Calls combined per bucket row until [`Stats::assemble`] turns them into one
+/// Calls combined per bucket row until [`MetricsStore::assemble`] turns them into one
 /// [`WriteBatch`].
 pub(crate) struct Assembly {
     rows: HashMap<PendingKey, Pending, ahash::RandomState>,
@@ -51,7 +51,7 @@ impl Assembly {
         &mut self,
         key: &Arc<str>,
         buckets: &[(crate::time::Granularity, i64)],
-        fields: &Arc<[(String, crate::stats::driver::FieldOp)]>,
+        fields: &Arc<[(String, crate::metrics::driver::FieldOp)]>,
         untracked: bool,
     ) {
         self.calls += 1;
@@ -78,12 +78,12 @@ impl Assembly {
     }
 }
 
-impl Stats {
+impl MetricsStore {
     /// Validates one `track` (`Op::Track`) or `assert` call and merges it into `assembly`.
     ///
     /// # Errors
     ///
-    /// As [`track`](Self::track), and [`StatsError::Closed`] once the store is shut down:
+    /// As [`track`](Self::track), and [`MetricsError::Closed`] once the store is shut down:
     /// nothing was added.
     pub(crate) fn assemble_call(
         &self,
@@ -92,9 +92,9 @@ impl Stats {
         key: &str,
         at: Timestamp,
         values: &Value,
-    ) -> Result<(), StatsError> {
+    ) -> Result<(), MetricsError> {
         if *self.inner.gate.read() {
-            return Err(StatsError::Closed);
+            return Err(MetricsError::Closed);
         }
         if let Some(call) = self.prepare(op, key, at, values)? {
             assembly.add(&call.key, &call.buckets, &call.fields, self.untracked);
@@ -108,11 +108,11 @@ impl Stats {
     ///
     /// # Errors
     ///
-    /// [`StatsError::Time`] for a bucket outside the supported range; the calls are dropped.
+    /// [`MetricsError::Time`] for a bucket outside the supported range; the calls are dropped.
     pub(crate) fn assemble(
         &self,
         assembly: &mut Assembly,
-    ) -> Result<Option<WriteBatch>, StatsError> {
+    ) -> Result<Option<WriteBatch>, MetricsError> {
         if assembly.rows.is_empty() {
             return Ok(None);
         }
@@ -139,14 +139,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::stats::driver::{Driver, FieldOp, MemoryDriver};
-    use crate::stats::keys::{IdentifierMode, SYSTEM_KEY, UNTRACKED_KEY};
-    use crate::stats::value::Number;
+    use crate::metrics::driver::{Driver, FieldOp, MemoryDriver};
+    use crate::metrics::keys::{IdentifierMode, SYSTEM_KEY, UNTRACKED_KEY};
+    use crate::metrics::value::Number;
+    use crate::time::{Blanks, Granularity, Unit};
 
     #[tokio::test]
     async fn a_flush_becomes_one_batch_of_combined_rows_numbered_in_its_own_sequence() {
         let driver = Arc::new(MemoryDriver::new(IdentifierMode::Full));
-        let stats = Stats::builder(driver.clone())
+        let stats = MetricsStore::builder(driver.clone())
             .time_zone("UTC")
             .granularities(["1h", "1d"])
             .build()
@@ -158,9 +159,10 @@ mod tests {
             stats.assemble(&mut assembly).unwrap().is_none(),
             "nothing added"
         );
-        let call = |stats: &Stats, assembly: &mut Assembly, op, key, at, v: serde_json::Value| {
-            stats.assemble_call(assembly, op, key, at, &v.into())
-        };
+        let call =
+            |stats: &MetricsStore, assembly: &mut Assembly, op, key, at, v: serde_json::Value| {
+                stats.assemble_call(assembly, op, key, at, &v.into())
+            };
         call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": 2})).unwrap();
         call(
             &stats,
@@ -183,7 +185,7 @@ mod tests {
         call(&stats, &mut assembly, Op::Assert, "g", at, json!({"v": 7})).unwrap();
         assert!(matches!(
             call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": "x"})),
-            Err(StatsError::InvalidValue(_))
+            Err(MetricsError::InvalidValue(_))
         ));
 
         let batch = stats.assemble(&mut assembly).unwrap().expect("a batch");
@@ -204,9 +206,18 @@ mod tests {
             .count();
         assert_eq!(system_rows, 3, "12h, 13h and the day");
         driver.write(&batch).await.unwrap();
-        let system = stats.values(SYSTEM_KEY, at, at, "1d", false).await.unwrap();
+        let system = stats
+            .values(
+                SYSTEM_KEY,
+                at,
+                at,
+                Granularity::one(Unit::Day),
+                Blanks::Keep,
+            )
+            .await
+            .unwrap();
         assert_eq!(
-            crate::stats::value::Value::Map(system.values[0].clone()).to_json(),
+            crate::metrics::value::Value::Map(system.values[0].clone()).to_json(),
             json!({"count": 4, "keys": {"a": 2, "g": 1, UNTRACKED_KEY: 1}})
         );
 
@@ -225,7 +236,7 @@ mod tests {
         stats.shutdown().await.unwrap();
         assert!(matches!(
             call(&stats, &mut assembly, Op::Track, "a", at, json!({"n": 1})),
-            Err(StatsError::Closed)
+            Err(MetricsError::Closed)
         ));
     }
 }

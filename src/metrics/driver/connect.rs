@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{Driver, FieldOp, MemoryDriver, RowUpdate};
-use crate::stats::error::DriverError;
-use crate::stats::keys::IdentifierMode;
-use crate::stats::value::{Value, Values};
+use crate::metrics::error::DriverError;
+use crate::metrics::keys::IdentifierMode;
+use crate::metrics::value::{Value, Values};
 
 /// The table (collection) name drivers use unless told otherwise.
 pub const DEFAULT_TABLE: &str = "trifle_stats";
@@ -14,7 +14,7 @@ pub const DEFAULT_TABLE: &str = "trifle_stats";
 ///
 /// | URL | driver | feature |
 /// |---|---|---|
-/// | `memory:` | [`MemoryDriver`] | `stats` |
+/// | `memory:` | [`MemoryDriver`] | `metrics` |
 /// | `sqlite://PATH`, `sqlite:PATH`, `sqlite::memory:` | `SqliteDriver` | `sqlite` |
 /// | `postgres://…`, `postgresql://…` | `PostgresDriver` | `postgres` |
 /// | `mysql://…`, `mariadb://…` | `MysqlDriver` | `mysql` |
@@ -36,18 +36,18 @@ pub const DEFAULT_TABLE: &str = "trifle_stats";
 ///
 /// # Errors
 ///
-/// [`DriverErrorKind::Rejected`](crate::DriverErrorKind::Rejected) for a malformed URL, an
+/// [`DriverErrorKind::Rejected`](crate::metrics::DriverErrorKind::Rejected) for a malformed URL, an
 /// invalid option, or a scheme whose driver this build does not include (the message names the
-/// feature); [`DriverErrorKind::Connection`](crate::DriverErrorKind::Connection) when the
+/// feature); [`DriverErrorKind::Connection`](crate::metrics::DriverErrorKind::Connection) when the
 /// database cannot be reached.
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let driver = accrue::connect_driver("memory:?mode=separated").await.unwrap();
+/// let driver = accrue::metrics::connect_driver("memory:?mode=separated").await.unwrap();
 /// assert_eq!(driver.description(), "MemoryDriver(S)");
-/// assert!(accrue::connect_driver("ftp://example").await.is_err());
+/// assert!(accrue::metrics::connect_driver("ftp://example").await.is_err());
 /// # }
 /// ```
 pub async fn connect_driver(url: &str) -> Result<Arc<dyn Driver>, DriverError> {
@@ -112,7 +112,7 @@ impl DriverUrl {
                 "mode" => {
                     out.mode = value
                         .parse()
-                        .map_err(|e: crate::stats::keys::UnknownMode| {
+                        .map_err(|e: crate::metrics::keys::UnknownMode| {
                             DriverError::rejected(e.to_string())
                         })?;
                 }
@@ -517,10 +517,10 @@ fn readable_numbers(text: &str) -> String {
 }
 
 /// Classifies an sqlx error: lost connections, timeouts, deadlocks and server shutdowns are
-/// retryable ([`Connection`](crate::DriverErrorKind::Connection)); the rest is `Rejected`.
+/// retryable ([`Connection`](crate::metrics::DriverErrorKind::Connection)); the rest is `Rejected`.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn sqlx_error(what: &str, e: sqlx::Error, retryable_codes: &[&str]) -> DriverError {
-    use crate::stats::error::DriverErrorKind;
+    use crate::metrics::error::DriverErrorKind;
     let kind = match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -620,8 +620,8 @@ mod tests {
 
     #[test]
     fn coalescing_drops_increments_beyond_the_range_of_f64() {
-        use crate::stats::keys::RowId;
-        use crate::stats::value::Number;
+        use crate::metrics::keys::RowId;
+        use crate::metrics::value::Number;
         let row = RowId::new(
             "k",
             "1h".parse().unwrap(),

@@ -5,16 +5,16 @@
 //! * `packer` – tree ⇄ flat dotted field names ([`PathCodec`]).
 //! * `keys` – [`IdentifierMode`], [`RowId`], storage identities.
 //! * `buffer` – pending updates merged in an aggregator, drained per flush.
-//! * `ops` – [`Stats`], its builder, the flush lane, [`BlockingStats`].
+//! * `store` – [`MetricsStore`], its builder, the flush lane, [`BlockingMetricsStore`].
 //! * `driver` – the [`Driver`] trait, [`WriteBatch`], and the drivers.
-//! * `error` – [`StatsError`], [`ConfigError`], [`DriverError`], [`ValueError`].
+//! * `error` – [`MetricsError`], [`ConfigError`], [`DriverError`], [`ValueError`].
 
 mod buffer;
 mod driver;
 mod error;
 mod keys;
-mod ops;
 mod packer;
+mod store;
 mod value;
 
 #[cfg(feature = "sqlite")]
@@ -38,11 +38,13 @@ pub use self::driver::{MongoDriver, MongoDriverBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::driver::{RedisDriver, RedisDriverBuilder};
 
-pub use self::error::{ConfigError, DriverError, DriverErrorKind, StatsError, ValueError};
+pub use self::error::{ConfigError, DriverError, DriverErrorKind, MetricsError, ValueError};
 pub use self::keys::{
     IdentifierMode, Identity, RowId, SEPARATOR, SYSTEM_KEY, UNTRACKED_KEY, UnknownMode, at_text,
 };
-pub(crate) use self::ops::{Assembly, Op};
-pub use self::ops::{BlockingStats, FlushOutcome, MAX_KEY_LEN, Series, Stats, StatsBuilder};
 pub use self::packer::{PathCodec, decode_segment, encode_segment, parse_public_path};
+pub(crate) use self::store::{Assembly, Op};
+pub use self::store::{
+    BlockingMetricsStore, FlushOutcome, MAX_KEY_LEN, MetricsStore, MetricsStoreBuilder, Series,
+};
 pub use self::value::{Number, Value, Values};

@@ -7,9 +7,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::connect::{coalesce_rows, number_beyond_reader};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
-use crate::stats::error::{DriverError, DriverErrorKind};
-use crate::stats::keys::{IdentifierMode, Identity, RowId, SEPARATOR};
-use crate::stats::value::{Value, Values};
+use crate::metrics::error::{DriverError, DriverErrorKind};
+use crate::metrics::keys::{IdentifierMode, Identity, RowId, SEPARATOR};
+use crate::metrics::value::{Value, Values};
 
 /// The default key prefix (as upstream).
 pub(crate) const DEFAULT_PREFIX: &str = "trfl";
@@ -109,7 +109,7 @@ return 1
 ///   long after its start (`EXPIREAT`, refreshed on every write).
 /// * Reads: `HGETALL` per row, pipelined (one round trip).
 /// * The connection reconnects by itself; connection errors are
-///   [`Connection`](crate::DriverErrorKind::Connection), and a write that fails that way is
+///   [`Connection`](crate::metrics::DriverErrorKind::Connection), and a write that fails that way is
 ///   retried once before reporting.
 ///
 /// # Examples
@@ -117,7 +117,7 @@ return 1
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use accrue::{Driver, RedisDriver};
+/// use accrue::metrics::{Driver, RedisDriver};
 ///
 /// let driver = RedisDriver::builder()
 ///     .prefix("trfl")
@@ -193,8 +193,8 @@ impl RedisDriverBuilder {
     ///
     /// # Errors
     ///
-    /// [`Rejected`](crate::DriverErrorKind::Rejected) for an invalid prefix, separator or URL
-    /// (checked first); [`Connection`](crate::DriverErrorKind::Connection) when the server
+    /// [`Rejected`](crate::metrics::DriverErrorKind::Rejected) for an invalid prefix, separator or URL
+    /// (checked first); [`Connection`](crate::metrics::DriverErrorKind::Connection) when the server
     /// cannot be reached.
     pub async fn connect(self, url: &str) -> Result<RedisDriver, DriverError> {
         self.validate()?;
@@ -214,7 +214,7 @@ impl RedisDriverBuilder {
     ///
     /// # Errors
     ///
-    /// [`Rejected`](crate::DriverErrorKind::Rejected) for an invalid prefix or separator.
+    /// [`Rejected`](crate::metrics::DriverErrorKind::Rejected) for an invalid prefix or separator.
     pub fn build(self, conn: ConnectionManager) -> Result<RedisDriver, DriverError> {
         self.validate()?;
         Ok(RedisDriver {
@@ -269,8 +269,8 @@ impl RedisDriver {
                 match op {
                     FieldOp::Inc(n) => {
                         let (code, text) = match n {
-                            crate::stats::value::Number::Int(i) => ("i", i.to_string()),
-                            crate::stats::value::Number::Float(_) => {
+                            crate::metrics::value::Number::Int(i) => ("i", i.to_string()),
+                            crate::metrics::value::Number::Float(_) => {
                                 ("f", Value::from(*n).to_json().to_string())
                             }
                         };

@@ -39,8 +39,8 @@ const ENCODED: [(char, &str); 7] = [
 /// Percent-encodes one path segment for storage (V1).
 ///
 /// ```
-/// assert_eq!(accrue::encode_segment("test.rb"), "test%2Erb");
-/// assert_eq!(accrue::encode_segment("$count"), "%24count");
+/// assert_eq!(accrue::metrics::encode_segment("test.rb"), "test%2Erb");
+/// assert_eq!(accrue::metrics::encode_segment("$count"), "%24count");
 /// ```
 pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -88,9 +88,9 @@ pub fn decode_segment(segment: &str) -> String {
 /// any other backslash is literal. The empty string has no segments.
 ///
 /// ```
-/// assert_eq!(accrue::parse_public_path(r"jobs.test\.rb"), ["jobs", "test.rb"]);
-/// assert_eq!(accrue::parse_public_path(".jobs..count."), ["", "jobs", "", "count", ""]);
-/// assert!(accrue::parse_public_path("").is_empty());
+/// assert_eq!(accrue::metrics::parse_public_path(r"jobs.test\.rb"), ["jobs", "test.rb"]);
+/// assert_eq!(accrue::metrics::parse_public_path(".jobs..count."), ["", "jobs", "", "count", ""]);
+/// assert!(accrue::metrics::parse_public_path("").is_empty());
 /// ```
 pub fn parse_public_path(path: &str) -> Vec<String> {
     if path.is_empty() {

@@ -1,4 +1,4 @@
-//! Errors of the metrics store: bad input ([`StatsError`] variants raised before any I/O),
+//! Errors of the metrics store: bad input ([`MetricsError`] variants raised before any I/O),
 //! configuration ([`ConfigError`]), and driver failures ([`DriverError`]).
 
 use std::error::Error;
@@ -27,7 +27,7 @@ pub enum ValueError {
         /// The dotted path of the leaf.
         path: String,
     },
-    /// A map key that is empty (or, with [`PathCodec::V1`](crate::PathCodec::V1), contains an
+    /// A map key that is empty (or, with [`PathCodec::V1`](crate::metrics::PathCodec::V1), contains an
     /// empty path segment such as `a..b`).
     EmptyKey {
         /// The dotted path of the parent map (`""` at the top).
@@ -70,7 +70,7 @@ impl Error for ValueError {}
 /// What went wrong in the metrics store.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum StatsError {
+pub enum MetricsError {
     /// The metric key is empty, too long, contains control characters, or is the reserved
     /// system key. Nothing was written.
     InvalidKey {
@@ -87,13 +87,13 @@ pub enum StatsError {
     Time(TimeError),
     /// The read spans more buckets than the configured limit.
     TooManyBuckets {
-        /// The configured limit ([`StatsBuilder::max_buckets`](crate::StatsBuilder::max_buckets)).
+        /// The configured limit ([`MetricsStoreBuilder::max_buckets`](crate::metrics::MetricsStoreBuilder::max_buckets)).
         limit: usize,
     },
     /// The store was shut down; the call was refused and changed nothing.
     Closed,
     /// A call that only queues into the write buffer was made on a store built with
-    /// [`buffer(false)`](crate::StatsBuilder::buffer). Nothing was written.
+    /// [`buffer(false)`](crate::metrics::MetricsStoreBuilder::buffer). Nothing was written.
     Unbuffered,
     /// The driver failed. For a buffered write this is reported by `flush`/`shutdown`; the
     /// data stays in the buffer and is retried.
@@ -103,13 +103,13 @@ pub enum StatsError {
     /// idempotent.
     Unflushed {
         /// The batches that were not written.
-        batches: Vec<crate::stats::driver::WriteBatch>,
+        batches: Vec<crate::metrics::driver::WriteBatch>,
         /// The last driver error.
         source: DriverError,
     },
 }
 
-impl fmt::Display for StatsError {
+impl fmt::Display for MetricsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidKey { key, reason } => write!(f, "invalid metric key {key:?}: {reason}"),
@@ -136,7 +136,7 @@ impl fmt::Display for StatsError {
     }
 }
 
-impl Error for StatsError {
+impl Error for MetricsError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::InvalidValue(e) => Some(e),
@@ -148,31 +148,31 @@ impl Error for StatsError {
     }
 }
 
-impl From<ValueError> for StatsError {
+impl From<ValueError> for MetricsError {
     fn from(e: ValueError) -> Self {
         Self::InvalidValue(e)
     }
 }
 
-impl From<GranularityError> for StatsError {
+impl From<GranularityError> for MetricsError {
     fn from(e: GranularityError) -> Self {
         Self::Granularity(e)
     }
 }
 
-impl From<TimeError> for StatsError {
+impl From<TimeError> for MetricsError {
     fn from(e: TimeError) -> Self {
         Self::Time(e)
     }
 }
 
-impl From<DriverError> for StatsError {
+impl From<DriverError> for MetricsError {
     fn from(e: DriverError) -> Self {
         Self::Driver(e)
     }
 }
 
-/// An invalid [`StatsBuilder`](crate::StatsBuilder) setting.
+/// An invalid [`MetricsStoreBuilder`](crate::metrics::MetricsStoreBuilder) setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -183,7 +183,7 @@ pub enum ConfigError {
     /// The buffer size is zero.
     BufferSize,
     /// The asynchronous buffer needs a tokio runtime to run its flusher in: build inside one
-    /// (or use [`BlockingStats`](crate::BlockingStats)).
+    /// (or use [`BlockingMetricsStore`](crate::metrics::BlockingMetricsStore)).
     NoRuntime,
     /// `max_buckets` is zero.
     MaxBuckets,
@@ -196,7 +196,7 @@ impl fmt::Display for ConfigError {
             Self::Granularity(e) => e.fmt(f),
             Self::BufferSize => f.write_str("buffer size must be at least 1 operation"),
             Self::NoRuntime => f.write_str(
-                "the asynchronous buffer needs a tokio runtime: build the store inside one, turn buffer_async off, or use BlockingStats",
+                "the asynchronous buffer needs a tokio runtime: build the store inside one, turn buffer_async off, or use BlockingMetricsStore",
             ),
             Self::MaxBuckets => f.write_str("max_buckets must be at least 1"),
         }

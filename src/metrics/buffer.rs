@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::aggregator::{Aggregator, BatchReceiver};
-use crate::stats::driver::FieldOp;
+use crate::metrics::driver::FieldOp;
 use crate::time::Granularity;
 
 /// Aggregator key: one bucket of one metric; `op` is 0 when aggregating, else a unique call

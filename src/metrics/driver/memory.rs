@@ -6,9 +6,9 @@ use std::fmt;
 use parking_lot::Mutex;
 
 use super::{Driver, DriverFuture, FieldOp, WriteBatch};
-use crate::stats::error::DriverError;
-use crate::stats::keys::{IdentifierMode, Identity, RowId};
-use crate::stats::value::{Value, Values};
+use crate::metrics::error::DriverError;
+use crate::metrics::keys::{IdentifierMode, Identity, RowId};
+use crate::metrics::value::{Value, Values};
 
 /// An in-process driver: one map per row, keyed by the identity of its mode. Applies each
 /// batch under one lock (atomic), records the highest batch seq per writer, and returns copies
@@ -18,9 +18,9 @@ use crate::stats::value::{Value, Values};
 /// # Examples
 ///
 /// ```
-/// use accrue::{IdentifierMode, MemoryDriver};
+/// use accrue::metrics::{IdentifierMode, MemoryDriver};
 /// let driver = MemoryDriver::new(IdentifierMode::Full);
-/// assert_eq!(accrue::Driver::description(&driver), "MemoryDriver(J)");
+/// assert_eq!(accrue::metrics::Driver::description(&driver), "MemoryDriver(J)");
 /// ```
 pub struct MemoryDriver {
     mode: IdentifierMode,

@@ -9,7 +9,7 @@ use crate::time::Granularity;
 
 /// The metric key of the system row that counts writes per key.
 pub const SYSTEM_KEY: &str = "__system__key__";
-/// The tracking key counted for writes made with [`untracked`](crate::Stats::untracked).
+/// The tracking key counted for writes made with [`untracked`](crate::metrics::MetricsStore::untracked).
 pub const UNTRACKED_KEY: &str = "__untracked__";
 /// The separator of joined keys.
 pub const SEPARATOR: &str = "::";
@@ -26,7 +26,7 @@ pub const SEPARATOR: &str = "::";
 /// unknown names to `Full` silently, the Ruby gem raises).
 ///
 /// ```
-/// use accrue::IdentifierMode;
+/// use accrue::metrics::IdentifierMode;
 /// assert_eq!("FULL".parse::<IdentifierMode>().unwrap(), IdentifierMode::Full);
 /// assert!("unknown".parse::<IdentifierMode>().is_err());
 /// ```
@@ -137,7 +137,7 @@ impl RowId {
     /// integer Unix seconds in joined keys.
     ///
     /// ```
-    /// use accrue::{Identity, IdentifierMode, RowId};
+    /// use accrue::metrics::{IdentifierMode, Identity, RowId};
     ///
     /// let row = RowId::new("event", "1d".parse().unwrap(), "2025-01-15T10:00:00Z".parse().unwrap());
     /// assert_eq!(

@@ -12,10 +12,10 @@ use mongodb::{Client, Collection, IndexModel, Namespace};
 
 use super::connect::{DEFAULT_TABLE, coalesce_rows, validate_name};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
-use crate::stats::error::{DriverError, DriverErrorKind};
-use crate::stats::keys::{IdentifierMode, RowId};
-use crate::stats::packer::encode_segment;
-use crate::stats::value::{Number, Value, Values};
+use crate::metrics::error::{DriverError, DriverErrorKind};
+use crate::metrics::keys::{IdentifierMode, RowId};
+use crate::metrics::packer::encode_segment;
+use crate::metrics::value::{Number, Value, Values};
 
 /// The database used when neither the builder nor the URL names one.
 const DEFAULT_DATABASE: &str = "accrue";
@@ -41,7 +41,7 @@ const RETRYABLE_CODES: &[i32] = &[
 ///   creates the unique identity index (`{key: 1}`, `{key: 1, at: -1}`,
 ///   `{key: 1, granularity: 1, at: -1}`) and, with `expire_after`, the TTL index
 ///   `{expire_at: 1}` (`expireAfterSeconds: 0`).
-/// * Field names: the default [`PathCodec::V1`](crate::PathCodec::V1) percent-encodes `.`
+/// * Field names: the default [`PathCodec::V1`](crate::metrics::PathCodec::V1) percent-encodes `.`
 ///   and `$` inside names, so stored names are always valid Mongo paths (a name `$cost` is
 ///   stored as `%24cost`, as Trifle's Go codec does). With the legacy codec, a path segment
 ///   Mongo cannot hold (empty, or starting with `$`) is stored percent-encoded the same way
@@ -59,7 +59,7 @@ const RETRYABLE_CODES: &[i32] = &[
 /// * Reads: `find` with `$in` / `$or` of identities, 1 000 per query. A stored number that is
 ///   not a finite `f64` (an infinite double, a huge `Decimal128`) reads as `null`.
 /// * Errors: network failures, server selection timeouts, shutdowns and duplicate-key races
-///   are [`Connection`](crate::DriverErrorKind::Connection); a write that fails that way is
+///   are [`Connection`](crate::metrics::DriverErrorKind::Connection); a write that fails that way is
 ///   retried once before reporting.
 ///
 /// # Examples
@@ -67,7 +67,7 @@ const RETRYABLE_CODES: &[i32] = &[
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use accrue::{Driver, IdentifierMode, MongoDriver};
+/// use accrue::metrics::{Driver, IdentifierMode, MongoDriver};
 ///
 /// let driver = MongoDriver::builder()
 ///     .database("metrics")
@@ -141,8 +141,8 @@ impl MongoDriverBuilder {
     ///
     /// # Errors
     ///
-    /// [`Rejected`](crate::DriverErrorKind::Rejected) for invalid names (checked first) or
-    /// URL; [`Connection`](crate::DriverErrorKind::Connection) when no server answers.
+    /// [`Rejected`](crate::metrics::DriverErrorKind::Rejected) for invalid names (checked first) or
+    /// URL; [`Connection`](crate::metrics::DriverErrorKind::Connection) when no server answers.
     pub async fn connect(self, url: &str) -> Result<MongoDriver, DriverError> {
         self.validate()?;
         let mut options = ClientOptions::parse(url)
@@ -177,7 +177,7 @@ impl MongoDriverBuilder {
     ///
     /// # Errors
     ///
-    /// [`Rejected`](crate::DriverErrorKind::Rejected) for invalid names: letters, digits and
+    /// [`Rejected`](crate::metrics::DriverErrorKind::Rejected) for invalid names: letters, digits and
     /// `_` (not first); collection at most 54, database at most 63 characters.
     pub fn build(self, client: Client) -> Result<MongoDriver, DriverError> {
         self.validate()?;

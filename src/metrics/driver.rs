@@ -39,7 +39,7 @@ use super::error::DriverError;
 use super::keys::{IdentifierMode, RowId};
 use super::value::{Number, Value, Values};
 
-/// The boxed future a [`Driver`] method returns (`Send`, so `Stats` works on any tokio
+/// The boxed future a [`Driver`] method returns (`Send`, so `MetricsStore` works on any tokio
 /// runtime).
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
 
@@ -68,7 +68,7 @@ pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError
 /// * [`read`](Self::read) returns one map per requested row, in order; a missing row (or one
 ///   whose data cannot be decoded) is an empty map.
 /// * Errors that retrying can fix (connection lost, database busy) are
-///   [`DriverErrorKind::Connection`](crate::DriverErrorKind::Connection): the buffer keeps the
+///   [`DriverErrorKind::Connection`](crate::metrics::DriverErrorKind::Connection): the buffer keeps the
 ///   batch and retries it.
 ///
 /// Every driver runs the same conformance suite (`tests/stats_conformance/`).
@@ -131,8 +131,8 @@ pub struct RowUpdate {
 /// number that increases by one per batch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchId {
-    /// The writer: random per [`Stats`](crate::Stats) instance unless configured
-    /// ([`StatsBuilder::writer_id`](crate::StatsBuilder::writer_id)).
+    /// The writer: random per [`MetricsStore`](crate::metrics::MetricsStore) instance unless configured
+    /// ([`MetricsStoreBuilder::writer_id`](crate::metrics::MetricsStoreBuilder::writer_id)).
     pub writer: String,
     /// Starts at 1.
     pub seq: u64,

@@ -10,9 +10,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::connect::{coalesce_rows, parse_object, sqlx_error, validate_name};
 use super::{Driver, DriverFuture, FieldOp, RowUpdate, WriteBatch};
-use crate::stats::error::DriverError;
-use crate::stats::keys::{IdentifierMode, RowId, at_text};
-use crate::stats::value::{Value, Values};
+use crate::metrics::error::DriverError;
+use crate::metrics::keys::{IdentifierMode, RowId, at_text};
+use crate::metrics::value::{Value, Values};
 
 /// SQLSTATEs worth retrying: connection exceptions, serialization failures and deadlocks,
 /// insufficient resources, lock timeouts, cancellations and server shutdowns.
@@ -34,12 +34,12 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 ///   are exact decimals; a stored non-number counts as 0; an increment whose sum would leave
 ///   the range of `f64` leaves the stored value as it was. Rows are written in a fixed order
 ///   so that concurrent writers never deadlock.
-/// * Batches are idempotent ([`BatchId`](crate::BatchId)): the mark and the data commit
+/// * Batches are idempotent ([`BatchId`](crate::metrics::BatchId)): the mark and the data commit
 ///   together, so a retry after a lost acknowledgement changes nothing.
 /// * Reads: one query for all rows (`= ANY` / `IN (SELECT … FROM unnest)`). A stored number
 ///   beyond the range of `f64` reads as `null`; the rest of its row reads as stored.
 /// * Errors: lost connections, deadlocks, serialization failures and shutdowns are
-///   [`Connection`](crate::DriverErrorKind::Connection) (the store retries); a write that
+///   [`Connection`](crate::metrics::DriverErrorKind::Connection) (the store retries); a write that
 ///   fails that way is retried once on a fresh connection before reporting.
 ///
 /// # Examples
@@ -47,7 +47,7 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use accrue::{Driver, IdentifierMode, PostgresDriver, Stats};
+/// use accrue::metrics::{Driver, IdentifierMode, MetricsStore, PostgresDriver};
 ///
 /// let driver = PostgresDriver::connect(
 ///     "postgres://postgres:postgres@127.0.0.1:5432/test",
@@ -57,7 +57,7 @@ const RETRYABLE: &[&str] = &["08*", "40001", "40P01", "53*", "55P03", "57014", "
 /// .await?;
 /// driver.setup().await?;
 /// assert_eq!(driver.description(), "PostgresDriver(S)");
-/// let stats = Stats::builder(Arc::new(driver)).time_zone("UTC").build()?;
+/// let stats = MetricsStore::builder(Arc::new(driver)).time_zone("UTC").build()?;
 /// stats.track("events", jiff::Timestamp::now(), serde_json::json!({"count": 1})).await?;
 /// stats.shutdown().await?;
 /// # Ok(()) }
@@ -78,8 +78,8 @@ impl PostgresDriver {
     ///
     /// # Errors
     ///
-    /// [`DriverErrorKind::Rejected`](crate::DriverErrorKind::Rejected) for an invalid table
-    /// name (checked first) or URL; [`Connection`](crate::DriverErrorKind::Connection) when
+    /// [`DriverErrorKind::Rejected`](crate::metrics::DriverErrorKind::Rejected) for an invalid table
+    /// name (checked first) or URL; [`Connection`](crate::metrics::DriverErrorKind::Connection) when
     /// the server cannot be reached.
     pub async fn connect(
         url: &str,
@@ -103,7 +103,7 @@ impl PostgresDriver {
     ///
     /// # Errors
     ///
-    /// [`DriverErrorKind::Rejected`](crate::DriverErrorKind::Rejected) for an invalid table
+    /// [`DriverErrorKind::Rejected`](crate::metrics::DriverErrorKind::Rejected) for an invalid table
     /// name: letters, digits and `_` (not first), at most 54 characters, optionally qualified
     /// by a schema name of the same form (`metrics.trifle_stats`).
     pub fn with_pool(pool: PgPool, table: &str, mode: IdentifierMode) -> Result<Self, DriverError> {

@@ -1,4 +1,4 @@
-//! [`Stats`]: configuration, `track` / `assert` / `values`, the flush lane, and the blocking
+//! [`MetricsStore`]: configuration, `track` / `assert` / `values`, the flush lane, and the blocking
 //! facade.
 
 use std::collections::HashMap;
@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{Buffer, Pending, PendingKey};
 use super::driver::{BatchId, Driver, FieldOp, RowUpdate, WriteBatch};
-use super::error::{ConfigError, StatsError};
+use super::error::{ConfigError, MetricsError};
 use super::keys::{RowId, SYSTEM_KEY, UNTRACKED_KEY};
 use super::packer::{Leaves, PathCodec, encode_segment_into, pack, unpack};
 use super::value::{Number, Value, Values};
-use crate::time::{Calendar, Granularity};
+use crate::time::{Blanks, Calendar, Granularity};
 
 mod assembly;
 
@@ -44,13 +44,13 @@ const BLOCKING_ROWS_FROM: usize = 2048;
 /// System-row fields merged by a linear scan; a row with more gets an index by name.
 const SCAN_FIELDS: usize = 8;
 
-/// Configures a [`Stats`]. Created by [`Stats::builder`]; checked by [`build`](Self::build).
+/// Configures a [`MetricsStore`]. Created by [`MetricsStore::builder`]; checked by [`build`](Self::build).
 ///
 /// Defaults: time zone `GMT`, weeks start on Monday, granularities
 /// `1m 1h 1d 1w 1mo 1q 1y`, buffer on (size 256 calls, flushed every second by a background
 /// task, aggregating), system tracking on, [`PathCodec::V1`].
 #[must_use = "a builder does nothing until `build()`"]
-pub struct StatsBuilder {
+pub struct MetricsStoreBuilder {
     driver: Arc<dyn Driver>,
     zone: String,
     week_start: Weekday,
@@ -66,7 +66,7 @@ pub struct StatsBuilder {
     writer: Option<String>,
 }
 
-impl StatsBuilder {
+impl MetricsStoreBuilder {
     /// IANA time zone the buckets are computed in (default `GMT`). Unknown names fail `build`.
     pub fn time_zone(mut self, name: impl Into<String>) -> Self {
         self.zone = name.into();
@@ -156,7 +156,7 @@ impl StatsBuilder {
     /// Each bucket's system row holds one field per distinct tracked key written to it, and
     /// every flush that touches the bucket rewrites the fields it changed: with
     /// high-cardinality keys (ids, URLs) the row and its writes grow with the number of keys.
-    /// Write those through [`Stats::untracked`] (counted once, under `__untracked__`) or turn
+    /// Write those through [`MetricsStore::untracked`] (counted once, under `__untracked__`) or turn
     /// tracking off here.
     pub fn system_tracking(mut self, enabled: bool) -> Self {
         self.system_tracking = enabled;
@@ -198,7 +198,7 @@ impl StatsBuilder {
     /// # Errors
     ///
     /// [`ConfigError`] naming the bad setting.
-    pub fn build(self) -> Result<Stats, ConfigError> {
+    pub fn build(self) -> Result<MetricsStore, ConfigError> {
         let calendar = Calendar::from_name(&self.zone)
             .map_err(ConfigError::TimeZone)?
             .with_week_start(self.week_start);
@@ -240,19 +240,19 @@ impl StatsBuilder {
                 rt.spawn(flush_loop(weak, period, inner.stop.clone()));
             }
         }
-        Ok(Stats {
+        Ok(MetricsStore {
             inner,
             untracked: false,
         })
     }
 
-    /// Builds a [`BlockingStats`] on its own one-worker tokio runtime, for callers without
+    /// Builds a [`BlockingMetricsStore`] on its own one-worker tokio runtime, for callers without
     /// async code.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the bad setting.
-    pub fn build_blocking(self) -> Result<BlockingStats, ConfigError> {
+    pub fn build_blocking(self) -> Result<BlockingMetricsStore, ConfigError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("accrue-stats")
@@ -263,7 +263,7 @@ impl StatsBuilder {
             let _guard = rt.enter();
             self.build()?
         };
-        Ok(BlockingStats { stats, rt })
+        Ok(BlockingMetricsStore { stats, rt })
     }
 }
 
@@ -330,7 +330,7 @@ struct Inner {
 ///   driver fails, the batch is kept and retried first by every later flush — unchanged, with
 ///   the same id, so a retry is applied at most once — and the error is reported by
 ///   `flush`/`shutdown` (and logged by the background flush). What `shutdown` still cannot
-///   write is handed back in [`StatsError::Unflushed`]. A crash of the process loses what was
+///   write is handed back in [`MetricsError::Unflushed`]. A crash of the process loses what was
 ///   acknowledged but not yet flushed.
 /// * **Unbuffered**: a call returns `Ok` once the driver wrote it.
 ///
@@ -339,7 +339,7 @@ struct Inner {
 ///
 /// # System tracking and its cost
 ///
-/// With [`system_tracking`](StatsBuilder::system_tracking) on (the default), every write also
+/// With [`system_tracking`](MetricsStoreBuilder::system_tracking) on (the default), every write also
 /// counts itself in the `__system__key__` row of each of its buckets: `count`, plus
 /// `keys.<metric key>` (`keys.__untracked__` for writes through [`untracked`](Self::untracked)).
 /// That row holds **one field per distinct tracked key** written to the bucket, and every
@@ -351,9 +351,9 @@ struct Inner {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// # use std::sync::Arc;
-/// # use accrue::{IdentifierMode, MemoryDriver, Stats};
+/// # use accrue::metrics::{IdentifierMode, MemoryDriver, MetricsStore};
 /// # use serde_json::json;
-/// let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+/// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .time_zone("UTC")
 ///     .granularities(["1h"])
 ///     .build()
@@ -366,8 +366,8 @@ struct Inner {
 /// }
 /// stats.flush().await.unwrap();
 ///
-/// let system = stats.values("__system__key__", at, at, "1h", true).await.unwrap();
-/// assert_eq!(accrue::Value::Map(system.values[0].clone()).to_json(),
+/// let system = stats.values("__system__key__", at, at, Granularity::one(Unit::Hour), Blanks::Skip).await.unwrap();
+/// assert_eq!(accrue::metrics::Value::Map(system.values[0].clone()).to_json(),
 ///            json!({"count": 1001, "keys": {"signups": 1, "__untracked__": 1000}}));
 /// # }
 /// ```
@@ -377,10 +377,10 @@ struct Inner {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::Arc;
-/// use accrue::{IdentifierMode, MemoryDriver, Stats};
+/// use accrue::metrics::{IdentifierMode, MemoryDriver, MetricsStore};
 /// use serde_json::json;
 ///
-/// let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+/// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .time_zone("UTC")
 ///     .granularities(["1h", "1d"])
 ///     .build()
@@ -393,20 +393,20 @@ struct Inner {
 ///
 /// let from = "2025-02-01T10:00:00Z".parse().unwrap();
 /// let to = "2025-02-01T11:59:00Z".parse().unwrap();
-/// let series = stats.values("events", from, to, "1h", false).await.unwrap();
+/// let series = stats.values("events", from, to, Granularity::one(Unit::Hour), Blanks::Keep).await.unwrap();
 /// assert!(series.values[0].is_empty());
-/// assert_eq!(accrue::Value::Map(series.values[1].clone()).to_json(),
+/// assert_eq!(accrue::metrics::Value::Map(series.values[1].clone()).to_json(),
 ///            json!({"count": 3, "meta": {"ms": 2.5}, "status": "ok"}));
 /// stats.shutdown().await.unwrap();
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Stats {
+pub struct MetricsStore {
     inner: Arc<Inner>,
     untracked: bool,
 }
 
-/// What [`Stats::values`] returns: bucket starts and the values stored in each, in order,
+/// What [`MetricsStore::values`] returns: bucket starts and the values stored in each, in order,
 /// equal lengths.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Series {
@@ -441,9 +441,9 @@ pub struct FlushOutcome {
 /// The two writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// Add numbers ([`Stats::track`]).
+    /// Add numbers ([`MetricsStore::track`]).
     Track,
-    /// Overwrite fields ([`Stats::assert`]).
+    /// Overwrite fields ([`MetricsStore::assert`]).
     Assert,
 }
 
@@ -455,11 +455,11 @@ struct Call {
     fields: Arc<[(String, FieldOp)]>,
 }
 
-impl Stats {
-    /// Starts configuring a store writing through `driver` (see [`StatsBuilder`] for the
+impl MetricsStore {
+    /// Starts configuring a store writing through `driver` (see [`MetricsStoreBuilder`] for the
     /// defaults). Call the driver's `setup` once to create its schema.
-    pub fn builder(driver: Arc<dyn Driver>) -> StatsBuilder {
-        StatsBuilder {
+    pub fn builder(driver: Arc<dyn Driver>) -> MetricsStoreBuilder {
+        MetricsStoreBuilder {
             driver,
             zone: "GMT".into(),
             week_start: Weekday::Monday,
@@ -478,8 +478,8 @@ impl Stats {
 
     /// A handle whose writes are counted under `__untracked__` in the system rows instead of
     /// their metric key (for high-cardinality or throwaway keys). They still count in `count`.
-    pub fn untracked(&self) -> Stats {
-        Stats {
+    pub fn untracked(&self) -> MetricsStore {
+        MetricsStore {
             inner: self.inner.clone(),
             untracked: true,
         }
@@ -506,15 +506,15 @@ impl Stats {
     ///
     /// # Errors
     ///
-    /// Before any I/O, nothing changed: [`StatsError::InvalidKey`],
-    /// [`StatsError::InvalidValue`] (a non-number leaf, a non-finite float, …),
-    /// [`StatsError::Time`], [`StatsError::Closed`]. Unbuffered: [`StatsError::Driver`].
+    /// Before any I/O, nothing changed: [`MetricsError::InvalidKey`],
+    /// [`MetricsError::InvalidValue`] (a non-number leaf, a non-finite float, …),
+    /// [`MetricsError::Time`], [`MetricsError::Closed`]. Unbuffered: [`MetricsError::Driver`].
     pub async fn track(
         &self,
         key: &str,
         at: Timestamp,
         values: impl Into<Value>,
-    ) -> Result<(), StatsError> {
+    ) -> Result<(), MetricsError> {
         self.write(Op::Track, key, at, &values.into()).await
     }
 
@@ -529,7 +529,7 @@ impl Stats {
         key: &str,
         at: Timestamp,
         values: impl Into<Value>,
-    ) -> Result<(), StatsError> {
+    ) -> Result<(), MetricsError> {
         self.write(Op::Assert, key, at, &values.into()).await
     }
 
@@ -539,7 +539,7 @@ impl Stats {
         key: &str,
         at: Timestamp,
         values: &Value,
-    ) -> Result<(), StatsError> {
+    ) -> Result<(), MetricsError> {
         if self.inner.buffer.is_some() {
             if self.enqueue(op, key, at, values)?
                 && let Err(e) = self.flush().await
@@ -553,7 +553,7 @@ impl Stats {
             return Ok(());
         };
         if *self.inner.gate.read() {
-            return Err(StatsError::Closed);
+            return Err(MetricsError::Closed);
         }
         let items = call
             .buckets
@@ -589,7 +589,7 @@ impl Stats {
         key: &str,
         at: Timestamp,
         values: &Value,
-    ) -> Result<Option<Call>, StatsError> {
+    ) -> Result<Option<Call>, MetricsError> {
         validate_key(key)?;
         let leaves = if op == Op::Track {
             Leaves::Numbers
@@ -629,7 +629,7 @@ impl Stats {
     ///
     /// # Errors
     ///
-    /// [`StatsError::Unbuffered`] on a store built with `buffer(false)` (checked first), then
+    /// [`MetricsError::Unbuffered`] on a store built with `buffer(false)` (checked first), then
     /// as [`track`](Self::track): nothing was added.
     pub(crate) fn enqueue(
         &self,
@@ -637,16 +637,16 @@ impl Stats {
         key: &str,
         at: Timestamp,
         values: &Value,
-    ) -> Result<bool, StatsError> {
+    ) -> Result<bool, MetricsError> {
         let Some(buffer) = &self.inner.buffer else {
-            return Err(StatsError::Unbuffered);
+            return Err(MetricsError::Unbuffered);
         };
         let Some(call) = self.prepare(op, key, at, values)? else {
             return Ok(false);
         };
         let closed = self.inner.gate.read();
         if *closed {
-            return Err(StatsError::Closed);
+            return Err(MetricsError::Closed);
         }
         Ok(buffer.add(&call.key, &call.buckets, call.fields, self.untracked))
     }
@@ -661,7 +661,7 @@ impl Stats {
         &self,
         items: Vec<(PendingKey, Pending)>,
         merge_system: bool,
-    ) -> Result<Vec<RowUpdate>, StatsError> {
+    ) -> Result<Vec<RowUpdate>, MetricsError> {
         let mut rows = Vec::with_capacity(items.len() + 8);
         let mut system: Vec<(RowId, SystemFields)> = Vec::new();
         let mut index: HashMap<(Granularity, i64), usize, ahash::RandomState> = HashMap::default();
@@ -671,7 +671,7 @@ impl Stats {
         let mut name = String::new();
         for (pk, pending) in items {
             let at = Timestamp::from_second(pk.at).map_err(|_| {
-                StatsError::Time(crate::time::TimeError::OutOfRange {
+                MetricsError::Time(crate::time::TimeError::OutOfRange {
                     local_seconds: pk.at,
                 })
             })?;
@@ -718,7 +718,7 @@ impl Stats {
     /// large flush (by the calls pending, see [`BLOCKING_ROWS_FROM`]) runs both steps on
     /// tokio's blocking pool, so it does not hold the calling async worker; a small one runs
     /// inline. The caller holds the lane, so batch order is the same either way.
-    async fn drain_rows(&self) -> Result<Option<Vec<RowUpdate>>, StatsError> {
+    async fn drain_rows(&self) -> Result<Option<Vec<RowUpdate>>, MetricsError> {
         let Some(buffer) = &self.inner.buffer else {
             return Ok(None);
         };
@@ -738,7 +738,7 @@ impl Stats {
         }
     }
 
-    fn drain_rows_now(&self) -> Result<Option<Vec<RowUpdate>>, StatsError> {
+    fn drain_rows_now(&self) -> Result<Option<Vec<RowUpdate>>, MetricsError> {
         let Some(buffer) = &self.inner.buffer else {
             return Ok(None);
         };
@@ -768,8 +768,8 @@ impl Stats {
     ///
     /// # Errors
     ///
-    /// [`StatsError::Driver`]: the batch is kept and retried by the next flush.
-    pub async fn flush(&self) -> Result<FlushOutcome, StatsError> {
+    /// [`MetricsError::Driver`]: the batch is kept and retried by the next flush.
+    pub async fn flush(&self) -> Result<FlushOutcome, MetricsError> {
         if self.inner.buffer.is_none() {
             return Ok(FlushOutcome::default());
         }
@@ -805,20 +805,20 @@ impl Stats {
     ///
     /// # Errors
     ///
-    /// [`StatsError::Unflushed`] with the batches the driver could not take, so nothing is
+    /// [`MetricsError::Unflushed`] with the batches the driver could not take, so nothing is
     /// lost silently.
-    pub async fn shutdown(&self) -> Result<(), StatsError> {
+    pub async fn shutdown(&self) -> Result<(), MetricsError> {
         *self.inner.gate.write() = true;
         self.inner.stop.cancel();
         match self.flush().await {
             Ok(_) => Ok(()),
-            Err(StatsError::Driver(source)) => {
+            Err(MetricsError::Driver(source)) => {
                 let mut lane = self.inner.lane.lock().await;
                 let mut batches: Vec<WriteBatch> = lane.stalled.take().into_iter().collect();
                 if let Some(rows) = self.drain_rows().await? {
                     batches.push(lane.next_batch(rows));
                 }
-                Err(StatsError::Unflushed { batches, source })
+                Err(MetricsError::Unflushed { batches, source })
             }
             Err(e) => Err(e),
         }
@@ -835,26 +835,25 @@ impl Stats {
     }
 
     /// The values of `key` in every `granularity` bucket from `floor(from)` to `floor(to)`
-    /// (inclusive), read from the driver. Buckets with nothing stored hold `{}`; with
-    /// `skip_blanks` they are left out of both lists. The granularity need not be configured.
+    /// (inclusive), read from the driver. Buckets with nothing stored hold an empty map, or are
+    /// left out of both lists with [`Blanks::Skip`]. The granularity need not be configured.
     ///
     /// # Errors
     ///
-    /// [`StatsError::Granularity`] for an invalid string, [`StatsError::TooManyBuckets`] past
-    /// `max_buckets`, [`StatsError::Driver`].
+    /// [`MetricsError::TooManyBuckets`] past `max_buckets`, [`MetricsError::Driver`].
     pub async fn values(
         &self,
         key: &str,
         from: Timestamp,
         to: Timestamp,
-        granularity: &str,
-        skip_blanks: bool,
-    ) -> Result<Series, StatsError> {
-        let g: Granularity = granularity.parse()?;
+        granularity: Granularity,
+        blanks: Blanks,
+    ) -> Result<Series, MetricsError> {
+        let g = granularity;
         let mut at = Vec::new();
         for t in self.inner.calendar.timeline(from, to, g)? {
             if at.len() == self.inner.max_buckets {
-                return Err(StatsError::TooManyBuckets {
+                return Err(MetricsError::TooManyBuckets {
                     limit: self.inner.max_buckets,
                 });
             }
@@ -869,7 +868,7 @@ impl Stats {
         let mut series = Series::default();
         for (t, flat) in at.into_iter().zip(stored) {
             let values = unpack(flat, self.inner.codec);
-            if skip_blanks && values.is_empty() {
+            if blanks == Blanks::Skip && values.is_empty() {
                 continue;
             }
             series.at.push(t);
@@ -883,7 +882,7 @@ fn count(n: u64) -> Number {
     Number::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// The fields of one system row while [`Stats::rows`] merges into it: one per distinct
+/// The fields of one system row while [`MetricsStore::rows`] merges into it: one per distinct
 /// tracking key of its bucket, so tens of thousands with high-cardinality keys. Up to
 /// [`SCAN_FIELDS`] fields a merge scans them; past that an index by name keeps each merge
 /// O(1).
@@ -945,7 +944,7 @@ impl Lane {
     }
 }
 
-fn validate_key(key: &str) -> Result<(), StatsError> {
+fn validate_key(key: &str) -> Result<(), MetricsError> {
     let reason = if key.is_empty() {
         "empty"
     } else if key.len() > MAX_KEY_LEN {
@@ -957,7 +956,7 @@ fn validate_key(key: &str) -> Result<(), StatsError> {
     } else {
         return Ok(());
     };
-    Err(StatsError::InvalidKey {
+    Err(MetricsError::InvalidKey {
         key: key.chars().take(64).collect(),
         reason,
     })
@@ -973,7 +972,7 @@ async fn flush_loop(inner: Weak<Inner>, period: Duration, stop: CancellationToke
             () = stop.cancelled() => return,
         }
         let Some(inner) = inner.upgrade() else { return };
-        let stats = Stats {
+        let stats = MetricsStore {
             inner,
             untracked: false,
         };
@@ -984,9 +983,9 @@ async fn flush_loop(inner: Weak<Inner>, period: Duration, stop: CancellationToke
     }
 }
 
-impl fmt::Debug for Stats {
+impl fmt::Debug for MetricsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stats")
+        f.debug_struct("MetricsStore")
             .field("driver", &self.inner.driver.description())
             .field("calendar", &self.inner.calendar)
             .field("granularities", &self.inner.granularities)
@@ -996,9 +995,9 @@ impl fmt::Debug for Stats {
     }
 }
 
-impl fmt::Debug for StatsBuilder {
+impl fmt::Debug for MetricsStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatsBuilder")
+        f.debug_struct("MetricsStoreBuilder")
             .field("driver", &self.driver.description())
             .field("time_zone", &self.zone)
             .field("buffer", &self.buffer)
@@ -1006,88 +1005,88 @@ impl fmt::Debug for StatsBuilder {
     }
 }
 
-/// [`Stats`] for synchronous code: every method blocks on a private one-worker tokio runtime
-/// (which also runs the background flush). Build with [`StatsBuilder::build_blocking`].
+/// [`MetricsStore`] for synchronous code: every method blocks on a private one-worker tokio runtime
+/// (which also runs the background flush). Build with [`MetricsStoreBuilder::build_blocking`].
 ///
 /// **Blocking:** do not call from inside an async runtime.
-pub struct BlockingStats {
-    stats: Stats,
+pub struct BlockingMetricsStore {
+    stats: MetricsStore,
     rt: tokio::runtime::Runtime,
 }
 
-impl BlockingStats {
-    /// See [`Stats::track`].
+impl BlockingMetricsStore {
+    /// See [`MetricsStore::track`].
     ///
     /// # Errors
     ///
-    /// As [`Stats::track`].
+    /// As [`MetricsStore::track`].
     pub fn track(
         &self,
         key: &str,
         at: Timestamp,
         values: impl Into<Value>,
-    ) -> Result<(), StatsError> {
+    ) -> Result<(), MetricsError> {
         self.rt.block_on(self.stats.track(key, at, values))
     }
 
-    /// See [`Stats::assert`].
+    /// See [`MetricsStore::assert`].
     ///
     /// # Errors
     ///
-    /// As [`Stats::assert`].
+    /// As [`MetricsStore::assert`].
     pub fn assert(
         &self,
         key: &str,
         at: Timestamp,
         values: impl Into<Value>,
-    ) -> Result<(), StatsError> {
+    ) -> Result<(), MetricsError> {
         self.rt.block_on(self.stats.assert(key, at, values))
     }
 
-    /// See [`Stats::values`].
+    /// See [`MetricsStore::values`].
     ///
     /// # Errors
     ///
-    /// As [`Stats::values`].
+    /// As [`MetricsStore::values`].
     pub fn values(
         &self,
         key: &str,
         from: Timestamp,
         to: Timestamp,
-        granularity: &str,
-        skip_blanks: bool,
-    ) -> Result<Series, StatsError> {
+        granularity: Granularity,
+        blanks: Blanks,
+    ) -> Result<Series, MetricsError> {
         self.rt
-            .block_on(self.stats.values(key, from, to, granularity, skip_blanks))
+            .block_on(self.stats.values(key, from, to, granularity, blanks))
     }
 
-    /// See [`Stats::flush`].
+    /// See [`MetricsStore::flush`].
     ///
     /// # Errors
     ///
-    /// As [`Stats::flush`].
-    pub fn flush(&self) -> Result<FlushOutcome, StatsError> {
+    /// As [`MetricsStore::flush`].
+    pub fn flush(&self) -> Result<FlushOutcome, MetricsError> {
         self.rt.block_on(self.stats.flush())
     }
 
-    /// See [`Stats::shutdown`].
+    /// See [`MetricsStore::shutdown`].
     ///
     /// # Errors
     ///
-    /// As [`Stats::shutdown`].
-    pub fn shutdown(&self) -> Result<(), StatsError> {
+    /// As [`MetricsStore::shutdown`].
+    pub fn shutdown(&self) -> Result<(), MetricsError> {
         self.rt.block_on(self.stats.shutdown())
     }
 
     /// The async store inside.
-    pub fn stats(&self) -> &Stats {
+    pub fn stats(&self) -> &MetricsStore {
         &self.stats
     }
 }
 
-impl fmt::Debug for BlockingStats {
+impl fmt::Debug for BlockingMetricsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingStats")
+        f.debug_struct("BlockingMetricsStore")
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -1096,14 +1095,15 @@ impl fmt::Debug for BlockingStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::buffer::Fields;
-    use crate::stats::driver::MemoryDriver;
-    use crate::stats::keys::IdentifierMode;
-    use crate::stats::packer::encode_segment;
+    use crate::metrics::buffer::Fields;
+    use crate::metrics::driver::MemoryDriver;
+    use crate::metrics::keys::IdentifierMode;
+    use crate::metrics::packer::encode_segment;
+    use crate::time::Unit;
     use serde_json::json;
 
-    fn store(codec: PathCodec) -> Stats {
-        Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+    fn store(codec: PathCodec) -> MetricsStore {
+        MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
             .time_zone("UTC")
             .buffer_size(usize::MAX)
             .buffer_async(false)
@@ -1114,7 +1114,7 @@ mod tests {
 
     /// What `rows` computed before its system rows had an index: a scan per merge.
     fn scanning_rows(
-        stats: &Stats,
+        stats: &MetricsStore,
         items: Vec<(PendingKey, Pending)>,
         merge_system: bool,
     ) -> Vec<RowUpdate> {
@@ -1236,7 +1236,7 @@ mod tests {
 
     #[test]
     fn rows_without_system_tracking() {
-        let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+        let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
             .buffer_async(false)
             .system_tracking(false)
             .build()
@@ -1290,7 +1290,16 @@ mod tests {
         let outcome = stats.flush().await.unwrap();
         assert_eq!(outcome.batches, 1);
         assert_eq!(outcome.rows, (keys + 1 + 1) * 7);
-        let system = stats.values(SYSTEM_KEY, at, at, "1d", false).await.unwrap();
+        let system = stats
+            .values(
+                SYSTEM_KEY,
+                at,
+                at,
+                Granularity::one(Unit::Day),
+                Blanks::Keep,
+            )
+            .await
+            .unwrap();
         let system = Value::Map(system.values[0].clone()).to_json();
         assert_eq!(system["count"], json!(keys + 1));
         assert_eq!(system["keys"].as_object().unwrap().len(), keys + 1);
@@ -1307,7 +1316,7 @@ mod tests {
         // Three lives of one writer, two batches each: a restarted instance used to number its
         // batches from 1 again, and the driver skipped them as already applied.
         for _ in 0..3 {
-            let stats = Stats::builder(driver.clone())
+            let stats = MetricsStore::builder(driver.clone())
                 .granularities(["1h"])
                 .writer_id("ingest-1")
                 .buffer_async(false)
@@ -1319,11 +1328,14 @@ mod tests {
             }
             stats.shutdown().await.unwrap();
         }
-        let stats = Stats::builder(driver)
+        let stats = MetricsStore::builder(driver)
             .granularities(["1h"])
             .build()
             .unwrap();
-        let series = stats.values("k", at, at, "1h", false).await.unwrap();
+        let series = stats
+            .values("k", at, at, Granularity::one(Unit::Hour), Blanks::Keep)
+            .await
+            .unwrap();
         assert_eq!(
             Value::Map(series.values[0].clone()).to_json(),
             json!({"n": 6})
@@ -1332,7 +1344,7 @@ mod tests {
 
     #[tokio::test]
     async fn enqueue_reports_the_size_trigger_and_leaves_it_to_the_caller() {
-        let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+        let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
             .time_zone("UTC")
             .granularities(["1h"])
             .buffer_size(2)
@@ -1346,12 +1358,12 @@ mod tests {
         assert!(!enqueue("b").unwrap());
         assert_eq!(stats.pending(), 3, "nothing was flushed");
         stats.shutdown().await.unwrap();
-        assert!(matches!(enqueue("a"), Err(StatsError::Closed)));
+        assert!(matches!(enqueue("a"), Err(MetricsError::Closed)));
     }
 
     #[test]
     fn enqueue_needs_a_buffer() {
-        let stats = Stats::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
+        let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
             .buffer(false)
             .build()
             .unwrap();
@@ -1359,7 +1371,7 @@ mod tests {
         let err = stats
             .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
             .unwrap_err();
-        assert!(matches!(err, StatsError::Unbuffered), "{err}");
+        assert!(matches!(err, MetricsError::Unbuffered), "{err}");
         assert!(err.to_string().contains("buffer(false)"));
     }
 }
