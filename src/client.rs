@@ -51,6 +51,8 @@ mod sink;
 mod stats;
 #[cfg(feature = "client")]
 mod values;
+#[cfg(feature = "client")]
+mod view;
 
 #[cfg(feature = "client")]
 pub use self::config::{ClientBuilder, Overflow, Retry};
@@ -83,3 +85,5 @@ pub use self::sink::HttpSink;
 pub use self::stats::{ClientStats, CloseReport};
 #[cfg(feature = "client")]
 pub use self::values::{Timeline, ValuesRequest};
+#[cfg(feature = "client")]
+pub use self::view::{ViewPage, ViewRequest, ViewedEvent};

@@ -491,3 +491,56 @@ async fn the_client_reads_back_the_metrics_it_wrote() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_client_pages_through_view_newest_first_within_its_namespace() {
+    let s = secured().await;
+    let (_, writer) = create_key(s.addr, &["write"], None).await;
+    let (_, reader) = create_key(s.addr, &["read"], None).await;
+    let (_, shop) = create_key(s.addr, &["read"], Some("shop/")).await;
+    let w = client(&s, &writer);
+    post(&w, "shop/orders", 0, 25).await;
+    post(&w, "billing", 100, 3).await;
+    let r = client(&s, &reader);
+
+    let first = r
+        .view()
+        .key("shop/orders")
+        .page_size(10)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.page, first.page_size, first.total, first.total_pages),
+        (1, 10, 25, 3)
+    );
+    let newest: Vec<i64> = first
+        .events
+        .iter()
+        .map(|e| e.data["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(newest, (15..25).rev().collect::<Vec<_>>());
+    assert_eq!(first.events[0].at().unwrap(), minute(24));
+    assert!(first.events.iter().all(|e| e.key == "shop/orders"));
+    let last = r
+        .view()
+        .key("shop/orders")
+        .page_size(10)
+        .page(3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.events.len(), 5);
+    assert_eq!(r.view().send().await.unwrap().total, 28, "every key");
+
+    let namespaced = client(&s, &shop);
+    assert_eq!(namespaced.view().send().await.unwrap().total, 25);
+    match namespaced.view().key("billing").send().await {
+        Err(ClientError::Rejected { status: 403, .. }) => {}
+        other => panic!("a key outside the namespace is refused: {other:?}"),
+    }
+    match w.view().send().await {
+        Err(ClientError::Rejected { status: 403, .. }) => {}
+        other => panic!("a write-only key cannot read events: {other:?}"),
+    }
+}
