@@ -8,6 +8,7 @@
 //! * `receiver` – [`Batch`] and [`BatchReceiver`], the consumer side.
 //! * `shard` – one shard's table and the order-preserving re-insertion.
 //! * `flusher` – the periodic flusher thread (not under loom).
+#![doc = include_str!("aggregator/reference.md")]
 
 mod bell;
 mod builder;

@@ -20,6 +20,7 @@
 //! ([`Event`]), `batcher` (the background task and the retry loop), `http` (the shared HTTP
 //! core, answer classification, backoff), `query`, `kv`, `live` (the read-back calls), `gate` (the emit/close handshake), `stats`
 //! ([`ClientStats`], [`CloseReport`]), `error`, `middleware`, `recorder`.
+#![doc = include_str!("client/reference.md")]
 
 #[cfg(feature = "client")]
 mod batcher;

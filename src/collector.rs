@@ -38,6 +38,7 @@
 //! * `auth` – API keys and scopes (bearer tokens, hashed, constant-time); `keys` – their admin
 //!   routes; `query` – range, latest-per-key and delete queries; `kv` – the KV store; `live` –
 //!   WebSocket and SSE feeds; `ops` – store writes other than inserts, run by the writer.
+#![doc = include_str!("collector/reference.md")]
 
 mod body;
 mod config;

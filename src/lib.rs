@@ -32,64 +32,25 @@
 //! assert_eq!(total, 4000);
 //! ```
 //!
-//! ## Architecture
+//! ## One pipeline
 //!
 //! ```text
-//!  add(k, v) ──hash once──► shard = hash bits below the top 7
-//!                            │
-//!        ┌───────────────────┼───────────────────┐
-//!        ▼                   ▼                   ▼
-//!   [Mutex<table>]      [Mutex<table>]  …   [Mutex<table>]     64+ cache-padded shards,
-//!   merge under lock    merge under lock     merge under lock   hashbrown tables
-//!        │                   │                   │
-//!        └──── flush: swap each table out under its lock, release, send ────┐
-//!                                                                           ▼
-//!                         bounded channel of Batch<K, V> ──► BatchReceiver (your consumer)
-//!                              │ full? the batch goes back into its shard,
-//!                              └─ older values merged first; retried next flush
+//!  add(k, v) ─► Aggregator<K, V> ─flush─► BatchReceiver ─► sink ─► destination
+//!               (sharded, merges           (bounded          (the metrics store's drivers,
+//!                per key)                   channel)          the HTTP collector, your own)
 //! ```
 //!
-//! Flushes run every `flush_interval` on a flusher thread ([`Builder::spawn`]), early when
-//! `flush_threshold` keys are pending, and on demand with [`Aggregator::flush`]. Callers that want
-//! to drive flushing themselves (tests, their own scheduler) use [`Builder::build`] and the
-//! deterministic step [`Aggregator::flush_once`]. Flushes never overlap: a request that finds one
-//! running is *coalesced* — the running flush does one more pass for it — so none is skipped.
+//! | module | what it holds |
+//! |---|---|
+//! | [`aggregator`] | the core: shards, merges, flushes, backpressure, shutdown, local handles |
+//! | [`time`] | calendars, granularities and bucket timelines in a time zone |
+//! | [`window`] | windowed counters and rate limits in fixed memory |
+//! | `metrics` | the metrics store (Track / Assert / Values) and its drivers (feature `metrics`) |
+//! | `sink` | the `Sink` contract and the runner that drives it (feature `sink`) |
+//! | `client` | the batching HTTP client, tower middleware, `metrics` recorder (features `client`, `recorder`) |
+//! | `collector` | the HTTP event collector behind `accrue serve` (feature `server`) |
 //!
-//! The merge ([`Merge`]: [`Sum`], [`Count`], [`Min`], [`Max`], [`Last`], [`First`] or any
-//! `Fn(&mut V, V)`) runs under the shard lock, so it needs no atomics of its own.
-//!
-//! ## Hot paths on many threads: local handles
-//!
-//! [`Aggregator::local`] gives a producer thread a [`LocalHandle`]: its adds merge into a private
-//! table behind a lock only that thread takes, and reach the shards in bulk (one lock per shard)
-//! when the table holds [`Builder::local_capacity`] keys, at every flush pass, at shutdown, when
-//! the handle is dropped, and before any read ([`Aggregator::get`], `len`, `snapshot`,
-//! `counters`). Flushes and shutdown drain every live handle, so the delivery guarantees below
-//! hold unchanged; a handle's adds keep their order per key.
-//!
-//! ## When the channel is full
-//!
-//! A flush offers each shard's batch with `try_send`. When the channel is full, the batch comes
-//! back: its items are merged into the shard again — the *older* value first, so order-sensitive
-//! merges still see values in add order — and the shards the pass has not reached yet keep their
-//! data. The next flush retries. Nothing is dropped and nothing is delivered twice; memory grows
-//! with the number of distinct pending keys, not with the number of adds. To bound it, set
-//! [`Builder::max_keys`] and use [`Aggregator::try_add`], which hands a new key back at
-//! capacity (existing keys always merge). Watch [`Aggregator::counters`] (`deferred_flushes`,
-//! `items_reinserted`) to see a consumer falling behind.
-//!
-//! ## Shutdown
-//!
-//! [`Aggregator::shutdown`] stops the flusher, closes each shard (later adds get
-//! [`AddError::Closed`] with their key and value back), sends everything with *blocking* sends,
-//! then closes the channel: the consumer's [`BatchReceiver::recv`] returns `None` after the last
-//! batch. If every receiver is gone, the undelivered batches come back in [`ShutdownError`];
-//! [`Aggregator::shutdown_timeout`] does the same when a live consumer stops reading. Shutdown is
-//! idempotent, and dropping the aggregator shuts it down (with the builder's `drop_timeout`).
-//!
-//! **When is data acknowledged?** An `add` that returned `Ok` is either delivered to a receiver
-//! or returned by `shutdown`; it cannot be dropped silently, except by dropping the aggregator
-//! while the consumer is gone (then it is logged with `tracing::error!`).
+//! Each module's page is its reference: guarantees, settings, figures and examples.
 //!
 //! ## Cargo features
 //!

@@ -8,6 +8,7 @@
 //! * `store` – [`MetricsStore`], its builder, the flush lane, [`BlockingMetricsStore`].
 //! * `driver` – the [`Driver`] trait, [`WriteBatch`], and the drivers.
 //! * `error` – [`MetricsError`], [`ConfigError`], [`DriverError`], [`ValueError`].
+#![doc = include_str!("metrics/reference.md")]
 
 mod buffer;
 mod driver;

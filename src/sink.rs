@@ -29,6 +29,7 @@
 //! the aggregator down itself (its final flush arrives through the channel); with `spawn`,
 //! call the aggregator's `shutdown` yourself. Whatever was not acknowledged by the deadline is
 //! handed back in [`SinkReport::unsent`], and [`SinkReport::is_complete`] is `false`.
+#![doc = include_str!("sink/reference.md")]
 
 mod contract;
 mod item;

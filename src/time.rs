@@ -44,6 +44,7 @@
 //! let hours = cal.timeline(day, next_day, "1h".parse().unwrap()).unwrap().count();
 //! assert_eq!(hours, 25 + 1); // both ends inclusive
 //! ```
+#![doc = include_str!("time/reference.md")]
 
 mod calendar;
 mod civil;

@@ -12,6 +12,7 @@
 //! * `snapshot` – [`Snapshot`] and conversion between configurations.
 //! * `clock` – [`Clock`], [`SystemClock`], [`TestClock`].
 //! * `persist` – storage backends and formats (feature `window-persist`).
+#![doc = include_str!("window/reference.md")]
 
 mod builder;
 mod calendar;

@@ -321,7 +321,7 @@ impl HistogramFn for HistogramCell {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use accrue::client::Recorder;
-/// use accrue::{metrics::{IdentifierMode, MemoryDriver, MetricsStore}, sink::{MetricsSink, Runner}};
+/// use accrue::{metrics::{IdentifierMode, MemoryDriver, MetricsStore}, sink::{MetricsSink, Runner}, time::{Blanks, Granularity, Unit}};
 ///
 /// let (recorder, rx) = Recorder::builder().build()?;
 /// let agg = recorder.aggregator();

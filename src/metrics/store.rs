@@ -351,7 +351,7 @@ struct Inner {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// # use std::sync::Arc;
-/// # use accrue::metrics::{IdentifierMode, MemoryDriver, MetricsStore};
+/// # use accrue::{metrics::{IdentifierMode, MemoryDriver, MetricsStore}, time::{Blanks, Granularity, Unit}};
 /// # use serde_json::json;
 /// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .time_zone("UTC")
@@ -377,7 +377,7 @@ struct Inner {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::Arc;
-/// use accrue::metrics::{IdentifierMode, MemoryDriver, MetricsStore};
+/// use accrue::{metrics::{IdentifierMode, MemoryDriver, MetricsStore}, time::{Blanks, Granularity, Unit}};
 /// use serde_json::json;
 ///
 /// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))

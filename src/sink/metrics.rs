@@ -25,7 +25,7 @@ const BLOCKING_FROM: usize = 2048;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use accrue::{Aggregator, metrics::{IdentifierMode, MemoryDriver, MetricsStore}, sink::{MetricsSink, Runner}};
+/// use accrue::{Aggregator, metrics::{IdentifierMode, MemoryDriver, MetricsStore}, sink::{MetricsSink, Runner}, time::{Blanks, Granularity, Unit}};
 ///
 /// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .granularities(["1h"])

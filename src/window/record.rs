@@ -13,12 +13,15 @@ use jiff::Timestamp;
 /// ```
 /// use std::time::Duration;
 ///
-/// use accrue::window::{Record, WindowStore};
+/// use accrue::window::{Record, TestClock, WindowStore};
 ///
-/// let store = WindowStore::new();
+/// let clock = TestClock::at("2025-03-05T12:30:40Z".parse().unwrap());
+/// let store = WindowStore::builder().with_clock(clock).build()?;
 /// store.record_with("bytes", Record::count(4096))?;
 /// store.record_with("bytes", Record::count(10).ago(Duration::from_secs(30)))?;
+/// store.record_with("bytes", Record::one().ago(Duration::from_secs(3600)))?;
 /// assert_eq!(store.query("bytes").last_minutes(1).sum(), Some(4106));
+/// assert_eq!(store.query("bytes").last_hours(2).sum(), Some(4107));
 /// # Ok::<(), accrue::window::WindowError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
