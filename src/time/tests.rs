@@ -1,4 +1,4 @@
-//! Unit tests of the private helpers; the spec vectors and properties are in `tests/time_*.rs`.
+//! Unit tests of the private helpers; the reference vectors and properties are in `tests/time_*.rs`.
 
 use super::calendar::Gap;
 use super::*;
