@@ -42,9 +42,8 @@ pub use self::item::{Amount, Field, Fields, SinkKey, SinkValue};
 #[cfg(feature = "metrics")]
 pub use self::metrics::MetricsSink;
 pub use self::runner::{Progress, Runner, SinkReport, SinkTask, StopHandle};
-/// The time type of [`SinkKey::at`] and [`Flush::flushed_at`] (jiff's), re-exported so a sink
-/// needs no matching dependency.
-pub use jiff::Timestamp;
+/// The time type of [`SinkKey::at`] and [`Flush::flushed_at`].
+pub use crate::time::Timestamp;
 
 /// The field a plain-number value is written to unless the sink is told otherwise: not
 /// `count`, which the collector reports for the events of a bucket.

@@ -61,3 +61,6 @@ pub use self::calendar::Calendar;
 pub use self::error::{TimeError, TimeZoneError};
 pub use self::granularity::{Granularity, GranularityError, GranularityErrorKind, Unit};
 pub use self::timeline::{Blanks, Timeline};
+/// The instant type of every accrue API (jiff's), re-exported so a caller needs no matching
+/// dependency.
+pub use jiff::Timestamp;
