@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use crate::Chain;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Keys {
     #[command(subcommand)]
@@ -183,7 +185,7 @@ async fn admin_request(
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
+            .map_err(|e| format!("HTTP handshake with {authority}: {}", Chain(&e)))?;
     tokio::spawn(conn);
     let req = hyper::Request::builder()
         .method(method)
@@ -196,13 +198,13 @@ async fn admin_request(
     let res = sender
         .send_request(req)
         .await
-        .map_err(|e| format!("{method} {path}: {e}"))?;
+        .map_err(|e| format!("{method} {path}: {}", Chain(&e)))?;
     let status = res.status().as_u16();
     let body = res
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("reading the answer: {e}"))?
+        .map_err(|e| format!("reading the answer: {}", Chain(&e)))?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

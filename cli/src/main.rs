@@ -5,6 +5,8 @@
 mod args;
 mod keys;
 
+use std::error::Error;
+use std::fmt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -84,10 +86,26 @@ fn serve(args: args::Serve) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("accrue: {e}");
+            tracing::error!(error = &e as &dyn Error, "the collector failed");
+            eprintln!("accrue: {}", Chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes, `message: cause: cause…` (an error's `Display` leaves its cause to
+/// `source()`).
+struct Chain<'a>(&'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
     }
 }
 

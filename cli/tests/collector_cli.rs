@@ -114,10 +114,16 @@ fn a_taken_port_is_reported() {
     let out = accrue(&["serve", "--port", &port, "--db", db.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The message, then the operating system's reason (the error's source), each once.
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("accrue: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
     assert!(
-        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        line.starts_with(&format!("accrue: cannot listen on 127.0.0.1:{port}: ")),
         "{err}"
     );
+    assert_eq!(line.matches("127.0.0.1").count(), 1, "{err}");
     assert!(
         !db.exists(),
         "the database was created although the port was taken"

@@ -457,7 +457,10 @@ impl Batcher {
             Ok(d) => d,
             Err(e) => {
                 // A delivery task cannot panic short of a bug; its events are then unknown.
-                tracing::error!(error = %e, "a delivery task failed");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "a delivery task failed"
+                );
                 return;
             }
         };

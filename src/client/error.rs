@@ -76,7 +76,7 @@ impl fmt::Display for EmitError {
         match self {
             Self::Full(_) => f.write_str("the client's queue is full; the event was dropped"),
             Self::Closed(_) => f.write_str("the client is closed"),
-            Self::Invalid { reason, .. } => write!(f, "invalid event: {reason}"),
+            Self::Invalid { .. } => f.write_str("invalid event"),
         }
     }
 }
@@ -145,7 +145,7 @@ impl fmt::Display for ClientError {
             Self::NoRuntime => f.write_str(
                 "the accrue client needs a tokio runtime: build it inside one or pass a handle",
             ),
-            Self::Http(e) => write!(f, "cannot set up the HTTP client: {e}"),
+            Self::Http(_) => f.write_str("cannot set up the HTTP client"),
             Self::Closed => f.write_str("the client is closed"),
             Self::Rejected { status, message } => {
                 write!(f, "the server refused the request ({status}): {message}")
@@ -235,3 +235,22 @@ impl fmt::Display for CloseError {
 }
 
 impl Error for CloseError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_the_source_and_not_in_the_message() {
+        let e = ClientError::Http("no TLS root certificates".into());
+        assert_eq!(e.to_string(), "cannot set up the HTTP client");
+        assert_eq!(e.source().unwrap().to_string(), "no TLS root certificates");
+
+        let e = EmitError::Invalid {
+            event: Event::new(""),
+            reason: InvalidEvent::EmptyKey,
+        };
+        assert_eq!(e.to_string(), "invalid event");
+        assert_eq!(e.source().unwrap().to_string(), "event key is empty");
+    }
+}

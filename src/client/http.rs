@@ -434,7 +434,7 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
 
 /// A transport error's text, without the URL (which names the server, but could in general
 /// carry a path someone considers private) — and never a header.
-fn transport_error(e: &reqwest::Error) -> String {
+pub(crate) fn transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -444,18 +444,10 @@ fn transport_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut msg = kind.to_owned();
-    let mut src = std::error::Error::source(e);
-    if let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-        if let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-        }
+    match std::error::Error::source(e) {
+        Some(s) => format!("{kind}: {}", crate::report::Chain(s)),
+        None => kind.to_owned(),
     }
-    msg
 }
 
 async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {

@@ -253,7 +253,10 @@ impl Subscription {
                     self.resp = None;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "the live feed broke; reconnecting");
+                    tracing::debug!(
+                        error = &e as &dyn std::error::Error,
+                        "the live feed broke; reconnecting"
+                    );
                     self.resp = None;
                 }
             }
@@ -358,7 +361,7 @@ impl Subscription {
             .live(self.url.clone(), self.last_id)
             .await
             .map_err(|e| Failure::Transient {
-                why: e.to_string(),
+                why: super::http::transport_error(&e),
                 after: None,
             })?;
         let status = resp.status();

@@ -92,9 +92,9 @@ impl fmt::Display for CollectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Config(msg) => write!(f, "invalid collector setting: {msg}"),
-            Self::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            Self::Store { context, source } => write!(f, "event store: {context}: {source}"),
-            Self::Metrics { context, source } => write!(f, "metrics store: {context}: {source}"),
+            Self::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
+            Self::Store { context, .. } => write!(f, "event store: {context}"),
+            Self::Metrics { context, .. } => write!(f, "metrics store: {context}"),
             Self::DriverNotBuilt { scheme, hint } => {
                 write!(
                     f,
@@ -336,5 +336,31 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_the_source_and_not_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let e = CollectorError::Bind {
+            addr: "127.0.0.1:8081".into(),
+            source: io,
+        };
+        assert_eq!(e.to_string(), "cannot listen on 127.0.0.1:8081");
+        assert_eq!(e.source().unwrap().to_string(), "address in use");
+
+        let e = CollectorError::store("open", "disk I/O error");
+        assert_eq!(e.to_string(), "event store: open");
+        assert_eq!(e.source().unwrap().to_string(), "disk I/O error");
+
+        let e = CollectorError::metrics("create the schema", "permission denied");
+        assert_eq!(e.to_string(), "metrics store: create the schema");
+        assert_eq!(e.source().unwrap().to_string(), "permission denied");
+
+        assert!(CollectorError::Task("panicked".into()).source().is_none());
     }
 }

@@ -167,7 +167,10 @@ async fn create_inner(st: &AppState, by: &Principal, body: &[u8]) -> Result<Valu
     no_management_without_admin(st, by)?;
     let (scopes, prefix, label) = validate(body)?;
     let (id, token) = new_token().map_err(|e| {
-        tracing::error!(error = %e, "the random source failed");
+        tracing::error!(
+            error = &e as &dyn std::error::Error,
+            "the random source failed"
+        );
         api_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Store error",

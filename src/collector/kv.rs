@@ -215,7 +215,10 @@ pub(crate) async fn get(
         }
         Ok(None) => not_found().into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "reading a KV value failed");
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "reading a KV value failed"
+            );
             ApiError::read_failed().into_response()
         }
     }
@@ -288,7 +291,10 @@ pub(crate) async fn list(
             json::response(StatusCode::OK, out)
         }
         Err(e) => {
-            tracing::error!(error = %e, "listing KV values failed");
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "listing KV values failed"
+            );
             ApiError::read_failed().into_response()
         }
     }

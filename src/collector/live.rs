@@ -786,7 +786,10 @@ async fn ws_loop(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(error = %e, "reading events to resume a live feed failed");
+                        tracing::error!(
+                            error = &e as &dyn std::error::Error,
+                            "reading events to resume a live feed failed"
+                        );
                         session.unsubscribe(&replay.label);
                         let msg = serde_json::json!({"type": "error",
                             "error": "Failed to retrieve events", "subscription": &*replay.label,
@@ -1035,7 +1038,10 @@ impl SseState {
                 }
                 Ok(None) => self.replay = None,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading events to resume a live feed failed");
+                    tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        "reading events to resume a live feed failed"
+                    );
                     self.done = true;
                     return Some(SseEvent::default().event("error").data(
                         r#"{"error":"Failed to retrieve events","detail":"resuming failed; reconnect"}"#,

@@ -80,7 +80,7 @@ impl WriteOps {
             Ok(Err(e)) => match StoreFault::of(&e) {
                 StoreFault::DiskFull => Err(ApiError::store_fault(StoreFault::DiskFull)),
                 StoreFault::Failing => {
-                    tracing::error!(error = %e, "{what} failed");
+                    tracing::error!(error = &e as &dyn std::error::Error, "{what} failed");
                     Err(api_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "Store error",

@@ -574,7 +574,7 @@ fn page_response(rows: &[Row], next: Option<String>) -> Response {
 }
 
 fn read_failed(what: &str, e: &rusqlite::Error) -> ApiError {
-    tracing::error!(error = %e, "{what} failed");
+    tracing::error!(error = e as &dyn std::error::Error, "{what} failed");
     ApiError::read_failed()
 }
 
@@ -726,7 +726,10 @@ pub(crate) async fn run_delete(st: &AppState, t: Target, by: &Principal) -> Resu
     let max_id = match &st.pipeline {
         Some(p) => {
             p.flush().await.map_err(|e| {
-                tracing::warn!(error = %e, "the metrics flush before a delete failed");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "the metrics flush before a delete failed"
+                );
                 ApiError::busy(
                     1,
                     "the metrics store did not take the flush that must precede a delete",

@@ -450,7 +450,10 @@ async fn view(
             json::response(StatusCode::OK, out)
         }
         Err(e) => {
-            tracing::error!(error = %e, "reading events for /view failed");
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "reading events for /view failed"
+            );
             ApiError::read_failed().into_response()
         }
     }

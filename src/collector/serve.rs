@@ -112,7 +112,7 @@ pub(crate) async fn serve(
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                        tracing::debug!(error = &e as &dyn std::error::Error, "connection ended with an error");
                     }
                 }
                 () = stop.cancelled() => {
@@ -194,7 +194,7 @@ impl AcceptBackoff {
             .is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY)
         {
             tracing::warn!(
-                error = %e,
+                error = e as &dyn std::error::Error,
                 failures = self.unlogged,
                 "cannot accept connections (at most one line per {}s); backing off",
                 ACCEPT_LOG_EVERY.as_secs()

@@ -371,7 +371,10 @@ impl CollectorBuilder {
                 let mut server = server;
                 match tokio::time::timeout_at(deadline, &mut server).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
+                    Ok(Err(e)) => tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        "the HTTP server task failed"
+                    ),
                     Err(_) => {
                         tracing::warn!(
                             ?timeout,

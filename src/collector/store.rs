@@ -703,6 +703,7 @@ mod tests {
             .execute_batch("PRAGMA user_version = 99")
             .unwrap();
         let err = EventStore::open(&path, Synchronous::Normal).unwrap_err();
-        assert!(err.to_string().contains("newer"), "{err}");
+        let text = crate::report::Chain(&err).to_string();
+        assert!(text.contains("newer"), "{text}");
     }
 }

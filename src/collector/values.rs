@@ -89,7 +89,10 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
             | MetricsError::TooManyBuckets { .. }
             | MetricsError::Time(_) => ApiError::bad_query(e.to_string()),
             e => {
-                tracing::error!(error = %e, "reading /v1/values failed");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "reading /v1/values failed"
+                );
                 ApiError::values_failed()
             }
         })?;

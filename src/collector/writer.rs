@@ -557,7 +557,10 @@ impl Writer {
                 }
                 Err(e) => {
                     self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "retention failed; will retry");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "retention failed; will retry"
+                    );
                     break;
                 }
             }
@@ -581,7 +584,7 @@ impl FaultLog {
         self.unlogged += 1;
         if self.last.is_none_or(|t| t.elapsed() >= FAULT_LOG_EVERY) {
             tracing::error!(
-                error = %e,
+                error = e as &dyn std::error::Error,
                 events,
                 failures = self.unlogged,
                 "event store write failed (at most one line per {}s while it fails)",

@@ -113,7 +113,7 @@ impl fmt::Display for MetricsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidKey { key, reason } => write!(f, "invalid metric key {key:?}: {reason}"),
-            Self::InvalidValue(e) => write!(f, "invalid values: {e}"),
+            Self::InvalidValue(_) => f.write_str("invalid values"),
             Self::Granularity(e) => e.fmt(f),
             Self::Time(e) => e.fmt(f),
             Self::TooManyBuckets { limit } => {
@@ -126,10 +126,10 @@ impl fmt::Display for MetricsError {
             Self::Unbuffered => f.write_str(
                 "this call needs the write buffer, but the metrics store was built with buffer(false)",
             ),
-            Self::Driver(e) => write!(f, "driver error: {e}"),
-            Self::Unflushed { batches, source } => write!(
+            Self::Driver(_) => f.write_str("driver error"),
+            Self::Unflushed { batches, .. } => write!(
                 f,
-                "{} batch(es) could not be written at shutdown: {source}",
+                "{} batch(es) could not be written at shutdown",
                 batches.len()
             ),
         }
@@ -140,8 +140,9 @@ impl Error for MetricsError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::InvalidValue(e) => Some(e),
-            Self::Granularity(e) => Some(e),
-            Self::Time(e) => Some(e),
+            // Transparent: their text is the inner error's, so their cause is its cause.
+            Self::Granularity(e) => e.source(),
+            Self::Time(e) => e.source(),
             Self::Driver(e) | Self::Unflushed { source: e, .. } => Some(e),
             _ => None,
         }
@@ -277,16 +278,77 @@ impl fmt::Display for DriverError {
             DriverErrorKind::Corrupt => "corrupt data",
             DriverErrorKind::Other => "error",
         };
-        write!(f, "{kind}: {}", self.message)?;
-        if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
-        }
-        Ok(())
+        write!(f, "{kind}: {}", self.message)
     }
 }
 
 impl Error for DriverError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing() -> DriverError {
+        DriverError::connection("cannot reach the database")
+            .with_source(std::io::Error::other("connection refused"))
+    }
+
+    #[test]
+    fn a_driver_error_keeps_its_cause_out_of_its_message() {
+        let e = failing();
+        assert_eq!(e.to_string(), "connection: cannot reach the database");
+        assert_eq!(e.source().unwrap().to_string(), "connection refused");
+        assert!(DriverError::rejected("no table").source().is_none());
+    }
+
+    #[test]
+    fn a_metrics_error_with_a_cause_returns_it_from_source() {
+        let e = MetricsError::Driver(failing());
+        assert_eq!(e.to_string(), "driver error");
+        let source = e.source().unwrap();
+        assert_eq!(source.to_string(), "connection: cannot reach the database");
+        assert_eq!(
+            source.source().unwrap().to_string(),
+            "connection refused",
+            "the chain goes on below the driver error"
+        );
+
+        let e = MetricsError::Unflushed {
+            batches: Vec::new(),
+            source: failing(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "0 batch(es) could not be written at shutdown"
+        );
+        assert!(!e.to_string().contains("cannot reach"));
+        assert_eq!(
+            e.source().unwrap().to_string(),
+            "connection: cannot reach the database"
+        );
+
+        let e = MetricsError::InvalidValue(ValueError::NotFinite { path: "x".into() });
+        assert_eq!(e.to_string(), "invalid values");
+        assert_eq!(
+            e.source().unwrap().to_string(),
+            "\"x\" is not a finite number"
+        );
+    }
+
+    #[test]
+    fn a_transparent_variant_shows_the_inner_error_once() {
+        let inner = "fortnightly"
+            .parse::<crate::time::Granularity>()
+            .unwrap_err();
+        let e = MetricsError::Granularity(inner.clone());
+        assert_eq!(e.to_string(), inner.to_string());
+        assert!(
+            e.source().is_none(),
+            "the inner error is the message, not a cause"
+        );
     }
 }

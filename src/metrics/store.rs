@@ -545,7 +545,10 @@ impl MetricsStore {
                 && let Err(e) = self.flush().await
             {
                 self.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("size-triggered flush failed, data kept for retry: {e}");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "size-triggered flush failed, data kept for retry"
+                );
             }
             return Ok(());
         }
@@ -978,7 +981,10 @@ async fn flush_loop(inner: Weak<Inner>, period: Duration, stop: CancellationToke
         };
         if let Err(e) = stats.flush().await {
             stats.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("metrics flush failed, data kept for retry: {e}");
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "metrics flush failed, data kept for retry"
+            );
         }
     }
 }

@@ -102,7 +102,7 @@ impl MetricsSink {
                     continue;
                 }
                 if let Err(e) = stats.assemble_call(assembly, op, &key, at, &Value::Map(values)) {
-                    tracing::error!(key = %key, error = %e, "the metrics store refused an item");
+                    tracing::error!(key = %key, error = &e as &dyn std::error::Error, "the metrics store refused an item");
                     ok = false;
                 }
             }
@@ -115,7 +115,10 @@ impl MetricsSink {
         match stats.assemble(assembly) {
             Ok(batch) => (batch, written),
             Err(e) => {
-                tracing::error!(error = %e, "the metrics store refused a flush");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "the metrics store refused a flush"
+                );
                 (
                     None,
                     Written {

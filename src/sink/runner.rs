@@ -346,7 +346,10 @@ where
         }
         match shutting_down.await {
             Ok(rest) => unsent.extend(rest),
-            Err(e) => tracing::error!(error = %e, "the aggregator's shutdown failed"),
+            Err(e) => tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "the aggregator's shutdown failed"
+            ),
         }
     }
     unsent.extend(rx.try_iter());
@@ -454,10 +457,9 @@ where
             }
             Err(e) => {
                 if attempt == 1 {
-                    let cause = std::error::Error::source(&e).map(ToString::to_string);
                     tracing::warn!(
                         write = flush.id(),
-                        cause = cause.as_deref().unwrap_or("unknown"),
+                        error = &e as &dyn std::error::Error,
                         "a sink write was not acknowledged; retrying"
                     );
                 }

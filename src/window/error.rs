@@ -138,7 +138,7 @@ impl fmt::Display for WindowError {
             Self::NoRuntime => {
                 f.write_str("auto_persist must be built inside a tokio runtime (none is running)")
             }
-            Self::Storage(e) => write!(f, "storage error: {e}"),
+            Self::Storage(_) => f.write_str("storage error"),
             Self::Decode(msg) => write!(f, "cannot decode stored counter: {msg}"),
         }
     }
@@ -219,16 +219,35 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.context)?;
-        if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
-        }
-        Ok(())
+        f.write_str(&self.context)
     }
 }
 
 impl Error for StorageError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_is_a_chain_of_causes_each_printed_once() {
+        let io = std::io::Error::other("no space left on device");
+        let e = WindowError::from(StorageError::new("cannot append to c.log", io));
+        assert_eq!(e.to_string(), "storage error");
+        let storage = e.source().unwrap();
+        assert_eq!(storage.to_string(), "cannot append to c.log");
+        assert_eq!(
+            storage.source().unwrap().to_string(),
+            "no space left on device"
+        );
+        assert!(storage.source().unwrap().source().is_none());
+
+        let e = StorageError::msg("not a counter log");
+        assert_eq!(e.to_string(), "not a counter log");
+        assert!(e.source().is_none());
     }
 }

@@ -225,7 +225,10 @@ impl Drop for WindowStore {
             && self.inner.is_dirty()
             && let Err(e) = self.inner.persist_batch(false)
         {
-            tracing::error!(error = %e, "window: final persist on drop failed; changes since the last persist are lost");
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "window: final persist on drop failed; changes since the last persist are lost"
+            );
         }
     }
 }
@@ -436,7 +439,11 @@ impl Inner {
                 return false;
             }
             Err(e) => {
-                tracing::error!(key, error = %e, "window: cannot load key from storage");
+                tracing::error!(
+                    key,
+                    error = &e as &dyn std::error::Error,
+                    "window: cannot load key from storage"
+                );
                 return false;
             }
         };
@@ -486,7 +493,7 @@ impl Inner {
             Err(e) => {
                 tracing::error!(
                     key,
-                    error = %e,
+                    error = &e as &dyn std::error::Error,
                     "window: cannot load key from storage; recording into a new copy that \
                      will be merged with it before persisting"
                 );

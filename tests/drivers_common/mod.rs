@@ -249,3 +249,16 @@ pub fn url_via(url: &str, addr: SocketAddr, default_port: u16) -> String {
         &rest[end..]
     )
 }
+
+/// An error and every cause under it, `message: cause: …` (a driver error keeps the database's
+/// error out of its own text: it is the `source()`).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -91,7 +91,9 @@ impl Pipeline {
             // cut short by a full channel (which would break the watermark's exactness).
             .channel_capacity(shards)
             .build()
-            .map_err(|e| CollectorError::Config(format!("metrics aggregator: {e}")))?;
+            .map_err(|e| {
+                CollectorError::Config(format!("metrics aggregator: {}", crate::report::Chain(&e)))
+            })?;
         let bucketer = Bucketer::new(stats.calendar().clone(), stats.granularities().to_vec());
         let pipeline = Arc::new(Self {
             agg,
@@ -339,7 +341,7 @@ impl Pipeline {
                         break;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, retry_in = ?delay,
+                        tracing::error!(error = &e as &dyn std::error::Error, retry_in = ?delay,
                             "metrics flush failed; the batch is kept and retried");
                         tokio::select! {
                             () = tokio::time::sleep(delay) => {}
@@ -366,7 +368,10 @@ impl Pipeline {
             match self.flush().await {
                 Ok(()) => break Ok(()),
                 Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!(error = %e, "final metrics flush failed; retrying");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "final metrics flush failed; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(RETRY_MAX);
                 }
@@ -376,7 +381,7 @@ impl Pipeline {
         let closed = self.stats.shutdown().await;
         if let Err(e) = result.and(closed) {
             tracing::error!(
-                error = %e,
+                error = &e as &dyn std::error::Error,
                 watermark = self.flushed(),
                 "the metrics store did not take the last flush; the events after the watermark \
                  are replayed into it on the next start"
@@ -429,7 +434,7 @@ fn assemble(
             metrics
                 .metrics_skipped
                 .fetch_add(sample_count(&values), Ordering::Relaxed);
-            tracing::error!(key = %key, error = %e, "metrics store refused a sample");
+            tracing::error!(key = %key, error = &e as &dyn std::error::Error, "metrics store refused a sample");
             continue;
         }
         if publish && let Value::Map(values) = values {

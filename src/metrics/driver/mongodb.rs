@@ -483,7 +483,10 @@ impl Driver for MongoDriver {
             let models: Vec<UpdateOneModel> = rows.iter().map(|u| self.model(batch, u)).collect();
             match self.write_once(&models).await {
                 Err(e) if e.is_retryable() => {
-                    tracing::debug!("MongoDB write failed, retrying once: {e}");
+                    tracing::debug!(
+                        error = &e as &dyn std::error::Error,
+                        "MongoDB write failed, retrying once"
+                    );
                     self.write_once(&models).await
                 }
                 r => r,

@@ -410,7 +410,10 @@ impl Driver for MysqlDriver {
             let payload = payload(self.mode, &coalesce_rows(&batch.rows));
             match self.write_once(&payload, batch).await {
                 Err(e) if e.is_retryable() => {
-                    tracing::debug!("MySQL write failed, retrying once: {e}");
+                    tracing::debug!(
+                        error = &e as &dyn std::error::Error,
+                        "MySQL write failed, retrying once"
+                    );
                     self.write_once(&payload, batch).await
                 }
                 r => r,

@@ -385,7 +385,10 @@ impl Driver for PostgresDriver {
             let rows = rows(self.mode, &coalesce_rows(&batch.rows));
             match self.write_once(&rows, batch).await {
                 Err(e) if e.is_retryable() => {
-                    tracing::debug!("PostgreSQL write failed, retrying once: {e}");
+                    tracing::debug!(
+                        error = &e as &dyn std::error::Error,
+                        "PostgreSQL write failed, retrying once"
+                    );
                     self.write_once(&rows, batch).await
                 }
                 r => r,

@@ -365,7 +365,10 @@ impl Driver for RedisDriver {
             let rows = coalesce_rows(&batch.rows);
             match self.write_once(batch, &rows).await {
                 Err(e) if e.is_retryable() => {
-                    tracing::debug!("Redis write failed, retrying once: {e}");
+                    tracing::debug!(
+                        error = &e as &dyn std::error::Error,
+                        "Redis write failed, retrying once"
+                    );
                     self.write_once(batch, &rows).await
                 }
                 r => r,

@@ -28,9 +28,15 @@ impl AutoPersist {
                 match tokio::task::spawn_blocking(move || inner.persist_batch(false)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        tracing::error!(error = %e, "window: auto-persist failed; will retry")
+                        tracing::error!(
+                            error = &e as &dyn std::error::Error,
+                            "window: auto-persist failed; will retry"
+                        )
                     }
-                    Err(e) => tracing::error!(error = %e, "window: auto-persist task failed"),
+                    Err(e) => tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        "window: auto-persist task failed"
+                    ),
                 }
             }
         })))

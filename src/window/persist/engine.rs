@@ -127,7 +127,11 @@ impl Inner {
                     values.push(v);
                 }
                 Err(e) => {
-                    tracing::error!(key = key.as_str(), error = %e, "window: key not persisted");
+                    tracing::error!(
+                        key = key.as_str(),
+                        error = &e as &dyn std::error::Error,
+                        "window: key not persisted"
+                    );
                     skipped.push(key.clone());
                     first_error.get_or_insert(e);
                 }

@@ -237,7 +237,10 @@ impl Storage for FileStorage {
         if self.len > self.compact_min && self.len > 2 * self.live {
             // The batch is durable already; a failed compaction leaves the old log intact.
             if let Err(e) = self.compact() {
-                tracing::warn!(error = %e, "window: counter log compaction failed");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "window: counter log compaction failed"
+                );
             }
         }
         Ok(())
