@@ -15,11 +15,18 @@
 //!   the metrics pipeline off (closing the event store, checkpointing its WAL); the difference
 //!   is the flush.
 //!
+//! * `pending memory` (printed, not timed): the heap bytes one pending metrics sample holds —
+//!   the live Rust heap after posting 100k distinct event keys (nothing flushed yet) minus the
+//!   same with the metrics pipeline off, per key. A counting allocator wraps the system one
+//!   for the whole bench (SQLite's own page cache is not on the Rust heap).
+//!
 //! `cargo bench --features server --bench collector` (`-- 'metrics flush'` for that part)
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicIsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use accrue::collector::{Collector, Synchronous};
@@ -33,6 +40,33 @@ const REQUESTS: usize = 4;
 const BATCH: usize = 100;
 const EVENTS: usize = CLIENTS * REQUESTS * BATCH;
 const VIEW_ROWS: usize = 100_000;
+
+/// Live bytes on the Rust heap, for `pending memory`.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+// The bench crate (not the library, which forbids unsafe code) wraps the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, AtomicOrdering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, AtomicOrdering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            AtomicOrdering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 static RESULTS: Mutex<Vec<(String, &'static str, f64)>> = Mutex::new(Vec::new());
 
@@ -333,6 +367,53 @@ fn metrics_flush(c: &mut Criterion) {
     group.finish();
 }
 
+/// Heap bytes per pending metrics sample: see the module docs.
+fn pending_memory() {
+    if !std::env::args().any(|a| a.contains("memory")) && std::env::args().count() > 2 {
+        return; // another part was selected
+    }
+    const KEYS: usize = 100_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let per_key = |metrics: bool| -> f64 {
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let server = Collector::builder()
+                .db(dir.path().join("memory.db"))
+                .port(0)
+                .flush_interval(Duration::from_secs(3_600))
+                .metrics_pipeline(metrics)
+                .start()
+                .await
+                .unwrap();
+            post_distinct_keys(server.local_addr(), 1_000).await; // warm the buffers
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let before = LIVE.load(AtomicOrdering::Relaxed);
+            post_distinct_keys(server.local_addr(), KEYS).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let after = LIVE.load(AtomicOrdering::Relaxed);
+            server.stop().await.unwrap();
+            (after - before) as f64 / KEYS as f64
+        })
+    };
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let on = per_key(true);
+        let off = per_key(false);
+        rounds.push((on, off));
+    }
+    println!(
+        "\n## pending memory: Rust heap per distinct event key posted, nothing flushed ({KEYS} keys, 3 rounds)"
+    );
+    println!("| round | metrics on | metrics off | per pending sample |");
+    println!("|---:|---:|---:|---:|");
+    for (i, (on, off)) in rounds.iter().enumerate() {
+        println!("| {} | {on:.0} B | {off:.0} B | {:.0} B |", i + 1, on - off);
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -405,4 +486,5 @@ fn main() {
     metrics_flush(&mut c);
     c.final_summary();
     report();
+    pending_memory();
 }
