@@ -54,6 +54,10 @@ impl Driver for LosesAcks {
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
         self.inner.read(rows)
     }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        self.inner.applied(writer)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -220,6 +224,10 @@ impl Driver for Down {
 
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
         self.0.read(rows)
+    }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        self.0.applied(writer)
     }
 }
 

@@ -187,6 +187,9 @@ impl Driver for FreshIds {
     ) -> accrue::DriverFuture<'a, Vec<accrue::Values>> {
         self.0.read(rows)
     }
+    fn applied<'a>(&'a self, writer: &'a str) -> accrue::DriverFuture<'a, Option<u64>> {
+        self.0.applied(writer)
+    }
 }
 
 /// Tracks from several tasks with small buffers while `kill` terminates the driver's

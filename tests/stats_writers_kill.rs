@@ -1,0 +1,404 @@
+//! Exactly-once across a kill: per driver, three checkpointed writer processes feed one store
+//! from a deterministic source; one is SIGKILLed mid-write and restarted under the same writer
+//! id, another is SIGKILLed and replaced by a process with a new id that resumes from the dead
+//! one's position. Every key's count and sum must come out exactly as the sources say.
+//!
+//! The writers are this test binary run again (`writer_child`, a no-op unless
+//! `ACCRUE_KILL_CHILD` is set). Server drivers need their URL variables (`source
+//! .ci/services.sh`); without them the test is skipped loudly, or fails under
+//! `ACCRUE_REQUIRE_SERVICES=1`.
+#![cfg(all(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "redis",
+    feature = "mongodb"
+))]
+
+mod drivers_common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use accrue::{
+    Driver, IdentifierMode, MongoDriver, MysqlDriver, PostgresDriver, RedisDriver, SYSTEM_KEY,
+    SqliteDriver, Stats, StatsError, Value,
+};
+use drivers_common::{service_url, unique};
+use serde_json::json;
+
+/// Records per source.
+const RECORDS: u64 = 20_000;
+/// Records per commit.
+const EVERY: u64 = 250;
+/// Distinct metric keys (`k{i % KEYS}`).
+const KEYS: u64 = 50;
+/// Writer processes at once.
+const WRITERS: usize = 3;
+const AT: &str = "2025-01-15T10:20:00Z";
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn at() -> jiff::Timestamp {
+    AT.parse().unwrap()
+}
+
+/// Opens the store a test runs on: `kind` and its `target` (file, table, prefix, collection).
+async fn open(kind: &str, target: &str) -> Arc<dyn Driver> {
+    let url = |var: &str| std::env::var(var).unwrap();
+    let driver: Arc<dyn Driver> = match kind {
+        "sqlite" => Arc::new(SqliteDriver::open(target, "trifle_stats", IdentifierMode::Full).unwrap()),
+        "postgres" => Arc::new(
+            PostgresDriver::connect(&url("ACCRUE_PG_URL"), target, IdentifierMode::Full)
+                .await
+                .unwrap(),
+        ),
+        "mysql" => Arc::new(
+            MysqlDriver::connect(&url("ACCRUE_MYSQL_URL"), target, IdentifierMode::Full)
+                .await
+                .unwrap(),
+        ),
+        "redis" => Arc::new(
+            RedisDriver::builder()
+                .prefix(target)
+                .connect(&url("ACCRUE_REDIS_URL"))
+                .await
+                .unwrap(),
+        ),
+        "mongodb" => Arc::new(
+            MongoDriver::builder()
+                .database("accrue_kill")
+                .collection(target)
+                .connect(&url("ACCRUE_MONGO_URL"))
+                .await
+                .unwrap(),
+        ),
+        other => panic!("unknown driver {other}"),
+    };
+    driver
+}
+
+// ------------------------------------------------------------------------------ the writer
+
+/// One writer process: resumes from the destination, replays its source from there and
+/// commits every [`EVERY`] records with the source position as seq. Prints `KILLTEST commit
+/// <seq>` before and `KILLTEST done <seq>` after each commit, for the parent to see what was
+/// in flight when it killed it.
+#[test]
+fn writer_child() {
+    if std::env::var("ACCRUE_KILL_CHILD").is_err() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap();
+    let (kind, target, writer) = (
+        var("ACCRUE_KILL_DRIVER"),
+        var("ACCRUE_KILL_TARGET"),
+        var("ACCRUE_KILL_WRITER"),
+    );
+    let resume_from = std::env::var("ACCRUE_KILL_RESUME_FROM").ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let stats = Stats::builder(open(&kind, &target).await)
+            .time_zone("UTC")
+            .granularities(["1h"])
+            .checkpointed(&writer)
+            .build()
+            .unwrap();
+        let mut start = stats.resume().await.unwrap();
+        if let Some(old) = &resume_from {
+            start = start.max(stats.applied(old).await.unwrap());
+        }
+        let start = start.unwrap_or(0);
+        println!("KILLTEST start {start}");
+        for i in start..RECORDS {
+            let key = format!("k{}", i % KEYS);
+            stats
+                .track(&key, at(), json!({"count": 1, "v": i}))
+                .await
+                .unwrap();
+            let position = i + 1;
+            if position % EVERY == 0 || position == RECORDS {
+                println!("KILLTEST commit {position}");
+                commit(&stats, position).await;
+                println!("KILLTEST done {position}");
+                // Spreads a writer's life over a few hundred milliseconds, so that the kill
+                // lands among its commits rather than after its last.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        stats.shutdown().await.unwrap();
+    });
+}
+
+/// Commits `seq`, retrying (the same seq: the same batch) while the driver reports a
+/// retryable error, e.g. SQLite busy with another process's transaction.
+async fn commit(stats: &Stats, seq: u64) {
+    for _ in 0..600 {
+        match stats.commit(seq).await {
+            Ok(_) => return,
+            Err(StatsError::Driver(e)) if e.is_retryable() => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("commit {seq} failed: {e}"),
+        }
+    }
+    panic!("commit {seq} still failing after 600 tries");
+}
+
+// ------------------------------------------------------------------------------ the parent
+
+/// A running writer process and the `KILLTEST` lines it printed so far.
+struct Writer {
+    id: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn spawn(kind: &str, target: &str, id: &str, resume_from: Option<&str>) -> Writer {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
+        .env("ACCRUE_KILL_CHILD", "1")
+        .env("ACCRUE_KILL_DRIVER", kind)
+        .env("ACCRUE_KILL_TARGET", target)
+        .env("ACCRUE_KILL_WRITER", id)
+        .env_remove("ACCRUE_KILL_RESUME_FROM")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(old) = resume_from {
+        cmd.env("ACCRUE_KILL_RESUME_FROM", old);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = child.stdout.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("KILLTEST ") {
+                sink.lock().unwrap().push(rest.to_owned());
+            }
+        }
+    });
+    Writer {
+        id: id.to_owned(),
+        child,
+        lines,
+    }
+}
+
+/// A few pseudo-random milliseconds (0..=12), so the kill lands at varying points of a write.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    Duration::from_millis(u64::from(nanos.wrapping_mul(2_654_435_761) >> 7) % 13)
+}
+
+/// Waits until `writer`'s mark reaches `seq`, then kills it at a jittered moment. Returns a
+/// line for the report: what was in flight, and whether the driver had stored it.
+async fn kill_mid_write(driver: &dyn Driver, w: &mut Writer, seq: u64) -> String {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let mark = driver.applied(&w.id).await.unwrap().unwrap_or(0);
+        if mark >= seq {
+            break;
+        }
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "writer {} exited before the kill",
+            w.id
+        );
+        assert!(Instant::now() < until, "writer {} made no progress", w.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(jitter()).await;
+    w.child.kill().unwrap();
+    let status = w.child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "writer {} finished before the kill ({status})",
+            w.id
+        );
+    }
+    // Lines already read; the pipe is closed by the kill.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mark = driver.applied(&w.id).await.unwrap().unwrap_or(0);
+    let last = w.lines.lock().unwrap().last().cloned().unwrap_or_default();
+    match last.strip_prefix("commit ") {
+        Some(s) => {
+            let s: u64 = s.parse().unwrap();
+            let stored = if mark >= s { "stored" } else { "not stored" };
+            format!("{}: killed with commit {s} in flight ({stored}), mark {mark}", w.id)
+        }
+        None => format!("{}: killed between commits ({last}), mark {mark}", w.id),
+    }
+}
+
+fn wait(w: &mut Writer, until: Instant) {
+    loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            assert!(status.success(), "writer {} failed: {status}", w.id);
+            return;
+        }
+        if Instant::now() > until {
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+            panic!("writer {} did not finish in time", w.id);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The whole scenario on one store; panics on a wrong total.
+async fn run(kind: &str, target: &str) {
+    let driver = open(kind, target).await;
+    driver.setup().await.unwrap();
+    let started = Instant::now();
+    let run = unique("w");
+    let ids: Vec<String> = (0..WRITERS).map(|i| format!("{run}-{i}")).collect();
+    let mut writers: Vec<Writer> = ids.iter().map(|id| spawn(kind, target, id, None)).collect();
+
+    // Writer 0: killed mid-write, restarted under the same id.
+    let report0 = kill_mid_write(&*driver, &mut writers[0], RECORDS / 8).await;
+    writers[0] = spawn(kind, target, &ids[0], None);
+    // Writer 1: killed mid-write, replaced by a new id resuming from the dead one's position.
+    let report1 = kill_mid_write(&*driver, &mut writers[1], RECORDS / 4).await;
+    let dead_mark = driver.applied(&ids[1]).await.unwrap();
+    let successor = format!("{}-new", ids[1]);
+    writers[1] = spawn(kind, target, &successor, Some(&ids[1]));
+
+    let until = Instant::now() + DEADLINE;
+    for w in &mut writers {
+        wait(w, until);
+    }
+    let restart0 = writers[0].lines.lock().unwrap().first().cloned();
+    let restart1 = writers[1].lines.lock().unwrap().first().cloned();
+    eprintln!(
+        "{kind}: {report0}; restarted at {restart0:?}. {report1}; successor {restart1:?}. \
+         {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Every source read exactly once.
+    let stats = Stats::builder(driver.clone())
+        .time_zone("UTC")
+        .granularities(["1h"])
+        .buffer(false)
+        .build()
+        .unwrap();
+    let writers = WRITERS as u64;
+    for k in 0..KEYS {
+        let series = stats
+            .values(&format!("k{k}"), at(), at(), "1h", false)
+            .await
+            .unwrap();
+        let got = Value::Map(series.values[0].clone()).to_json();
+        let sum: u64 = (k..RECORDS).step_by(KEYS as usize).sum();
+        assert_eq!(
+            got,
+            json!({"count": writers * RECORDS / KEYS, "v": writers * sum}),
+            "{kind}: key k{k}"
+        );
+    }
+    let system = stats.values(SYSTEM_KEY, at(), at(), "1h", false).await.unwrap();
+    let system = Value::Map(system.values[0].clone()).to_json();
+    assert_eq!(system["count"], json!(writers * RECORDS), "{kind}: system row");
+    // The marks: every live id at the end of its source, the dead one where it stopped.
+    assert_eq!(driver.applied(&ids[0]).await.unwrap(), Some(RECORDS));
+    assert_eq!(driver.applied(&ids[2]).await.unwrap(), Some(RECORDS));
+    assert_eq!(driver.applied(&successor).await.unwrap(), Some(RECORDS));
+    assert_eq!(driver.applied(&ids[1]).await.unwrap(), dead_mark);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_exactly_once_across_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kill.db");
+    run("sqlite", path.to_str().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_exactly_once_across_kills() {
+    if service_url("ACCRUE_PG_URL").is_none() {
+        return;
+    }
+    let table = unique("accrue_kill");
+    run("postgres", &table).await;
+    let pool = sqlx::PgPool::connect(&std::env::var("ACCRUE_PG_URL").unwrap())
+        .await
+        .unwrap();
+    for t in [table.clone(), format!("{table}_batches")] {
+        let sql = format!("DROP TABLE IF EXISTS \"{t}\"");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_exactly_once_across_kills() {
+    if service_url("ACCRUE_MYSQL_URL").is_none() {
+        return;
+    }
+    let table = unique("accrue_kill");
+    run("mysql", &table).await;
+    let pool = sqlx::MySqlPool::connect(&std::env::var("ACCRUE_MYSQL_URL").unwrap())
+        .await
+        .unwrap();
+    for t in [table.clone(), format!("{table}_batches")] {
+        let sql = format!("DROP TABLE IF EXISTS `{t}`");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_exactly_once_across_kills() {
+    let Some(url) = service_url("ACCRUE_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("accrue_kill");
+    run("redis", &prefix).await;
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_exactly_once_across_kills() {
+    let Some(url) = service_url("ACCRUE_MONGO_URL") else {
+        return;
+    };
+    let collection = unique("accrue_kill");
+    run("mongodb", &collection).await;
+    let client = mongodb::Client::with_uri_str(url).await.unwrap();
+    let db = client.database("accrue_kill");
+    for c in [collection.clone(), format!("{collection}_writers")] {
+        db.collection::<mongodb::bson::Document>(&c)
+            .drop()
+            .await
+            .unwrap();
+    }
+}
