@@ -96,7 +96,11 @@ async fn commit_writes_one_batch_and_resume_reads_it_back() {
     for i in 0..10 {
         stats.track("k", at(), json!({"n": i})).await.unwrap();
     }
-    assert_eq!(driver.batches_applied(), 0, "nothing is written before a commit");
+    assert_eq!(
+        driver.batches_applied(),
+        0,
+        "nothing is written before a commit"
+    );
     let outcome = stats.commit(10).await.unwrap();
     assert_eq!((outcome.batches, outcome.rows), (1, 2));
     assert_eq!(driver.batches_applied(), 1);
@@ -159,7 +163,10 @@ async fn a_failed_commit_retried_under_its_seq_is_written_once() {
     stats.track("k", at(), json!({"n": 1})).await.unwrap();
     driver.fail_next(1);
     let err = stats.commit(3).await.unwrap_err();
-    assert!(matches!(&err, StatsError::Driver(e) if e.is_retryable()), "{err}");
+    assert!(
+        matches!(&err, StatsError::Driver(e) if e.is_retryable()),
+        "{err}"
+    );
     stats.track("k", at(), json!({"n": 10})).await.unwrap();
     assert!(matches!(
         stats.commit(2).await,
@@ -201,7 +208,11 @@ async fn a_checkpointed_store_writes_only_on_commit() {
         stats.track("k", at(), json!({"n": i})).await.unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert_eq!(driver.batches_applied(), 0, "no size- or time-triggered flush");
+    assert_eq!(
+        driver.batches_applied(),
+        0,
+        "no size- or time-triggered flush"
+    );
     assert!(matches!(stats.flush().await, Err(StatsError::Checkpointed)));
     // Shutdown drops what was not committed: the source replays it.
     stats.shutdown().await.unwrap();

@@ -39,6 +39,19 @@ const KEYS: u64 = 50;
 const WRITERS: usize = 3;
 const AT: &str = "2025-01-15T10:20:00Z";
 const DEADLINE: Duration = Duration::from_secs(90);
+/// How long a writer waits between a commit's return and reporting it done.
+const ACK_WINDOW: Duration = Duration::from_millis(10);
+
+/// When the parent kills a writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    /// While a commit is in flight that the destination does not hold yet (it may still store
+    /// it before the kill lands: the report says which).
+    InFlight,
+    /// Once the destination holds the commit the writer started last, before the writer saw
+    /// its acknowledgement: a batch stored that the dead writer never knew about.
+    StoredUnacknowledged,
+}
 
 fn at() -> jiff::Timestamp {
     AT.parse().unwrap()
@@ -48,7 +61,9 @@ fn at() -> jiff::Timestamp {
 async fn open(kind: &str, target: &str) -> Arc<dyn Driver> {
     let url = |var: &str| std::env::var(var).unwrap();
     let driver: Arc<dyn Driver> = match kind {
-        "sqlite" => Arc::new(SqliteDriver::open(target, "trifle_stats", IdentifierMode::Full).unwrap()),
+        "sqlite" => {
+            Arc::new(SqliteDriver::open(target, "trifle_stats", IdentifierMode::Full).unwrap())
+        }
         "postgres" => Arc::new(
             PostgresDriver::connect(&url("ACCRUE_PG_URL"), target, IdentifierMode::Full)
                 .await
@@ -125,10 +140,11 @@ fn writer_child() {
             if position % EVERY == 0 || position == RECORDS {
                 println!("KILLTEST commit {position}");
                 commit(&stats, position).await;
+                // The moment a process dies after the destination stored its batch and before
+                // it could record that anywhere: held long enough for the parent to kill it
+                // there.
+                tokio::time::sleep(ACK_WINDOW).await;
                 println!("KILLTEST done {position}");
-                // Spreads a writer's life over a few hundred milliseconds, so that the kill
-                // lands among its commits rather than after its last.
-                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
         stats.shutdown().await.unwrap();
@@ -178,8 +194,9 @@ fn spawn(kind: &str, target: &str, id: &str, resume_from: Option<&str>) -> Write
     let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("KILLTEST ") {
-                sink.lock().unwrap().push(rest.to_owned());
+            // The harness may print its `test writer_child ... ` on the same line first.
+            if let Some(at) = line.find("KILLTEST ") {
+                sink.lock().unwrap().push(line[at + 9..].to_owned());
             }
         }
     });
@@ -190,23 +207,28 @@ fn spawn(kind: &str, target: &str, id: &str, resume_from: Option<&str>) -> Write
     }
 }
 
-/// A few pseudo-random milliseconds (0..=12), so the kill lands at varying points of a write.
-fn jitter() -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    Duration::from_millis(u64::from(nanos.wrapping_mul(2_654_435_761) >> 7) % 13)
+/// The seq of the commit `w` started last and has not reported done.
+fn in_flight(w: &Writer) -> Option<u64> {
+    let lines = w.lines.lock().unwrap();
+    lines.last()?.strip_prefix("commit ")?.parse().ok()
 }
 
-/// Waits until `writer`'s mark reaches `seq`, then kills it at a jittered moment. Returns a
-/// line for the report: what was in flight, and whether the driver had stored it.
-async fn kill_mid_write(driver: &dyn Driver, w: &mut Writer, seq: u64) -> String {
+/// Waits until `writer`'s mark reaches `seq`, then kills it at `moment`. Returns a line for
+/// the report: what was in flight, and whether the driver had stored it.
+async fn kill_mid_write(driver: &dyn Driver, w: &mut Writer, seq: u64, moment: Moment) -> String {
     let until = Instant::now() + DEADLINE;
+    let mut reached = false;
     loop {
         let mark = driver.applied(&w.id).await.unwrap().unwrap_or(0);
-        if mark >= seq {
-            break;
+        reached |= mark >= seq;
+        if reached {
+            // The line first: a mark read after it tells whether that commit is stored.
+            if let Some(s) = in_flight(w) {
+                let stored = driver.applied(&w.id).await.unwrap().unwrap_or(0) >= s;
+                if stored == (moment == Moment::StoredUnacknowledged) {
+                    break;
+                }
+            }
         }
         assert!(
             w.child.try_wait().unwrap().is_none(),
@@ -214,9 +236,8 @@ async fn kill_mid_write(driver: &dyn Driver, w: &mut Writer, seq: u64) -> String
             w.id
         );
         assert!(Instant::now() < until, "writer {} made no progress", w.id);
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    tokio::time::sleep(jitter()).await;
     w.child.kill().unwrap();
     let status = w.child.wait().unwrap();
     {
@@ -232,13 +253,18 @@ async fn kill_mid_write(driver: &dyn Driver, w: &mut Writer, seq: u64) -> String
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mark = driver.applied(&w.id).await.unwrap().unwrap_or(0);
     let last = w.lines.lock().unwrap().last().cloned().unwrap_or_default();
-    match last.strip_prefix("commit ") {
+    match in_flight(w) {
         Some(s) => {
-            let s: u64 = s.parse().unwrap();
             let stored = if mark >= s { "stored" } else { "not stored" };
-            format!("{}: killed with commit {s} in flight ({stored}), mark {mark}", w.id)
+            if moment == Moment::StoredUnacknowledged {
+                assert!(mark >= s, "{}: commit {s} in flight, mark {mark}", w.id);
+            }
+            format!(
+                "{}: killed with commit {s} in flight ({stored}), mark {mark}",
+                w.id
+            )
         }
-        None => format!("{}: killed between commits ({last}), mark {mark}", w.id),
+        None => panic!("{}: killed after {last}, not mid-commit", w.id),
     }
 }
 
@@ -266,24 +292,41 @@ async fn run(kind: &str, target: &str) {
     let ids: Vec<String> = (0..WRITERS).map(|i| format!("{run}-{i}")).collect();
     let mut writers: Vec<Writer> = ids.iter().map(|id| spawn(kind, target, id, None)).collect();
 
-    // Writer 0: killed mid-write, restarted under the same id.
-    let report0 = kill_mid_write(&*driver, &mut writers[0], RECORDS / 8).await;
+    // Writer 0: killed after its batch was stored, before it knew; restarted under its id.
+    let report0 = kill_mid_write(
+        &*driver,
+        &mut writers[0],
+        RECORDS / 8,
+        Moment::StoredUnacknowledged,
+    )
+    .await;
     writers[0] = spawn(kind, target, &ids[0], None);
-    // Writer 1: killed mid-write, replaced by a new id resuming from the dead one's position.
-    let report1 = kill_mid_write(&*driver, &mut writers[1], RECORDS / 4).await;
+    // Writer 1: the same kill; replaced by a new id resuming from the dead one's position.
+    let report1 = kill_mid_write(
+        &*driver,
+        &mut writers[1],
+        RECORDS / 4,
+        Moment::StoredUnacknowledged,
+    )
+    .await;
     let dead_mark = driver.applied(&ids[1]).await.unwrap();
     let successor = format!("{}-new", ids[1]);
     writers[1] = spawn(kind, target, &successor, Some(&ids[1]));
+    // Writer 2: killed with a commit in flight, restarted under its id.
+    let report2 = kill_mid_write(&*driver, &mut writers[2], RECORDS / 3, Moment::InFlight).await;
+    writers[2] = spawn(kind, target, &ids[2], None);
 
     let until = Instant::now() + DEADLINE;
     for w in &mut writers {
         wait(w, until);
     }
-    let restart0 = writers[0].lines.lock().unwrap().first().cloned();
-    let restart1 = writers[1].lines.lock().unwrap().first().cloned();
+    let first = |w: &Writer| w.lines.lock().unwrap().first().cloned().unwrap_or_default();
     eprintln!(
-        "{kind}: {report0}; restarted at {restart0:?}. {report1}; successor {restart1:?}. \
+        "{kind}: {report0}, restarted: {}. {report1}, successor: {}. {report2}, restarted: {}. \
          {:.1} s",
+        first(&writers[0]),
+        first(&writers[1]),
+        first(&writers[2]),
         started.elapsed().as_secs_f64()
     );
 
@@ -308,9 +351,16 @@ async fn run(kind: &str, target: &str) {
             "{kind}: key k{k}"
         );
     }
-    let system = stats.values(SYSTEM_KEY, at(), at(), "1h", false).await.unwrap();
+    let system = stats
+        .values(SYSTEM_KEY, at(), at(), "1h", false)
+        .await
+        .unwrap();
     let system = Value::Map(system.values[0].clone()).to_json();
-    assert_eq!(system["count"], json!(writers * RECORDS), "{kind}: system row");
+    assert_eq!(
+        system["count"],
+        json!(writers * RECORDS),
+        "{kind}: system row"
+    );
     // The marks: every live id at the end of its source, the dead one where it stopped.
     assert_eq!(driver.applied(&ids[0]).await.unwrap(), Some(RECORDS));
     assert_eq!(driver.applied(&ids[2]).await.unwrap(), Some(RECORDS));

@@ -307,7 +307,10 @@ pub async fn driver_applied_reads_the_mark(driver: Arc<dyn Driver>) {
     assert_eq!(driver.applied("w1").await.unwrap(), Some(7));
     assert_eq!(driver.applied("w2").await.unwrap(), None);
     let micros = 1_765_000_000_123_456;
-    driver.write(&batch("w2", micros, one(10_000))).await.unwrap();
+    driver
+        .write(&batch("w2", micros, one(10_000)))
+        .await
+        .unwrap();
     assert_eq!(driver.applied("w2").await.unwrap(), Some(micros));
     assert_eq!(driver.applied("w1").await.unwrap(), Some(7));
     let got = driver.read(std::slice::from_ref(&r)).await.unwrap();

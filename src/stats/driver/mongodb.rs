@@ -580,12 +580,13 @@ impl Driver for MongoDriver {
                 Some(Bson::Int32(n)) => Some(i64::from(*n)),
                 _ => None,
             };
-            seq.map(|n| Some(u64::try_from(n).unwrap_or(0))).ok_or_else(|| {
-                DriverError::new(
-                    DriverErrorKind::Corrupt,
-                    format!("MongoDB: the mark of writer {writer:?} holds no integer seq"),
-                )
-            })
+            seq.map(|n| Some(u64::try_from(n).unwrap_or(0)))
+                .ok_or_else(|| {
+                    DriverError::new(
+                        DriverErrorKind::Corrupt,
+                        format!("MongoDB: the mark of writer {writer:?} holds no integer seq"),
+                    )
+                })
         })
     }
 }

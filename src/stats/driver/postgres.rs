@@ -464,7 +464,9 @@ impl Driver for PostgresDriver {
                 .bind(writer)
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(|e| sqlx_error("PostgreSQL: reading a writer's mark failed", e, RETRYABLE))?;
+                .map_err(|e| {
+                    sqlx_error("PostgreSQL: reading a writer's mark failed", e, RETRYABLE)
+                })?;
             Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
         })
     }
