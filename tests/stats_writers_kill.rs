@@ -40,7 +40,7 @@ const WRITERS: usize = 3;
 const AT: &str = "2025-01-15T10:20:00Z";
 const DEADLINE: Duration = Duration::from_secs(90);
 /// How long a writer waits between a commit's return and reporting it done.
-const ACK_WINDOW: Duration = Duration::from_millis(10);
+const ACK_WINDOW: Duration = Duration::from_millis(30);
 
 /// When the parent kills a writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,9 +223,11 @@ async fn kill_mid_write(driver: &dyn Driver, w: &mut Writer, seq: u64, moment: M
         reached |= mark >= seq;
         if reached {
             // The line first: a mark read after it tells whether that commit is stored.
+            // And the line again right before the kill: the writer is still inside that
+            // commit (or its acknowledgement window) if it has not reported it done.
             if let Some(s) = in_flight(w) {
                 let stored = driver.applied(&w.id).await.unwrap().unwrap_or(0) >= s;
-                if stored == (moment == Moment::StoredUnacknowledged) {
+                if stored == (moment == Moment::StoredUnacknowledged) && in_flight(w) == Some(s) {
                     break;
                 }
             }
