@@ -128,7 +128,10 @@ fn writer_child() {
         if let Some(old) = &resume_from {
             start = start.max(stats.applied(old).await.unwrap());
         }
-        let start = start.unwrap_or(0);
+        let start = match std::env::var("ACCRUE_KILL_START") {
+            Ok(forced) => forced.parse().unwrap(),
+            Err(_) => start.unwrap_or(0),
+        };
         println!("KILLTEST start {start}");
         for i in start..RECORDS {
             let key = format!("k{}", i % KEYS);
@@ -175,7 +178,27 @@ struct Writer {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// Where the process replacing a dead writer under a new id starts its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Successor {
+    /// At the dead id's position in the destination ([`Stats::applied`]): exactly-once.
+    AtStoredPosition,
+    /// Control: after the last commit the dead writer saw acknowledged, i.e. what a writer
+    /// without a read-back knows. The batch stored unacknowledged is written twice.
+    AfterLastAcknowledged,
+}
+
 fn spawn(kind: &str, target: &str, id: &str, resume_from: Option<&str>) -> Writer {
+    spawn_at(kind, target, id, resume_from, None)
+}
+
+fn spawn_at(
+    kind: &str,
+    target: &str,
+    id: &str,
+    resume_from: Option<&str>,
+    start: Option<u64>,
+) -> Writer {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
         .env("ACCRUE_KILL_CHILD", "1")
@@ -187,6 +210,10 @@ fn spawn(kind: &str, target: &str, id: &str, resume_from: Option<&str>) -> Write
         .stderr(Stdio::inherit());
     if let Some(old) = resume_from {
         cmd.env("ACCRUE_KILL_RESUME_FROM", old);
+    }
+    cmd.env_remove("ACCRUE_KILL_START");
+    if let Some(start) = start {
+        cmd.env("ACCRUE_KILL_START", start.to_string());
     }
     let mut child = cmd.spawn().unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -287,6 +314,10 @@ fn wait(w: &mut Writer, until: Instant) {
 
 /// The whole scenario on one store; panics on a wrong total.
 async fn run(kind: &str, target: &str) {
+    run_with(kind, target, Successor::AtStoredPosition).await;
+}
+
+async fn run_with(kind: &str, target: &str, successor_start: Successor) {
     let driver = open(kind, target).await;
     driver.setup().await.unwrap();
     let started = Instant::now();
@@ -313,7 +344,16 @@ async fn run(kind: &str, target: &str) {
     .await;
     let dead_mark = driver.applied(&ids[1]).await.unwrap();
     let successor = format!("{}-new", ids[1]);
-    writers[1] = spawn(kind, target, &successor, Some(&ids[1]));
+    let acknowledged = writers[1]
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("done ")?.parse::<u64>().ok());
+    let forced =
+        (successor_start == Successor::AfterLastAcknowledged).then(|| acknowledged.unwrap());
+    writers[1] = spawn_at(kind, target, &successor, Some(&ids[1]), forced);
     // Writer 2: killed with a commit in flight, restarted under its id.
     let report2 = kill_mid_write(&*driver, &mut writers[2], RECORDS / 3, Moment::InFlight).await;
     writers[2] = spawn(kind, target, &ids[2], None);
@@ -340,6 +380,19 @@ async fn run(kind: &str, target: &str) {
         .build()
         .unwrap();
     let writers = WRITERS as u64;
+    if successor_start == Successor::AfterLastAcknowledged {
+        let system = stats
+            .values(SYSTEM_KEY, at(), at(), "1h", false)
+            .await
+            .unwrap();
+        let count = Value::Map(system.values[0].clone()).to_json()["count"].clone();
+        assert_eq!(
+            count,
+            json!(writers * RECORDS + EVERY),
+            "{kind}: the control counts the unacknowledged batch twice"
+        );
+        return;
+    }
     for k in 0..KEYS {
         let series = stats
             .values(&format!("k{k}"), at(), at(), "1h", false)
@@ -375,6 +428,21 @@ async fn sqlite_file_exactly_once_across_kills() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kill.db");
     run("sqlite", path.to_str().unwrap()).await;
+}
+
+/// The control: a successor that starts after what the dead writer saw acknowledged, instead
+/// of reading its position back, counts the batch stored at the kill twice. Shows that the
+/// kill lands where a writer without the read-back duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_control_without_read_back_double_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kill.db");
+    run_with(
+        "sqlite",
+        path.to_str().unwrap(),
+        Successor::AfterLastAcknowledged,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
