@@ -1064,6 +1064,7 @@ impl fmt::Debug for Stats {
             .field("calendar", &self.inner.calendar)
             .field("granularities", &self.inner.granularities)
             .field("buffered", &self.inner.buffer.is_some())
+            .field("numbering", &self.inner.numbering)
             .field("untracked", &self.untracked)
             .finish_non_exhaustive()
     }
@@ -1075,6 +1076,7 @@ impl fmt::Debug for StatsBuilder {
             .field("driver", &self.driver.description())
             .field("time_zone", &self.zone)
             .field("buffer", &self.buffer)
+            .field("numbering", &self.numbering)
             .finish_non_exhaustive()
     }
 }
