@@ -350,6 +350,10 @@ impl Driver for NoopDriver {
         let n = rows.len();
         Box::pin(async move { Ok(vec![Values::new(); n]) })
     }
+
+    fn applied<'a>(&'a self, _writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// One flush of `keys` into a fresh in-process driver (`"memory"`: `MemoryDriver`, `"noop"`:

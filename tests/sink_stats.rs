@@ -58,6 +58,10 @@ impl Driver for LosesAcks {
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
         self.inner.read(rows)
     }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        self.inner.applied(writer)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -227,6 +231,10 @@ impl Driver for Down {
 
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
         self.0.read(rows)
+    }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        self.0.applied(writer)
     }
 }
 

@@ -203,6 +203,9 @@ impl Driver for FreshIds {
     ) -> accrue::metrics::DriverFuture<'a, Vec<accrue::metrics::Values>> {
         self.0.read(rows)
     }
+    fn applied<'a>(&'a self, writer: &'a str) -> accrue::metrics::DriverFuture<'a, Option<u64>> {
+        self.0.applied(writer)
+    }
 }
 
 /// Tracks from several tasks with small buffers while `kill` terminates the driver's

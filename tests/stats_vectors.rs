@@ -84,6 +84,9 @@ impl Driver for Recording {
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>> {
         self.inner.read(rows)
     }
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        self.inner.applied(writer)
+    }
 }
 
 fn inc(i: i64) -> FieldOp {

@@ -59,6 +59,17 @@ pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError
 ///   (unchanged, same id) before any later one, so keeping the highest applied seq per writer,
 ///   in the same transaction as the data, is enough. This makes a retry after a lost
 ///   acknowledgement safe.
+/// * [`applied`](Self::applied) reads that mark back: the highest `seq` of a writer whose
+///   batch is stored (`None` when nothing is stored for the writer). It never goes down: a
+///   skipped batch leaves it as it was. A store restarted under the same writer id resumes
+///   above it. Where the data and the mark commit in one transaction (the SQL drivers, Redis,
+///   the in-memory driver), every batch at or below the mark is stored in full and none above
+///   it is stored at all. A driver without a transaction spanning both (MongoDB) writes the
+///   mark after the data: a batch interrupted between the two can be stored (in full or in
+///   part) above the mark. Re-sending that batch under the same id and with the same rows
+///   then completes it exactly, since each document skips a batch it already has; a batch
+///   with other content under that seq, or the same rows under another writer id, would add
+///   them twice to the documents that have it.
 /// * [`FieldOp::Inc`] adds to the stored number, creating the field (and the row) at 0; a
 ///   field holding a non-number is treated as 0. Integers stay integers. An increment whose
 ///   sum would leave the range of `f64` leaves the stored value as it was (and the rest of the
@@ -87,6 +98,10 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
 
     /// Reads the stored flat maps of `rows`, in order (empty map for a missing row).
     fn read<'a>(&'a self, rows: &'a [RowId]) -> DriverFuture<'a, Vec<Values>>;
+
+    /// The highest batch `seq` of `writer` this store has applied (`None`: nothing is stored
+    /// for that writer). See the contract above for what the mark covers.
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>>;
 }
 
 /// What to do with one stored field.

@@ -98,6 +98,21 @@ pub enum MetricsError {
     /// The driver failed. For a buffered write this is reported by `flush`/`shutdown`; the
     /// data stays in the buffer and is retried.
     Driver(DriverError),
+    /// [`flush`](crate::metrics::MetricsStore::flush) on a [checkpointed](crate::metrics::MetricsStoreBuilder::checkpointed)
+    /// store, which writes only on [`commit`](crate::metrics::MetricsStore::commit). Nothing was written.
+    Checkpointed,
+    /// [`commit`](crate::metrics::MetricsStore::commit) on a store that numbers its own batches (not built
+    /// with [`checkpointed`](crate::metrics::MetricsStoreBuilder::checkpointed)). Nothing was written.
+    NotCheckpointed,
+    /// A [`commit`](crate::metrics::MetricsStore::commit) whose seq is not above the last one committed (or
+    /// is below a failed commit, which must be retried first). Nothing was written and the
+    /// tracked data is still pending.
+    CommitOrder {
+        /// The seq asked for.
+        seq: u64,
+        /// The last seq committed (or the failed one); 0 before any commit.
+        last: u64,
+    },
     /// Shutdown could not write everything: the batches are handed back here, in order, so
     /// nothing is lost silently. Each carries its id; writing them again through a driver is
     /// idempotent.
@@ -125,6 +140,16 @@ impl fmt::Display for MetricsError {
             Self::Closed => f.write_str("the metrics store has been shut down"),
             Self::Unbuffered => f.write_str(
                 "this call needs the write buffer, but the metrics store was built with buffer(false)",
+            ),
+            Self::Checkpointed => f.write_str(
+                "this metrics store is checkpointed: it writes only on commit(seq), never on flush",
+            ),
+            Self::NotCheckpointed => f.write_str(
+                "commit(seq) needs a checkpointed metrics store (MetricsStoreBuilder::checkpointed)",
+            ),
+            Self::CommitOrder { seq, last } => write!(
+                f,
+                "commit seq {seq} is not above the last committed seq {last}: nothing was written"
             ),
             Self::Driver(_) => f.write_str("driver error"),
             Self::Unflushed { batches, .. } => write!(
@@ -188,6 +213,9 @@ pub enum ConfigError {
     NoRuntime,
     /// `max_buckets` is zero.
     MaxBuckets,
+    /// A [checkpointed](crate::metrics::MetricsStoreBuilder::checkpointed) store needs the write buffer: it
+    /// collects what is written between two commits.
+    CheckpointedUnbuffered,
 }
 
 impl fmt::Display for ConfigError {
@@ -200,6 +228,9 @@ impl fmt::Display for ConfigError {
                 "the asynchronous buffer needs a tokio runtime: build the store inside one, turn buffer_async off, or use BlockingMetricsStore",
             ),
             Self::MaxBuckets => f.write_str("max_buckets must be at least 1"),
+            Self::CheckpointedUnbuffered => f.write_str(
+                "a checkpointed store needs the write buffer (it holds the writes between commits): remove buffer(false)",
+            ),
         }
     }
 }

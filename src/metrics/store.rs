@@ -23,6 +23,7 @@ use super::value::{Number, Value, Values};
 use crate::time::{Blanks, Calendar, Granularity};
 
 mod assembly;
+mod checkpoint;
 
 pub(crate) use self::assembly::Assembly;
 
@@ -64,6 +65,16 @@ pub struct MetricsStoreBuilder {
     codec: PathCodec,
     max_buckets: usize,
     writer: Option<String>,
+    numbering: Numbering,
+}
+
+/// Who chooses the batch sequence numbers of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbering {
+    /// The store: flushes number their batches one after the other.
+    Automatic,
+    /// The caller, through [`MetricsStore::commit`]; nothing is written under a number of the store's.
+    Checkpointed,
 }
 
 impl MetricsStoreBuilder {
@@ -179,14 +190,17 @@ impl MetricsStoreBuilder {
     /// exactly one live instance uses it at a time.
     ///
     /// Drivers apply a batch id at most once: they keep the highest sequence number applied
-    /// per writer and skip any batch at or below it. An instance numbers its batches from the
-    /// microseconds since the Unix epoch at which it was built, so an instance that reuses a
-    /// stable id after a restart continues above everything its predecessor wrote (unless the
-    /// system clock went back by more than the time between the two, or the predecessor wrote
-    /// more than a million batches a second), and none of its batches is skipped.
+    /// per writer and skip any batch at or below it. With a stable id, the store reads that
+    /// mark back ([`Driver::applied`]) before its first write and numbers its batches above
+    /// both the mark and the microseconds since the Unix epoch at which it was built, so an
+    /// instance that reuses the id after a restart continues above everything its predecessor
+    /// stored, even if the system clock went back, and none of its batches is skipped. (A
+    /// random id has nothing stored: its store skips that read.)
     ///
     /// What neither id gives is exactly-once across a crash: a batch whose write was in flight
     /// when the process died may or may not be stored, and the restarted process cannot tell.
+    /// For that, feed the store from a replayable source and use
+    /// [`checkpointed`](Self::checkpointed) (see [`MetricsStore`], "Writer identity").
     pub fn writer_id(mut self, id: impl Into<String>) -> Self {
         self.writer = Some(id.into());
         self
@@ -209,7 +223,12 @@ impl MetricsStoreBuilder {
         if self.max_buckets == 0 {
             return Err(ConfigError::MaxBuckets);
         }
-        let spawn = self.buffer && self.buffer_async && !self.buffer_duration.is_zero();
+        let checkpointed = self.numbering == Numbering::Checkpointed;
+        if checkpointed && !self.buffer {
+            return Err(ConfigError::CheckpointedUnbuffered);
+        }
+        let spawn =
+            !checkpointed && self.buffer && self.buffer_async && !self.buffer_duration.is_zero();
         let runtime = tokio::runtime::Handle::try_current().ok();
         if spawn && runtime.is_none() {
             return Err(ConfigError::NoRuntime);
@@ -225,11 +244,15 @@ impl MetricsStoreBuilder {
             codec: self.codec,
             max_buckets: self.max_buckets,
             gate: RwLock::new(false),
+            // A random id has no mark to read back; a checkpointed store takes its numbers from
+            // its caller.
             lane: tokio::sync::Mutex::new(Lane {
+                numbered_above_mark: self.writer.is_none() || checkpointed,
                 writer: self.writer.unwrap_or_else(random_writer_id),
-                next_seq: first_seq(),
+                next_seq: if checkpointed { 1 } else { first_seq() },
                 stalled: None,
             }),
+            numbering: self.numbering,
             stop: CancellationToken::new(),
             flush_errors: AtomicU64::new(0),
         });
@@ -293,6 +316,9 @@ fn random_writer_id() -> String {
 struct Lane {
     writer: String,
     next_seq: u64,
+    /// Whether `next_seq` is above the writer's mark in the destination (read back before the
+    /// first automatic batch of a stable writer id).
+    numbered_above_mark: bool,
     /// A batch whose write failed; retried before anything else.
     stalled: Option<WriteBatch>,
 }
@@ -309,6 +335,7 @@ struct Inner {
     /// never sees half a call.
     gate: RwLock<bool>,
     lane: tokio::sync::Mutex<Lane>,
+    numbering: Numbering,
     stop: CancellationToken,
     flush_errors: AtomicU64,
 }
@@ -336,6 +363,32 @@ struct Inner {
 ///
 /// Reads ([`values`](Self::values)) go to the driver: buffered writes become visible after
 /// the next flush. Call `flush().await` first for read-your-writes.
+///
+/// # Writer identity: what a retry and a crash leave
+///
+/// Every batch carries a writer id and a sequence number, and the drivers apply each
+/// (writer, seq) at most once. What that gives depends on the identity:
+///
+/// * **Random id** (the default): retries within the process are exactly-once (a batch whose
+///   acknowledgement was lost is re-sent with its id and skipped if it was stored). A batch
+///   in flight when the process crashes is stored or not, and the process cannot tell;
+///   what was acknowledged but not flushed is lost.
+/// * **Stable id, automatic numbering** ([`MetricsStoreBuilder::writer_id`]): the same, plus a
+///   restarted instance reads the id's mark back from the destination and numbers its
+///   batches above it, so none of its batches is skipped as already applied. Still, a batch
+///   in flight at a crash is stored or not.
+/// * **Checkpointed** ([`MetricsStoreBuilder::checkpointed`]): exactly-once across crashes for a
+///   writer fed by a replayable source (a log file, a queue partition). The caller numbers
+///   each batch with its source position ([`commit`](Self::commit)); after a restart,
+///   [`resume`](Self::resume) returns the position the destination holds, and the source
+///   replays from there: a batch that was stored is never written again, one that was not is
+///   written by the replay. A process that takes over under another id reads the old one's
+///   position with [`applied`](Self::applied). On MongoDB, which has no transaction spanning
+///   the data and the mark, see [`Driver::applied`] for the one case where the same batch must
+///   be re-sent under the same id.
+///
+/// One live instance per stable or checkpointed id at a time: two would skip each other's
+/// batches.
 ///
 /// # System tracking and its cost
 ///
@@ -473,6 +526,7 @@ impl MetricsStore {
             codec: PathCodec::V1,
             max_buckets: DEFAULT_MAX_BUCKETS,
             writer: None,
+            numbering: Numbering::Automatic,
         }
     }
 
@@ -542,6 +596,7 @@ impl MetricsStore {
     ) -> Result<(), MetricsError> {
         if self.inner.buffer.is_some() {
             if self.enqueue(op, key, at, values)?
+                && self.inner.numbering == Numbering::Automatic
                 && let Err(e) = self.flush().await
             {
                 self.inner.flush_errors.fetch_add(1, Ordering::Relaxed);
@@ -579,6 +634,7 @@ impl MetricsStore {
             .collect();
         let rows = self.rows(items, true)?;
         let mut lane = self.inner.lane.lock().await;
+        self.number_above_mark(&mut lane).await?;
         let batch = lane.next_batch(rows);
         self.inner.driver.write(&batch).await?;
         Ok(())
@@ -772,11 +828,20 @@ impl MetricsStore {
     /// # Errors
     ///
     /// [`MetricsError::Driver`]: the batch is kept and retried by the next flush.
+    /// [`MetricsError::Checkpointed`] on a [checkpointed](MetricsStoreBuilder::checkpointed) store,
+    /// which writes only on [`commit`](Self::commit).
     pub async fn flush(&self) -> Result<FlushOutcome, MetricsError> {
+        if self.inner.numbering == Numbering::Checkpointed {
+            return Err(MetricsError::Checkpointed);
+        }
         if self.inner.buffer.is_none() {
             return Ok(FlushOutcome::default());
         }
         let mut lane = self.inner.lane.lock().await;
+        if self.pending() > 0 {
+            // Not on an idle timer tick: a store with nothing to write reads nothing either.
+            self.number_above_mark(&mut lane).await?;
+        }
         let mut outcome = FlushOutcome::default();
         if let Some(batch) = lane.stalled.take() {
             if let Err(e) = self.inner.driver.write(&batch).await {
@@ -806,6 +871,10 @@ impl MetricsStore {
     /// Refuses further writes, stops the background flush, and writes everything pending.
     /// Idempotent.
     ///
+    /// A [checkpointed](MetricsStoreBuilder::checkpointed) store writes nothing here: what was
+    /// tracked since the last successful [`commit`](Self::commit), and a commit that failed,
+    /// are dropped, for the source to replay after [`resume`](Self::resume).
+    ///
     /// # Errors
     ///
     /// [`MetricsError::Unflushed`] with the batches the driver could not take, so nothing is
@@ -813,6 +882,10 @@ impl MetricsStore {
     pub async fn shutdown(&self) -> Result<(), MetricsError> {
         *self.inner.gate.write() = true;
         self.inner.stop.cancel();
+        if self.inner.numbering == Numbering::Checkpointed {
+            self.discard_uncommitted().await;
+            return Ok(());
+        }
         match self.flush().await {
             Ok(_) => Ok(()),
             Err(MetricsError::Driver(source)) => {
@@ -996,6 +1069,7 @@ impl fmt::Debug for MetricsStore {
             .field("calendar", &self.inner.calendar)
             .field("granularities", &self.inner.granularities)
             .field("buffered", &self.inner.buffer.is_some())
+            .field("numbering", &self.inner.numbering)
             .field("untracked", &self.untracked)
             .finish_non_exhaustive()
     }
@@ -1007,6 +1081,7 @@ impl fmt::Debug for MetricsStoreBuilder {
             .field("driver", &self.driver.description())
             .field("time_zone", &self.zone)
             .field("buffer", &self.buffer)
+            .field("numbering", &self.numbering)
             .finish_non_exhaustive()
     }
 }

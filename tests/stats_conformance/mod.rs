@@ -295,6 +295,32 @@ pub async fn driver_batches_are_idempotent(driver: Arc<dyn Driver>) {
     assert_eq!(tree(&got[0]), json!({"count": 111}));
 }
 
+/// A writer's mark reads back: nothing for an unknown writer, then the highest seq applied;
+/// a skipped (older or repeated) batch leaves it, other writers have their own, and a seq of
+/// the size the store numbers automatic batches with (Unix microseconds) round-trips.
+pub async fn driver_applied_reads_the_mark(driver: Arc<dyn Driver>) {
+    let r = row("k", "1h", "2025-01-15T10:00:00Z");
+    let one = |n| vec![update(r.clone(), vec![("count", inc(n))])];
+    assert_eq!(driver.applied("w1").await.unwrap(), None);
+    driver.write(&batch("w1", 3, one(1))).await.unwrap();
+    assert_eq!(driver.applied("w1").await.unwrap(), Some(3));
+    driver.write(&batch("w1", 7, one(10))).await.unwrap();
+    assert_eq!(driver.applied("w1").await.unwrap(), Some(7));
+    driver.write(&batch("w1", 5, one(100))).await.unwrap();
+    driver.write(&batch("w1", 7, one(1000))).await.unwrap();
+    assert_eq!(driver.applied("w1").await.unwrap(), Some(7));
+    assert_eq!(driver.applied("w2").await.unwrap(), None);
+    let micros = 1_765_000_000_123_456;
+    driver
+        .write(&batch("w2", micros, one(10_000)))
+        .await
+        .unwrap();
+    assert_eq!(driver.applied("w2").await.unwrap(), Some(micros));
+    assert_eq!(driver.applied("w1").await.unwrap(), Some(7));
+    let got = driver.read(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(tree(&got[0]), json!({"count": 10_011}));
+}
+
 /// Large integers stay exact; an overflowing sum becomes a float rather than wrapping.
 pub async fn driver_exact_integers(driver: Arc<dyn Driver>) {
     let r = row("k", "1h", "2025-01-15T10:00:00Z");
@@ -951,6 +977,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@optional $factory;
             driver_set_inc_get driver_dotted_names_stay_flat driver_increments driver_set_types
             driver_missing_rows driver_inc_over_non_number driver_batches_are_idempotent
+            driver_applied_reads_the_mark
             driver_exact_integers driver_inc_beyond_f64_keeps_stored
             ops_track_beyond_f64_keeps_stored ops_track_then_assert ops_configured_granularities
             ops_system_rows ops_track_and_assert_merge ops_values_skip_blanks
@@ -977,6 +1004,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $factory;
             driver_set_inc_get driver_dotted_names_stay_flat driver_increments driver_set_types
             driver_missing_rows driver_inc_over_non_number driver_batches_are_idempotent
+            driver_applied_reads_the_mark
             driver_exact_integers driver_inc_beyond_f64_keeps_stored
             ops_track_beyond_f64_keeps_stored ops_track_then_assert ops_configured_granularities
             ops_system_rows ops_track_and_assert_merge ops_values_skip_blanks

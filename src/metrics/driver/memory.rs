@@ -119,6 +119,10 @@ impl Driver for MemoryDriver {
                 .collect())
         })
     }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        Box::pin(async move { Ok(self.state.lock().applied.get(writer).copied()) })
+    }
 }
 
 impl fmt::Debug for MemoryDriver {

@@ -56,6 +56,17 @@ const RETRYABLE_CODES: &[i32] = &[
 ///   document unchanged when it already has this batch. A retry after a partial or
 ///   unacknowledged bulk write therefore applies exactly the documents that are missing it.
 ///   (The map grows by one small entry per writer instance that touched the bucket.)
+/// * Writer marks: `<collection>_writers` holds one `{_id: writer, seq}` document per writer,
+///   raised with `$max` by the last operation of the same ordered bulk write, so only after
+///   every document of the batch took it; [`applied`](Driver::applied) reads it. The server
+///   runs a bulk write it received to its end whether or not the client is still there, so a
+///   client killed mid-write leaves the batch either absent or stored with its mark. A batch
+///   can be stored (in full or in part) above the mark when the bulk write failed partway
+///   (a server error, a server crash) or was split into several commands by its size (over
+///   100 000 rows or 48 MB) and the client died between them: re-sending it under the same
+///   writer id with the same rows completes it exactly (the store's retry of a failed batch
+///   does that); the same rows under another seq or writer id would be added twice to the
+///   documents that have them.
 /// * Reads: `find` with `$in` / `$or` of identities, 1 000 per query. A stored number that is
 ///   not a finite `f64` (an infinite double, a huge `Decimal128`) reads as `null`.
 /// * Errors: network failures, server selection timeouts, shutdowns and duplicate-key races
@@ -84,6 +95,8 @@ pub struct MongoDriver {
     client: Client,
     coll: Collection<Document>,
     namespace: Namespace,
+    /// `<collection>_writers`: one `{_id: writer, seq}` mark per writer.
+    writers: Collection<Document>,
     mode: IdentifierMode,
     expire_after: Option<Duration>,
 }
@@ -185,9 +198,13 @@ impl MongoDriverBuilder {
         let coll = client
             .database(&db)
             .collection::<Document>(&self.collection);
+        let writers = client
+            .database(&db)
+            .collection::<Document>(&format!("{}_writers", self.collection));
         Ok(MongoDriver {
             namespace: coll.namespace(),
             coll,
+            writers,
             client,
             mode: self.mode,
             expire_after: self.expire_after,
@@ -292,6 +309,17 @@ impl MongoDriver {
             .namespace(self.namespace.clone())
             .filter(self.filter(&update.row))
             .update(UpdateModifications::Pipeline(stages))
+            .upsert(true)
+            .build()
+    }
+
+    /// Raises the writer's mark in `<collection>_writers` to the batch's seq.
+    fn mark_model(&self, batch: &WriteBatch) -> UpdateOneModel {
+        let seq = Bson::Int64(i64::try_from(batch.id.seq).unwrap_or(i64::MAX));
+        UpdateOneModel::builder()
+            .namespace(self.writers.namespace())
+            .filter(doc! {"_id": &batch.id.writer})
+            .update(UpdateModifications::Document(doc! {"$max": {"seq": seq}}))
             .upsert(true)
             .build()
     }
@@ -480,7 +508,11 @@ impl Driver for MongoDriver {
             }
             let mut rows = coalesce_rows(&batch.rows);
             rows.sort_by_cached_key(|u| self.ident(&u.row));
-            let models: Vec<UpdateOneModel> = rows.iter().map(|u| self.model(batch, u)).collect();
+            let mut models: Vec<UpdateOneModel> =
+                rows.iter().map(|u| self.model(batch, u)).collect();
+            // Last in the ordered bulk write: the writer's mark moves only once every document
+            // has the batch.
+            models.push(self.mark_model(batch));
             match self.write_once(&models).await {
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(
@@ -535,6 +567,29 @@ impl Driver for MongoDriver {
                 .iter()
                 .map(|r| found.get(&self.ident(r)).cloned().unwrap_or_default())
                 .collect())
+        })
+    }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let mark = self
+                .writers
+                .find_one(doc! {"_id": writer})
+                .await
+                .map_err(|e| mongo_error("MongoDB: reading a writer's mark failed", e))?;
+            let Some(mark) = mark else { return Ok(None) };
+            let seq = match mark.get("seq") {
+                Some(Bson::Int64(n)) => Some(*n),
+                Some(Bson::Int32(n)) => Some(i64::from(*n)),
+                _ => None,
+            };
+            seq.map(|n| Some(u64::try_from(n).unwrap_or(0)))
+                .ok_or_else(|| {
+                    DriverError::new(
+                        DriverErrorKind::Corrupt,
+                        format!("MongoDB: the mark of writer {writer:?} holds no integer seq"),
+                    )
+                })
         })
     }
 }

@@ -470,6 +470,18 @@ impl Driver for MysqlDriver {
                 .collect())
         })
     }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let sql = format!("SELECT seq FROM {} WHERE writer = ?", self.batches);
+            let seq: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(writer)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| mysql_error("MySQL: reading a writer's mark failed", e))?;
+            Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
+        })
+    }
 }
 
 impl fmt::Debug for MysqlDriver {

@@ -459,6 +459,20 @@ impl Driver for PostgresDriver {
                 .collect())
         })
     }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let sql = format!("SELECT seq FROM {} WHERE writer = $1", self.batches);
+            let seq: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(writer)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| {
+                    sqlx_error("PostgreSQL: reading a writer's mark failed", e, RETRYABLE)
+                })?;
+            Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
+        })
+    }
 }
 
 impl fmt::Debug for PostgresDriver {

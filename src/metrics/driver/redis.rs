@@ -103,8 +103,11 @@ return 1
 ///   and treat a non-numeric field as 0; an increment whose sum would leave the range of `f64`
 ///   leaves the stored value as it was. The script checks every key's type before writing,
 ///   so a conflicting key fails the batch without a partial write.
-/// * Batches are idempotent: the script records the writer's highest applied seq (kept 7
-///   days) and skips a batch it has already applied.
+/// * Batches are idempotent: the script records the writer's highest applied seq at
+///   `prefix::__batches__::writer`, in the same script as the data, and skips a batch it has
+///   already applied. The mark expires 7 days after the writer's last write: a writer that
+///   stays idle longer than that finds no mark ([`applied`](Driver::applied) is `None`) and
+///   its next batch is applied whatever its seq.
 /// * Optional [`expire_after`](RedisDriverBuilder::expire_after): each bucket expires that
 ///   long after its start (`EXPIREAT`, refreshed on every write).
 /// * Reads: `HGETALL` per row, pipelined (one round trip).
@@ -397,6 +400,26 @@ impl Driver for RedisDriver {
                 }));
             }
             Ok(out)
+        })
+    }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let seq: Option<String> = redis::cmd("GET")
+                .arg(self.mark_key(writer))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error("Redis: reading a writer's mark failed", e))?;
+            match seq {
+                None => Ok(None),
+                Some(text) => text.parse::<u64>().map(Some).map_err(|_| {
+                    DriverError::new(
+                        DriverErrorKind::Corrupt,
+                        format!("Redis: the mark of writer {writer:?} is not a number: {text:?}"),
+                    )
+                }),
+            }
         })
     }
 }

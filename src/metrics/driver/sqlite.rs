@@ -575,6 +575,22 @@ impl Driver for SqliteDriver {
                 .collect())
         }))
     }
+
+    fn applied<'a>(&'a self, writer: &'a str) -> DriverFuture<'a, Option<u64>> {
+        let table = self.table.clone();
+        let writer = writer.to_owned();
+        Box::pin(self.blocking(move |conn| {
+            let seq: Option<i64> = conn
+                .query_row(
+                    &format!("SELECT seq FROM \"{table}_batches\" WHERE writer = ?1"),
+                    [&writer],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            Ok(seq.map(|s| u64::try_from(s).unwrap_or(0)))
+        }))
+    }
 }
 
 impl fmt::Debug for SqliteDriver {
