@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use accrue::Aggregator;
@@ -42,23 +41,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (agg, rx) = Aggregator::<String, u64>::builder()
         .flush_interval(Duration::from_millis(20))
         .spawn()?;
-    let agg = Arc::new(agg);
-    let task = Runner::new(LineFile { file }).spawn_with_aggregator(agg.clone(), rx);
+    let task = Runner::new(LineFile { file }).spawn_with_aggregator(&agg, rx);
 
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let agg = agg.clone();
-            std::thread::spawn(move || {
+    // Producers borrow the aggregator: the runner holds only a shutdown handle.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let agg = &agg;
+            s.spawn(move || {
                 for i in 0..50_000u64 {
                     agg.add_ref(&format!("route/{}", (i + t) % 8), 1)
                         .expect("running");
                 }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("adder");
-    }
+            });
+        }
+    });
     println!("written so far: {:?}", task.progress());
     task.stop();
     let report = task.join().await;

@@ -31,8 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (recorder, rx) = Recorder::builder()
         .flush_interval(Duration::from_millis(100))
         .build()?;
-    let sink =
-        Runner::new(HttpSink::new(client.clone())).spawn_with_aggregator(recorder.aggregator(), rx);
+    let sink = Runner::new(HttpSink::new(client.clone()))
+        .spawn_with_aggregator(&recorder.aggregator(), rx);
     metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
 
     // The application: four workers handling requests.

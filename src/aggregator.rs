@@ -8,6 +8,7 @@
 //! * `receiver` – [`Batch`] and [`BatchReceiver`], the consumer side.
 //! * `shard` – one shard's table and the order-preserving re-insertion.
 //! * `flusher` – the periodic flusher thread (not under loom).
+//! * `shutdown` – [`ShutdownHandle`], a clonable handle that shuts the aggregator down (not under loom).
 #![doc = include_str!("aggregator/reference.md")]
 
 mod bell;
@@ -20,6 +21,8 @@ mod local;
 mod merge;
 mod receiver;
 mod shard;
+#[cfg(not(accrue_loom))]
+mod shutdown;
 
 #[cfg(all(test, accrue_loom))]
 mod loom_tests;
@@ -32,3 +35,5 @@ pub use self::error::{AddError, BuildError, ShutdownError};
 pub use self::local::LocalHandle;
 pub use self::merge::{Count, First, Last, Max, Merge, Min, Sum};
 pub use self::receiver::{Batch, BatchReceiver, Recv, RecvTimeoutError, TryRecvError};
+#[cfg(not(accrue_loom))]
+pub use self::shutdown::ShutdownHandle;

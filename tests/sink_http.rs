@@ -50,7 +50,7 @@ async fn aggregated_counts_arrive_exactly_and_the_stop_writes_the_final_flush() 
         .unwrap();
     let agg = Arc::new(agg);
     let sink = Runner::new(HttpSink::new(client.clone()).value_field("count"))
-        .spawn_with_aggregator(agg.clone(), rx);
+        .spawn_with_aggregator(&agg, rx);
 
     // An outage from the start: the first flushes meet it and are retried, batches wait (and
     // merge) meanwhile.
@@ -125,7 +125,7 @@ async fn what_cannot_be_written_by_the_stop_deadline_is_handed_back() {
     let agg = Arc::new(agg);
     let sink = Runner::new(HttpSink::new(client.clone()))
         .stop_timeout(Duration::from_millis(300))
-        .spawn_with_aggregator(agg.clone(), rx);
+        .spawn_with_aggregator(&agg, rx);
     let mut total = 0u64;
     for round in 0..50u64 {
         for k in 0..20u64 {

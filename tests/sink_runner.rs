@@ -54,7 +54,7 @@ async fn a_slow_sink_behind_a_full_channel_gets_exact_totals() {
         .spawn()
         .unwrap();
     let agg = Arc::new(agg);
-    let task = Runner::new(sink.clone()).spawn_with_aggregator(agg.clone(), rx);
+    let task = Runner::new(sink.clone()).spawn_with_aggregator(&agg, rx);
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let agg = agg.clone();
@@ -107,7 +107,7 @@ async fn the_stop_deadline_hands_back_what_was_not_acknowledged() {
     let agg = Arc::new(agg);
     let task = Runner::new(sink.clone())
         .stop_timeout(Duration::from_millis(200))
-        .spawn_with_aggregator(agg.clone(), rx);
+        .spawn_with_aggregator(&agg, rx);
     let mut total = 0;
     for round in 0..100u64 {
         for k in 0..50u64 {

@@ -105,7 +105,7 @@ async fn counts_from_many_threads_land_exactly_once_despite_lost_acknowledgement
         .unwrap();
     let agg = Arc::new(agg);
     let sink = Runner::new(MetricsSink::new(stats.clone()).value_field("count"))
-        .spawn_with_aggregator(agg.clone(), rx);
+        .spawn_with_aggregator(&agg, rx);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let agg = agg.clone();
@@ -251,7 +251,7 @@ async fn a_store_down_at_stop_is_reported_and_everything_handed_back() {
     let agg = Arc::new(agg);
     let sink = Runner::new(MetricsSink::new(stats.clone()))
         .stop_timeout(Duration::from_millis(300))
-        .spawn_with_aggregator(agg.clone(), rx);
+        .spawn_with_aggregator(&agg, rx);
     let mut total = 0;
     for i in 0..1_500u64 {
         agg.add(format!("k{}", i % 7), i).unwrap();
@@ -297,7 +297,7 @@ async fn one_flush_of_64_shards_is_one_driver_write() {
     for i in 0..5_000u64 {
         agg.add(format!("key{i}"), 1).unwrap();
     }
-    let task = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
+    let task = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(&agg, rx);
     task.stop();
     let report = task.join().await;
     assert!(report.is_complete(), "{report:?}");

@@ -1,6 +1,6 @@
 //! The conformance suite on MongoDB (`ACCRUE_MONGO_URL`; SecantusDB in CI), each case in its
 //! own collection inside a database of this test process, plus the MongoDB vectors
-//! (I20-I23), nested documents, field-name safety, path collisions, expiry, two nodes on
+//! nested documents, field-name safety, path collisions, expiry, two nodes on
 //! separate clients, and URL opening.
 #![cfg(feature = "mongodb")]
 
@@ -159,7 +159,7 @@ async fn two_nodes_on_separate_clients() {
     }
 }
 
-/// I20 / I21: Separated documents with nested `data`, the unique index, an increment on a
+/// Separated documents with nested `data`, the unique index, an increment on a
 /// stored 10.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separated_documents_and_indexes() {
@@ -291,7 +291,7 @@ async fn field_names_and_collisions() {
     );
 }
 
-/// I22: `expire_at = bucket start + expire_after` with a TTL index; the server removes
+/// `expire_at = bucket start + expire_after` with a TTL index; the server removes
 /// expired buckets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expire_after_sets_expire_at_and_a_ttl_index() {

@@ -1,5 +1,5 @@
 //! The conformance suite on MySQL / MariaDB (`ACCRUE_MYSQL_URL`), each case in its own table
-//! inside a database of this test process, plus the MySQL vectors (G8, I11-I14, L3), the
+//! inside a database of this test process, plus the MySQL cases, the
 //! stored layout, two nodes on separate pools, and URL opening.
 #![cfg(feature = "mysql")]
 
@@ -166,7 +166,7 @@ async fn two_nodes_on_separate_pools() {
     }
 }
 
-/// G8 / I11 / I12 / L3 and the stored layout: flat packed JSON, integer sums stay integers,
+/// The stored layout: flat packed JSON, integer sums stay integers,
 /// fractional sums are exact decimals with trailing zeros trimmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_layout_and_vectors() {
@@ -283,7 +283,7 @@ async fn keys_are_case_sensitive() {
     );
 }
 
-/// I13 / I14: system rows through `MetricsStore` in every mode; tracking off writes none.
+/// System rows through `MetricsStore` in every mode; tracking off writes none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_rows_and_tracking_off() {
     let Some(url) = service_url(VAR) else { return };

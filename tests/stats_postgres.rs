@@ -1,5 +1,5 @@
 //! The conformance suite on PostgreSQL (`ACCRUE_PG_URL`), each case in its own table inside a
-//! schema of this test process, plus the PostgreSQL vectors (I7-I10), the stored layout, two
+//! schema of this test process, plus the PostgreSQL cases, the stored layout, two
 //! nodes on separate pools, and URL opening.
 #![cfg(feature = "postgres")]
 
@@ -167,7 +167,7 @@ async fn two_nodes_on_separate_pools() {
     }
 }
 
-/// I7 / I9 / I10 and the stored layout: `data` is the packed flat object, integers stay
+/// The stored layout: `data` is the packed flat object, integers stay
 /// integers, fractional sums are exact decimals, a row whose data is `{}` reads as `{}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_layout_and_vectors() {
@@ -177,7 +177,7 @@ async fn stored_layout_and_vectors() {
     let table = format!("{}.{name}", schema());
     let d = table_driver(&url, &table, IdentifierMode::Full).await;
     let r = row("event::logs");
-    // I7: stored {count:2,"meta.duration":1} + inc {count:3,"meta.duration":2}.
+    // Stored {count:2,"meta.duration":1} + inc {count:3,"meta.duration":2}.
     d.write(&batch(
         1,
         vec![(
@@ -242,7 +242,7 @@ async fn stored_layout_and_vectors() {
     let got = d.read(std::slice::from_ref(&r)).await.unwrap();
     assert_eq!(got[0]["count"], Value::Int(5));
     assert_eq!(got[0]["b"], Value::Float(3.0));
-    // I10: a row whose data is `{}` (or not an object) reads as `{}`; a write repairs it.
+    // A row whose data is `{}` (or not an object) reads as `{}`; a write repairs it.
     let sql = format!(
         "INSERT INTO \"{}\".\"{name}\" (key, data) VALUES ('empty::1h::1', '{{}}'), ('arr::1h::1', '[1]')",
         schema()
@@ -270,7 +270,7 @@ async fn stored_layout_and_vectors() {
     pool.close().await;
 }
 
-/// I8: Separated layout (key, granularity, at TIMESTAMPTZ) and system rows.
+/// Separated layout (key, granularity, at TIMESTAMPTZ) and system rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separated_layout() {
     let Some(url) = service_url(VAR) else { return };

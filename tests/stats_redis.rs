@@ -1,5 +1,5 @@
 //! The conformance suite on Redis (`ACCRUE_REDIS_URL`), each case under its own key prefix,
-//! plus the Redis vectors (G5-G7, I15-I19, L4), the stored strings, expiry, type conflicts,
+//! plus the Redis cases, the stored strings, expiry, type conflicts,
 //! two nodes on separate connections, and URL opening.
 #![cfg(feature = "redis")]
 
@@ -93,7 +93,7 @@ async fn two_nodes_on_separate_connections() {
     stats_conformance::two_nodes_exact_totals(Arc::new(a), Arc::new(b)).await;
 }
 
-/// G5-G7, I15, I18, I19, L4: the hash layout and its strings.
+/// The hash layout and its strings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_hashes_and_vectors() {
     let Some(url) = service_url(VAR) else { return };
@@ -103,7 +103,7 @@ async fn stored_hashes_and_vectors() {
     let r = RowId::new("events", "1h".parse().unwrap(), t("2025-02-01T11:00:00Z"));
     let key = format!("{prefix}::events::1h::1738407600");
     assert_eq!(d.key_of(&r), key);
-    // I18: integers are stored as integer strings; a float after an integer works (L4).
+    // Integers are stored as integer strings; a float after an integer works.
     d.write(&batch(
         1,
         vec![(r.clone(), vec![("count", inc(5)), ("duration", inc(100))])],
@@ -128,7 +128,7 @@ async fn stored_hashes_and_vectors() {
     d.write(&batch(5, vec![(r.clone(), vec![("half", fl(1.5))])]))
         .await
         .unwrap();
-    // I19: sets keep their text; a string that looks like a number is quoted.
+    // Sets keep their text; a string that looks like a number is quoted.
     d.write(&batch(
         6,
         vec![(
@@ -175,7 +175,7 @@ async fn stored_hashes_and_vectors() {
         "{:?}",
         got[0]["count"]
     );
-    // I15 / G7 through MetricsStore: system rows under the prefix.
+    // Through MetricsStore: system rows under the prefix.
     let stats = accrue::metrics::MetricsStore::builder(
         Arc::new(driver(&url, &prefix).await) as Arc<dyn Driver>
     )
@@ -201,7 +201,7 @@ async fn stored_hashes_and_vectors() {
     );
 }
 
-/// G6: another separator.
+/// Another separator.
 /// A stored number beyond the range of `f64` (`2e+308`: an older build's `HINCRBYFLOAT`, which
 /// sums in long double, could store it) reads as `null`; an increment keeps it, byte for byte,
 /// as it keeps a stored `1e308` that a float increment would take beyond the range.
@@ -300,8 +300,8 @@ async fn buckets_expire_after_their_start() {
     assert!(!exists, "a bucket past its expiry is gone");
 }
 
-/// A key of another type under the prefix fails the batch before anything is written; I17
-/// (a non-numeric increment) cannot happen: `track` refuses it before any I/O.
+/// A key of another type under the prefix fails the batch before anything is written; a
+/// non-numeric increment cannot happen: `track` refuses it before any I/O.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_type_fails_without_partial_writes() {
     let Some(url) = service_url(VAR) else { return };

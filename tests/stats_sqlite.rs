@@ -1,5 +1,5 @@
 //! The conformance suite on SQLite (a fresh in-memory database per case and mode), plus the
-//! SQLite-specific vectors (G9, G10, G13, I5 invalid JSON, I13 system tracking off), table-name
+//! SQLite-specific cases (invalid JSON, system tracking off, descriptions), table-name
 //! validation before any I/O, and two connections on one WAL file.
 #![cfg(feature = "sqlite")]
 
@@ -49,7 +49,7 @@ async fn get(stats: &MetricsStore, key: &str, at: Timestamp) -> serde_json::Valu
     Value::Map(v.values[0].clone()).to_json()
 }
 
-/// G9: the Separated `at` column is the bucket start as RFC 3339 UTC text, whole seconds.
+/// The Separated `at` column is the bucket start as RFC 3339 UTC text, whole seconds.
 #[tokio::test]
 async fn g9_separated_rows_store_utc_at_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +73,7 @@ async fn g9_separated_rows_store_utc_at_text() {
     );
 }
 
-/// G10: rows that older clients stored with `at = "….000000Z"` are read.
+/// Rows that older clients stored with `at = "….000000Z"` are read.
 #[tokio::test]
 async fn g10_legacy_microsecond_at_rows_are_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +96,7 @@ async fn g10_legacy_microsecond_at_rows_are_found() {
     );
 }
 
-/// I5: a missing row and a row whose data is not JSON both read as `{}`.
+/// A missing row and a row whose data is not JSON both read as `{}`.
 #[tokio::test]
 async fn i5_invalid_json_reads_as_empty() {
     for mode in IdentifierMode::ALL {
@@ -120,7 +120,7 @@ async fn i5_invalid_json_reads_as_empty() {
     }
 }
 
-/// I13 on SQLite: system rows count calls per key; with system tracking off there are none.
+/// On SQLite, system rows count calls per key; with system tracking off there are none.
 #[tokio::test]
 async fn i13_system_rows_and_tracking_off() {
     for mode in IdentifierMode::ALL {
@@ -152,7 +152,7 @@ async fn i13_system_rows_and_tracking_off() {
     }
 }
 
-/// G13 (descriptions) and table names checked before the file is touched.
+/// Descriptions and table names checked before the file is touched.
 #[tokio::test]
 async fn descriptions_and_table_names() {
     let d = |mode| SqliteDriver::in_memory("t", mode).unwrap().description();

@@ -8,9 +8,9 @@
 //! * K9 (Ruby's `run_pending!` hand-off): the buffer flushes from its own task; K8/K10 test it.
 //! * K13 (resizing the buffer of a live configuration): a `MetricsStore` is built once from its
 //!   builder; a new size is a new `MetricsStore`, and `shutdown` of the old one loses nothing.
-//! * G14 (Partial/Separated identity without `at`): `RowId` always has its bucket time.
-//! * I25 (mutating a returned map does not change the store): reads return owned values.
-//! * I24 (one Mongo command with the system and `__untracked__` rows): the MongoDB driver
+//! * Partial/Separated identity without `at`: `RowId` always has its bucket time.
+//! * Mutating a returned map does not change the store: reads return owned values.
+//! * One Mongo command with the system and `__untracked__` rows: the MongoDB driver
 //!   writes a whole flush — data and system rows — in one `bulkWrite`; the conformance case
 //!   `ops_system_rows` checks the `__untracked__` system rows on MongoDB too; the number of
 //!   commands is not observed.

@@ -1,4 +1,4 @@
-//! Concurrency with exact totals: the 8 x 2000 check-and-record stress (L08), reservations
+//! Concurrency with exact totals: the 8 x 2000 check-and-record stress, reservations
 //! under contention, the Q05 lock-order case, and records racing persists.
 
 use std::sync::mpsc;

@@ -269,7 +269,7 @@ where
         let agg = Aggregator {
             shared: Arc::new(shared),
             #[cfg(not(accrue_loom))]
-            flusher: Mutex::new(None),
+            flusher: std::sync::Arc::new(Mutex::new(None)),
             drop_timeout: self.drop_timeout,
         };
         Ok((agg, rx))
@@ -304,7 +304,7 @@ where
         .map_err(BuildError::Spawn)?;
         let agg = Aggregator {
             shared,
-            flusher: Mutex::new(Some(handle)),
+            flusher: std::sync::Arc::new(Mutex::new(Some(handle))),
             drop_timeout: self.drop_timeout,
         };
         Ok((agg, rx))

@@ -47,9 +47,14 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, chan
 pub struct Aggregator<K, V, S = ahash::RandomState, M = Sum> {
     pub(crate) shared: crate::sync::Arc<Shared<K, V, S, M>>,
     #[cfg(not(accrue_loom))]
-    pub(crate) flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub(crate) flusher: Flusher,
     pub(crate) drop_timeout: Duration,
 }
+
+/// The flusher thread, joined by whichever shutdown comes first (the aggregator's or a
+/// [`ShutdownHandle`](super::ShutdownHandle)'s).
+#[cfg(not(accrue_loom))]
+pub(crate) type Flusher = std::sync::Arc<Mutex<Option<std::thread::JoinHandle<()>>>>;
 
 /// The shards, each lock on its own cache line.
 type Shards<K, V> = Box<[CachePadded<Mutex<Shard<K, V>>>]>;
@@ -261,6 +266,11 @@ where
 }
 
 impl<K, V, S, M> Shared<K, V, S, M> {
+    /// Whether a shutdown has started.
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
     #[inline]
     pub(super) fn shard_index(&self, hash: u64) -> usize {
         // Two shifts so that a single shard (shift = 64) yields 0 without a branch.
@@ -269,6 +279,19 @@ impl<K, V, S, M> Shared<K, V, S, M> {
 
     /// Closes every shard and delivers what they hold with blocking sends, then closes the
     /// channel. Needs no trait bounds, so `Drop` can call it.
+    /// Marks the aggregator closing, wakes the flusher thread and waits for it to end.
+    #[cfg(not(accrue_loom))]
+    pub(crate) fn stop_flusher(&self, flusher: &Flusher) {
+        self.closing.store(true, Ordering::SeqCst);
+        let _ = self.wake_tx.try_send(());
+        let handle = flusher.lock().take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the flusher thread panicked");
+        }
+    }
+
     pub(crate) fn close(&self, deadline: Option<Instant>) -> Result<(), ShutdownError<K, V>> {
         self.closing.store(true, Ordering::SeqCst);
         let _ = self.wake_tx.try_send(());
@@ -808,23 +831,14 @@ impl<K, V, S, M> Aggregator<K, V, S, M> {
     }
 
     fn shutdown_inner(&self, deadline: Option<Instant>) -> Result<(), ShutdownError<K, V>> {
-        self.shared.closing.store(true, Ordering::SeqCst);
         #[cfg(not(accrue_loom))]
-        {
-            let _ = self.shared.wake_tx.try_send(());
-            let handle = self.flusher.lock().take();
-            if let Some(handle) = handle
-                && handle.join().is_err()
-            {
-                tracing::error!("the flusher thread panicked");
-            }
-        }
+        self.shared.stop_flusher(&self.flusher);
         self.shared.close(deadline)
     }
 
     /// Whether [`shutdown`](Self::shutdown) has started.
     pub fn is_closed(&self) -> bool {
-        self.shared.closing.load(Ordering::SeqCst)
+        self.shared.is_closing()
     }
 
     /// Number of pending keys.

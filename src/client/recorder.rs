@@ -328,7 +328,7 @@ impl HistogramFn for HistogramCell {
 /// let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
 ///     .granularities(["1h"])
 ///     .build()?;
-/// let sink = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(agg, rx);
+/// let sink = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(&agg, rx);
 ///
 /// // In an application: `metrics::set_global_recorder(recorder)`.
 /// metrics::with_local_recorder(&recorder, || {

@@ -22,15 +22,14 @@ use crate::sink::{Amount, Fields, Flush, Sink, SinkKey, SinkValue, WriteError, W
 /// ```no_run
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::{sync::Arc, time::Duration};
+/// use std::time::Duration;
 /// use accrue::{Aggregator, client::{Client, HttpSink}, sink::Runner};
 ///
 /// let client = Client::new("http://127.0.0.1:8081")?;
 /// let (agg, rx) = Aggregator::<String, u64>::builder()
 ///     .flush_interval(Duration::from_secs(10))
 ///     .spawn()?;
-/// let agg = Arc::new(agg);
-/// let task = Runner::new(HttpSink::new(client.clone())).spawn_with_aggregator(agg.clone(), rx);
+/// let task = Runner::new(HttpSink::new(client.clone())).spawn_with_aggregator(&agg, rx);
 ///
 /// agg.add_ref("page_view", 1)?; // one event {"key":"page_view","data":{"value":N}} per flush
 ///

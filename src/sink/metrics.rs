@@ -31,8 +31,7 @@ const BLOCKING_FROM: usize = 2048;
 ///     .granularities(["1h"])
 ///     .build()?;
 /// let (agg, rx) = Aggregator::<&'static str, u64>::builder().build()?;
-/// let agg = Arc::new(agg);
-/// let task = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(agg.clone(), rx);
+/// let task = Runner::new(MetricsSink::new(stats.clone())).spawn_with_aggregator(&agg, rx);
 ///
 /// for _ in 0..3 {
 ///     agg.add("orders", 1)?;

@@ -40,7 +40,6 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::sync::Arc;
 /// use accrue::Aggregator;
 /// use accrue::sink::{Flush, Runner, Sink, WriteError, Written};
 ///
@@ -55,8 +54,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// }
 ///
 /// let (agg, rx) = Aggregator::<&'static str, u64>::builder().build()?;
-/// let agg = Arc::new(agg);
-/// let task = Runner::new(Sum(0)).spawn_with_aggregator(agg.clone(), rx);
+/// let task = Runner::new(Sum(0)).spawn_with_aggregator(&agg, rx);
 /// agg.add("a", 2)?;
 /// agg.add("b", 3)?;
 /// task.stop(); // shuts the aggregator down and writes its final flush
@@ -116,15 +114,16 @@ impl<T> Runner<T> {
         self.start(rx, None)
     }
 
-    /// [`spawn`](Self::spawn), and [`SinkTask::stop`] shuts `aggregator` down itself: its
-    /// final flush is written before the task ends.
+    /// [`spawn`](Self::spawn), and [`SinkTask::stop`] shuts `aggregator` down itself (through
+    /// its [`shutdown_handle`](Aggregator::shutdown_handle)): its final flush is written before
+    /// the task ends. The aggregator stays yours.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn spawn_with_aggregator<K, V, S, M>(
         self,
-        aggregator: Arc<Aggregator<K, V, S, M>>,
+        aggregator: &Aggregator<K, V, S, M>,
         rx: BatchReceiver<K, V>,
     ) -> SinkTask<K, V>
     where
@@ -134,7 +133,8 @@ impl<T> Runner<T> {
         S: std::hash::BuildHasher + Send + Sync + 'static,
         M: Merge<V>,
     {
-        let shutdown: Shutdown<K, V> = Box::new(move || match aggregator.shutdown() {
+        let handle = aggregator.shutdown_handle();
+        let shutdown: Shutdown<K, V> = Box::new(move || match handle.shutdown() {
             Ok(()) => Vec::new(),
             Err(e) => e.into_batches(),
         });

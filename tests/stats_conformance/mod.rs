@@ -86,7 +86,7 @@ fn set(v: serde_json::Value) -> FieldOp {
     FieldOp::Set(Value::from(v))
 }
 
-/// I1 / I26 / I9: set, set (other fields kept), inc (integers stay integers).
+/// Set, set (other fields kept), inc (integers stay integers).
 pub async fn driver_set_inc_get(driver: Arc<dyn Driver>) {
     let r = row("event::logs", "1h", "2025-01-15T10:00:00Z");
     driver
@@ -127,7 +127,7 @@ pub async fn driver_set_inc_get(driver: Arc<dyn Driver>) {
     assert_eq!(tree(&got[0]), json!({"count": 7, "meta.duration": 2}));
 }
 
-/// I6: a dotted field name is one flat field (quoted JSON paths), incremented in place.
+/// A dotted field name is one flat field (quoted JSON paths), incremented in place.
 pub async fn driver_dotted_names_stay_flat(driver: Arc<dyn Driver>) {
     let r = row("k", "1h", "2025-01-15T10:00:00Z");
     for seq in 1..=2 {
@@ -147,7 +147,7 @@ pub async fn driver_dotted_names_stay_flat(driver: Arc<dyn Driver>) {
     assert_eq!(tree(&got[0]), json!({"count": 2, "meta.duration": 4}));
 }
 
-/// I3 / I10 / L2: increments on existing rows, several rows in one batch, floats and ints.
+/// Increments on existing rows, several rows in one batch, floats and ints.
 pub async fn driver_increments(driver: Arc<dyn Driver>) {
     let a = row("a", "1d", "2025-01-15T00:00:00Z");
     let b = row("b", "1d", "2025-01-15T00:00:00Z");
@@ -190,7 +190,7 @@ pub async fn driver_increments(driver: Arc<dyn Driver>) {
     assert_eq!(tree(&got[1]), json!({"count": 5, "duration": 100}));
 }
 
-/// I4 / I19 / I12: assert stores any scalar type and arrays, keeping other fields.
+/// Assert stores any scalar type and arrays, keeping other fields.
 pub async fn driver_set_types(driver: Arc<dyn Driver>) {
     let r = row("k", "1h", "2025-01-15T10:00:00Z");
     driver
@@ -229,7 +229,7 @@ pub async fn driver_set_types(driver: Arc<dyn Driver>) {
     );
 }
 
-/// I5 / I23: missing rows read as `{}`, in request order.
+/// Missing rows read as `{}`, in request order.
 pub async fn driver_missing_rows(driver: Arc<dyn Driver>) {
     let present = row("k", "1h", "2025-01-15T10:00:00Z");
     driver
@@ -446,7 +446,7 @@ pub async fn ops_track_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
     s.shutdown().await.unwrap();
 }
 
-/// J1: track then assert, read back per day.
+/// Track then assert, read back per day.
 pub async fn ops_track_then_assert(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1d"]).build().unwrap();
     s.track("events", t("2025-01-15T10:00:00Z"), json!({"count": 1}))
@@ -469,7 +469,7 @@ pub async fn ops_track_then_assert(driver: Arc<dyn Driver>) {
     assert_eq!(tree(&v.values[0]), json!({"count": 5}));
 }
 
-/// J2: only configured granularities are written.
+/// Only configured granularities are written.
 pub async fn ops_configured_granularities(driver: Arc<dyn Driver>) {
     let s = stats(driver, &[])
         .granularities_lenient(["1h", "1d", "invalid", "1h"])
@@ -492,7 +492,7 @@ pub async fn ops_configured_granularities(driver: Arc<dyn Driver>) {
     );
 }
 
-/// J4 / J10 / I2 / I8 / I16: system rows count calls per key, untracked under `__untracked__`.
+/// System rows count calls per key, untracked under `__untracked__`.
 pub async fn ops_system_rows(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h", "1d"]).build().unwrap();
     s.track(
@@ -565,7 +565,7 @@ pub async fn ops_system_rows(driver: Arc<dyn Driver>) {
     );
 }
 
-/// J5: every identifier mode gives the same results (the factory is called per mode).
+/// Every identifier mode gives the same results (the factory is called per mode).
 pub async fn ops_track_and_assert_merge(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"]).build().unwrap();
     s.track("events", t("2025-02-01T11:35:00Z"), json!({"count": 2}))
@@ -580,7 +580,7 @@ pub async fn ops_track_and_assert_merge(driver: Arc<dyn Driver>) {
     );
 }
 
-/// J6 / J7: skip_blanks (a gap in the middle; an all-empty timeline) and an invalid
+/// Skip_blanks (a gap in the middle; an all-empty timeline) and an invalid
 /// granularity.
 pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"]).build().unwrap();
@@ -614,7 +614,7 @@ pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
         .await
         .unwrap();
     assert_eq!(some.at, [t("2025-02-01T11:00:00Z")]);
-    // J7: 10:00 and 12:00 hold data, 11:00 is blank; a key with no data at all.
+    // 10:00 and 12:00 hold data, 11:00 is blank; a key with no data at all.
     s.track("j7", t("2025-02-01T10:10:00Z"), json!({"count": 10}))
         .await
         .unwrap();
@@ -653,7 +653,7 @@ pub async fn ops_values_skip_blanks(driver: Arc<dyn Driver>) {
     assert!(none.at.is_empty() && none.values.is_empty(), "{none:?}");
 }
 
-/// J8: the input's offset does not matter, only the instant.
+/// The input's offset does not matter, only the instant.
 pub async fn ops_input_offset_irrelevant(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1d"]).build().unwrap();
     let at: Timestamp = "2026-02-25T00:30:00+04:00".parse().unwrap(); // 2026-02-24T20:30Z
@@ -755,7 +755,7 @@ pub async fn ops_bad_input_changes_nothing(driver: Arc<dyn Driver>) {
     );
 }
 
-/// J3: buffered writes are invisible until the size trigger flushes them.
+/// Buffered writes are invisible until the size trigger flushes them.
 pub async fn buffer_size_trigger(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"])
         .buffer(true)
