@@ -17,6 +17,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use accrue::client::EventIds;
 use accrue::client::{Client, Event};
 use accrue::collector::Collector;
 use criterion::{Criterion, Throughput};
@@ -210,7 +211,11 @@ fn end_to_end(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             Client::builder(&server.url)
                 .queue_capacity(E2E_EVENTS * 2)
                 .batch_size(BATCH)
-                .event_ids(ids)
+                .event_ids(if ids {
+                    EventIds::Stamped
+                } else {
+                    EventIds::None
+                })
                 .build()
                 .unwrap()
         });

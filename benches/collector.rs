@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicIsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
+use accrue::collector::MetricsPipeline;
 use accrue::collector::{Collector, Synchronous};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
@@ -349,7 +350,11 @@ fn metrics_flush(c: &mut Criterion) {
                             .db(dir.path().join("flush.db"))
                             .port(0)
                             .flush_interval(Duration::from_secs(3_600))
-                            .metrics_pipeline(metrics)
+                            .metrics_pipeline(if metrics {
+                                MetricsPipeline::On
+                            } else {
+                                MetricsPipeline::Off
+                            })
                             .start()
                             .await
                             .unwrap();
@@ -384,7 +389,11 @@ fn pending_memory() {
                 .db(dir.path().join("memory.db"))
                 .port(0)
                 .flush_interval(Duration::from_secs(3_600))
-                .metrics_pipeline(metrics)
+                .metrics_pipeline(if metrics {
+                    MetricsPipeline::On
+                } else {
+                    MetricsPipeline::Off
+                })
                 .start()
                 .await
                 .unwrap();

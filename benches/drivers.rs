@@ -16,6 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use accrue::metrics::Buffering;
 use accrue::metrics::{Driver, MetricsStore};
 use criterion::{Criterion, Throughput};
 use jiff::Timestamp;
@@ -80,7 +81,11 @@ fn store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>, buffered: bool) 
     rt.block_on(async {
         MetricsStore::builder(driver)
             .time_zone("UTC")
-            .buffer(buffered)
+            .buffer(if buffered {
+                Buffering::On
+            } else {
+                Buffering::Off
+            })
             .buffer_size(1_000_000)
             .buffer_duration(Duration::from_secs(1))
             .build()

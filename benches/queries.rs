@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use accrue::collector::MetricsPipeline;
 use accrue::collector::{Collector, CollectorBuilder};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode};
@@ -83,7 +84,10 @@ impl Fixture {
 fn builder(db: &Path) -> CollectorBuilder {
     // No metrics pipeline: it would replay the whole fixture into the metrics store at start,
     // and the queries read only the event store.
-    Collector::builder().db(db).port(0).metrics_pipeline(false)
+    Collector::builder()
+        .db(db)
+        .port(0)
+        .metrics_pipeline(MetricsPipeline::Off)
 }
 
 /// Event `i` (0-based; its id is `i + 1`): its key and data.

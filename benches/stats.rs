@@ -10,7 +10,7 @@
 //! `flush cost`: one flush of N distinct keys (10k, 100k, 1M) in one window, each tracked once
 //! with `{"count": 1, "data": {"ms": n}}` through `stats.untracked()` (as the collector's metrics
 //! pipeline does), the 7 default granularities, UTC, buffer on (`buffer_size(usize::MAX)`,
-//! `buffer_async(false)`): 7N data rows and 7 system rows. Only `flush()` is timed; the tracking
+//! `buffer_async(FlushTask::None)`): 7N data rows and 7 system rows. Only `flush()` is timed; the tracking
 //! before it is not (its cost per key is printed apart). Into a no-op driver (the store's own
 //! share of a flush), the `MemoryDriver`, and `SqliteDriver` on a fresh temp file, beside the
 //! nearest peer: the same rows written by a hand-written rusqlite loop (one transaction, one
@@ -28,6 +28,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use accrue::metrics::{Buffering, FlushTask};
 use accrue::metrics::{
     Driver, DriverFuture, IdentifierMode, MemoryDriver, MetricsStore, RowId, SqliteDriver, Value,
     Values, WriteBatch,
@@ -59,7 +60,11 @@ fn store(rt: &tokio::runtime::Runtime, buffered: bool) -> (MetricsStore, std::pa
     let stats = rt.block_on(async {
         MetricsStore::builder(Arc::new(driver) as Arc<dyn Driver>)
             .time_zone("UTC")
-            .buffer(buffered)
+            .buffer(if buffered {
+                Buffering::On
+            } else {
+                Buffering::Off
+            })
             .buffer_size(1_000_000)
             .buffer_duration(Duration::from_secs(1))
             .build()
@@ -295,9 +300,9 @@ fn flush_store(rt: &tokio::runtime::Runtime, driver: Arc<dyn Driver>) -> Metrics
         MetricsStore::builder(driver)
             .time_zone("UTC")
             .granularities(["1m", "1h", "1d", "1w", "1mo", "1q", "1y"])
-            .buffer(true)
+            .buffer(Buffering::On)
             .buffer_size(usize::MAX)
-            .buffer_async(false)
+            .buffer_async(FlushTask::None)
             .build()
             .unwrap()
     })

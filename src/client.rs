@@ -56,7 +56,7 @@ mod values;
 mod view;
 
 #[cfg(feature = "client")]
-pub use self::config::{ClientBuilder, Overflow, Retry};
+pub use self::config::{ClientBuilder, EventIds, Overflow, Retry};
 #[cfg(feature = "client")]
 pub use self::core::{Client, SendReport};
 #[cfg(feature = "client")]
@@ -69,7 +69,7 @@ pub use self::kv::{Kv, KvEntry, KvList, KvPage};
 pub use self::live::{Feed, Flush, FlushSample, LiveMessage, SubscribeRequest, Subscription};
 #[cfg(feature = "client")]
 pub use self::middleware::{
-    AccrueLayer, AccrueService, CountedBody, EventFields, ResponseBody, ResponseFuture,
+    AccrueLayer, AccrueService, CountedBody, EventFields, ResponseBody, ResponseFuture, UserAgent,
 };
 #[cfg(feature = "client")]
 pub use self::query::{

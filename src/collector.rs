@@ -69,6 +69,6 @@ mod live;
 mod ops;
 mod query;
 
-pub use self::config::{AckMode, CollectorBuilder, Synchronous};
+pub use self::config::{AckMode, CollectorBuilder, MetricsPipeline, Synchronous};
 pub use self::error::CollectorError;
 pub use self::server::{Collector, ShutdownHandle};

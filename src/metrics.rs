@@ -46,6 +46,7 @@ pub use self::keys::{
 pub use self::packer::{PathCodec, decode_segment, encode_segment, parse_public_path};
 pub(crate) use self::store::{Assembly, Op};
 pub use self::store::{
-    BlockingMetricsStore, FlushOutcome, MAX_KEY_LEN, MetricsStore, MetricsStoreBuilder, Series,
+    BlockingMetricsStore, BufferMerge, Buffering, FlushOutcome, FlushTask, MAX_KEY_LEN,
+    MetricsStore, MetricsStoreBuilder, Series, SystemTracking,
 };
 pub use self::value::{Number, Value, Values};

@@ -6,6 +6,7 @@
 
 mod collector_support;
 
+use accrue::collector::MetricsPipeline;
 use std::time::Duration;
 
 use collector_support::{TestServer, metric_value};
@@ -199,7 +200,7 @@ async fn values_query_errors() {
             assert_eq!(r.json()["error"], "Invalid query", "{q}");
         }
     }
-    let off = TestServer::start_with(|b| b.metrics_pipeline(false)).await;
+    let off = TestServer::start_with(|b| b.metrics_pipeline(MetricsPipeline::Off)).await;
     let r = off.get("/v1/values?key=a").await;
     assert_eq!(r.status, 404);
     assert!(

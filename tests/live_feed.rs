@@ -6,6 +6,7 @@
 
 mod auth_support;
 
+use accrue::collector::MetricsPipeline;
 use std::time::Duration;
 
 use auth_support::{TestServer, Ws, call, metric, subscribe, ws_connect, ws_json, ws_send};
@@ -56,7 +57,7 @@ async fn three_subscribers_one_slow_fast_ones_get_everything_the_slow_one_is_tol
     let s = TestServer::start_with(|b| {
         b.live_buffer_messages(128)
             .live_buffer_bytes(buffer_bytes)
-            .metrics_pipeline(false)
+            .metrics_pipeline(MetricsPipeline::Off)
     })
     .await;
     let mut fast1 = ws_connect(s.addr, None).await.unwrap();
@@ -208,7 +209,7 @@ async fn bad_requests_get_an_error_reply_and_the_connection_stays_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_subscription_has_no_gap_and_no_duplicate() {
-    let s = TestServer::start_with(|b| b.metrics_pipeline(false)).await;
+    let s = TestServer::start_with(|b| b.metrics_pipeline(MetricsPipeline::Off)).await;
     let r = s
         .post("/events", auth_support::events_json("r/k", 0, 1500))
         .await;

@@ -4,6 +4,7 @@
 
 mod auth_support;
 
+use accrue::collector::MetricsPipeline;
 use auth_support::{TestServer, call, enc};
 use serde_json::{Value, json};
 
@@ -284,7 +285,7 @@ async fn deletes_remove_exactly_their_target_and_keep_counts_true() {
 
 #[tokio::test]
 async fn a_large_delete_runs_in_chunks_while_ingest_continues() {
-    let s = TestServer::start_with(|b| b.metrics_pipeline(false)).await;
+    let s = TestServer::start_with(|b| b.metrics_pipeline(MetricsPipeline::Off)).await;
     let n = 25_000;
     for chunk in 0..(n / 5000) {
         let evs: Vec<Value> = (0..5000)

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use accrue::metrics::{Buffering, FlushTask};
 use accrue::metrics::{
     ConfigError, Driver, DriverError, DriverFuture, IdentifierMode, MemoryDriver, MetricsError,
     MetricsStore, RowId, Value, Values, WriteBatch,
@@ -232,7 +233,7 @@ async fn a_checkpointed_store_writes_only_on_commit() {
         Err(MetricsError::NotCheckpointed)
     ));
     let unbuffered = MetricsStore::builder(driver)
-        .buffer(false)
+        .buffer(Buffering::Off)
         .checkpointed("w")
         .build();
     assert!(matches!(
@@ -266,7 +267,7 @@ async fn a_stable_writer_id_numbers_above_its_stored_mark() {
     let ahead = u64::MAX / 4;
     let first = MetricsStore::builder(driver.clone())
         .granularities(["1h"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .writer_id("ingest")
         .build()
         .unwrap();
@@ -287,8 +288,12 @@ async fn a_stable_writer_id_numbers_above_its_stored_mark() {
     for buffered in [true, false] {
         let stats = MetricsStore::builder(driver.clone())
             .granularities(["1h"])
-            .buffer(buffered)
-            .buffer_async(false)
+            .buffer(if buffered {
+                Buffering::On
+            } else {
+                Buffering::Off
+            })
+            .buffer_async(FlushTask::None)
             .writer_id("ingest")
             .build()
             .unwrap();

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use accrue::metrics::{Buffering, FlushTask};
 use accrue::metrics::{Driver, IdentifierMode, MetricsStore, Value};
 use accrue::time::{Blanks, Granularity, Unit};
 use drivers_common::{Proxy, service_url, unique, url_addr, url_via};
@@ -49,9 +50,9 @@ fn store(driver: Arc<dyn Driver>, size: usize) -> MetricsStore {
     MetricsStore::builder(driver)
         .time_zone("UTC")
         .granularities(["1h", "1d"])
-        .buffer(true)
+        .buffer(Buffering::On)
         .buffer_size(size)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap()
 }

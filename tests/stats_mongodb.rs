@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use accrue::metrics::Buffering;
 use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, MongoDriver, Number, PathCodec,
     RowId, RowUpdate, Value, WriteBatch,
@@ -233,7 +234,7 @@ async fn field_names_and_collisions() {
     ) as Arc<dyn Driver>)
     .time_zone("UTC")
     .granularities(["1h"])
-    .buffer(false)
+    .buffer(Buffering::Off)
     .build()
     .unwrap();
     let at = t("2025-02-01T11:35:00Z");
@@ -255,7 +256,7 @@ async fn field_names_and_collisions() {
     ) as Arc<dyn Driver>)
     .time_zone("UTC")
     .granularities(["1h"])
-    .buffer(false)
+    .buffer(Buffering::Off)
     .path_codec(PathCodec::Legacy)
     .build()
     .unwrap();

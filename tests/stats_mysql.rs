@@ -14,6 +14,7 @@ use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, MysqlDriver, Number, RowId,
     RowUpdate, Value, WriteBatch,
 };
+use accrue::metrics::{Buffering, SystemTracking};
 use accrue::time::{Blanks, Granularity, Unit};
 use drivers_common::{is_stale, once, service_url, unique};
 use serde_json::json;
@@ -294,8 +295,12 @@ async fn system_rows_and_tracking_off() {
             let stats = accrue::metrics::MetricsStore::builder(Arc::new(d) as Arc<dyn Driver>)
                 .time_zone("UTC")
                 .granularities(["1h"])
-                .buffer(false)
-                .system_tracking(tracking)
+                .buffer(Buffering::Off)
+                .system_tracking(if tracking {
+                    SystemTracking::On
+                } else {
+                    SystemTracking::Off
+                })
                 .build()
                 .unwrap();
             let at = t("2025-02-01T11:35:00Z");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 
+use accrue::metrics::Buffering;
 use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, Number, PostgresDriver, RowId,
     RowUpdate, Value, WriteBatch,
@@ -285,7 +286,7 @@ async fn separated_layout() {
     let stats = accrue::metrics::MetricsStore::builder(Arc::new(d) as Arc<dyn Driver>)
         .time_zone("UTC")
         .granularities(["1h"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap();
     for _ in 0..2 {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use accrue::metrics::Buffering;
 use accrue::metrics::{
     BatchId, Driver, DriverErrorKind, FieldOp, IdentifierMode, Number, RedisDriver, RowId,
     RowUpdate, Value, WriteBatch,
@@ -181,7 +182,7 @@ async fn stored_hashes_and_vectors() {
     )
     .time_zone("UTC")
     .granularities(["1h"])
-    .buffer(false)
+    .buffer(Buffering::Off)
     .build()
     .unwrap();
     stats

@@ -7,6 +7,7 @@ mod stats_conformance;
 
 use std::sync::Arc;
 
+use accrue::metrics::{Buffering, SystemTracking};
 use accrue::metrics::{Driver, IdentifierMode, SqliteDriver};
 use accrue::time::{Blanks, Granularity, Unit};
 
@@ -36,7 +37,7 @@ async fn file_stats(path: &std::path::Path, mode: IdentifierMode, tz: &str) -> M
     MetricsStore::builder(Arc::new(d))
         .time_zone(tz)
         .granularities(["1h"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap()
 }
@@ -130,8 +131,12 @@ async fn i13_system_rows_and_tracking_off() {
             let stats = MetricsStore::builder(Arc::new(d))
                 .time_zone("UTC")
                 .granularities(["1h"])
-                .buffer(false)
-                .system_tracking(tracking)
+                .buffer(Buffering::Off)
+                .system_tracking(if tracking {
+                    SystemTracking::On
+                } else {
+                    SystemTracking::Off
+                })
                 .build()
                 .unwrap();
             let at = t("2025-02-01T11:35:00Z");

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use accrue::metrics::{BufferMerge, Buffering, FlushTask, SystemTracking};
 use accrue::metrics::{
     ConfigError, Driver, DriverError, DriverFuture, FieldOp, IdentifierMode, Identity,
     MemoryDriver, MetricsError, MetricsStore, Number, RowId, Value, Values, WriteBatch,
@@ -104,8 +105,12 @@ fn buffered(driver: Arc<Recording>, size: usize, aggregate: bool) -> MetricsStor
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer_size(size)
-        .buffer_aggregate(aggregate)
-        .buffer_async(false)
+        .buffer_aggregate(if aggregate {
+            BufferMerge::Merged
+        } else {
+            BufferMerge::Separate
+        })
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap()
 }
@@ -242,7 +247,7 @@ async fn k8_background_flush_runs_on_its_period() {
 async fn k11_zero_buffer_size_is_a_config_error() {
     let err = MetricsStore::builder(Recording::new())
         .buffer_size(0)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap_err();
     assert_eq!(err, ConfigError::BufferSize);
@@ -366,7 +371,7 @@ async fn unbuffered_driver_errors_reach_the_caller() {
     let d = Recording::new();
     let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap();
     d.fail.store(true, Ordering::SeqCst);
@@ -392,13 +397,13 @@ async fn a10_defaults() {
 fn a11_invalid_zone_and_granularity_fail_the_build() {
     let err = MetricsStore::builder(Recording::new())
         .time_zone("Invalid/Timezone")
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("Invalid/Timezone"), "{err}");
     let err = MetricsStore::builder(Recording::new())
         .granularities(["1h", "1hour"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("1hour"), "{err}");
@@ -562,8 +567,8 @@ async fn stored(
     let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
         .granularities(["1h"])
-        .buffer(false)
-        .system_tracking(false)
+        .buffer(Buffering::Off)
+        .system_tracking(SystemTracking::Off)
         .path_codec(codec)
         .build()
         .unwrap();
@@ -667,7 +672,7 @@ async fn h4_h7_unpacking_through_values() {
     let s = MetricsStore::builder(d.clone())
         .time_zone("UTC")
         .granularities(["1h"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .path_codec(accrue::metrics::PathCodec::Legacy)
         .build()
         .unwrap();
@@ -716,7 +721,7 @@ async fn l1_l2_integers_read_back_as_integers_l5_numeric_strings_refused() {
     let s = MetricsStore::builder(d)
         .time_zone("UTC")
         .granularities(["1h"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap();
     s.track("k", t(AT), json!({"count": 7})).await.unwrap();

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use accrue::metrics::Buffering;
 use accrue::metrics::{
     Driver, IdentifierMode, MetricsError, MetricsStore, MongoDriver, MysqlDriver, PostgresDriver,
     RedisDriver, SYSTEM_KEY, SqliteDriver, Value,
@@ -377,7 +378,7 @@ async fn run_with(kind: &str, target: &str, successor_start: Successor) {
     let stats = MetricsStore::builder(driver.clone())
         .time_zone("UTC")
         .granularities(["1h"])
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap();
     let writers = WRITERS as u64;

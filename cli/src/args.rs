@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use accrue::collector::MetricsPipeline;
 use accrue::collector::{AckMode, Collector, CollectorBuilder, CollectorError, Synchronous};
 
 #[derive(Debug, clap::Args)]
@@ -242,7 +243,11 @@ impl Serve {
             .granularities(self.granularities.iter().map(|g| g.trim().to_owned()))
             .time_zone(self.time_zone.clone())
             .week_start(self.week_start)
-            .metrics_pipeline(!self.no_metrics)
+            .metrics_pipeline(if self.no_metrics {
+                MetricsPipeline::Off
+            } else {
+                MetricsPipeline::On
+            })
             .live_buffer_messages(self.live_buffer_messages)
             .live_buffer_bytes(self.live_buffer_bytes)
             .max_live_connections(self.max_live_connections);

@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accrue::metrics::Buffering;
 use accrue::metrics::{Driver, MetricsStore, Value};
 use accrue::time::{Blanks, Granularity, Unit};
 use collector_support::Client;
@@ -95,7 +96,7 @@ async fn serve_writes_metrics(url: &str, reader: Arc<dyn Driver>) {
     assert!(exit.success(), "accrue serve exited with {exit}");
     let stats = MetricsStore::builder(reader)
         .time_zone("UTC")
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap();
     let at: jiff::Timestamp = "2025-04-01T10:00:00Z".parse().unwrap();

@@ -292,11 +292,11 @@ impl ClientBuilder {
     }
 
     /// Whether every event carries a unique `id`, so a batch retried after a lost answer is
-    /// stored once (the collector skips ids it has). Default: yes. Turning it off saves the
+    /// stored once (the collector skips ids it has). Default: [`EventIds::Stamped`]. Turning it off saves the
     /// server its unique-index insert per event (the end-to-end bench shows the cost) at the
     /// price of duplicates after a lost answer.
-    pub fn event_ids(mut self, on: bool) -> Self {
-        self.event_ids = on;
+    pub fn event_ids(mut self, ids: EventIds) -> Self {
+        self.event_ids = ids == EventIds::Stamped;
         self
     }
 
@@ -346,6 +346,16 @@ impl ClientBuilder {
         }
         Ok(())
     }
+}
+
+/// Whether the client stamps each event with a unique `id` ([`ClientBuilder::event_ids`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventIds {
+    /// Every event gets an id: a retried batch is stored once (the default).
+    #[default]
+    Stamped,
+    /// No ids: cheaper for the server, but a batch retried after a lost answer is stored twice.
+    None,
 }
 
 #[cfg(test)]

@@ -150,9 +150,9 @@ impl AccrueLayer {
         self.edit(|c| c.ip_header = Some(name))
     }
 
-    /// Whether to record the `User-Agent` header. Default: yes.
-    pub fn user_agent(self, on: bool) -> Self {
-        self.edit(|c| c.user_agent = on)
+    /// Whether to record the `User-Agent` header. Default: [`UserAgent::Recorded`].
+    pub fn user_agent(self, agent: UserAgent) -> Self {
+        self.edit(|c| c.user_agent = agent == UserAgent::Recorded)
     }
 }
 
@@ -448,6 +448,16 @@ impl<B: Body> Body for ResponseBody<B> {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Whether [`AccrueLayer`] records the request's `User-Agent` ([`AccrueLayer::user_agent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserAgent {
+    /// Recorded as the event's `user_agent` field (the default).
+    #[default]
+    Recorded,
+    /// Not recorded.
+    Ignored,
 }
 
 #[cfg(test)]

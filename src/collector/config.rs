@@ -416,9 +416,9 @@ impl CollectorBuilder {
     }
 
     /// Whether events are aggregated into the metrics store (and `/v1/values` served).
-    /// Default: on.
-    pub fn metrics_pipeline(mut self, on: bool) -> Self {
-        self.metrics = on;
+    /// Default: [`MetricsPipeline::On`].
+    pub fn metrics_pipeline(mut self, pipeline: MetricsPipeline) -> Self {
+        self.metrics = pipeline == MetricsPipeline::On;
         self
     }
 
@@ -589,6 +589,17 @@ impl CollectorBuilder {
         }
         Ok(())
     }
+}
+
+/// Whether a collector aggregates its events into the metrics store
+/// ([`CollectorBuilder::metrics_pipeline`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsPipeline {
+    /// Events are aggregated and `/v1/values` is served (the default).
+    #[default]
+    On,
+    /// Events are only stored.
+    Off,
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use super::routes::{AppInner, AppState, router};
 use super::serve::ConnectionLimits;
 use super::store::{EventStore, ReadPool};
 use super::target::StatsTarget;
-use crate::metrics::{Driver, IdentifierMode, MemoryDriver, MetricsStore, SqliteDriver};
+use crate::metrics::{Driver, FlushTask, IdentifierMode, MemoryDriver, MetricsStore, SqliteDriver};
 
 /// The metrics store's table (Trifle Stats' default name, so its tools can read it).
 const METRICS_TABLE: &str = "trifle_stats";
@@ -62,7 +62,7 @@ async fn open_stats(
         // The pipeline flushes itself, one batch per flush: no size or timer flushes that could
         // split a batch from its watermark.
         .buffer_size(usize::MAX)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .build()
         .map_err(|e| CollectorError::Config(format!("metrics store: {e}")))
 }

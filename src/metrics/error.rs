@@ -93,7 +93,7 @@ pub enum MetricsError {
     /// The store was shut down; the call was refused and changed nothing.
     Closed,
     /// A call that only queues into the write buffer was made on a store built with
-    /// [`buffer(false)`](crate::metrics::MetricsStoreBuilder::buffer). Nothing was written.
+    /// [`buffer(Buffering::Off)`](crate::metrics::MetricsStoreBuilder::buffer). Nothing was written.
     Unbuffered,
     /// The driver failed. For a buffered write this is reported by `flush`/`shutdown`; the
     /// data stays in the buffer and is retried.
@@ -139,7 +139,7 @@ impl fmt::Display for MetricsError {
             }
             Self::Closed => f.write_str("the metrics store has been shut down"),
             Self::Unbuffered => f.write_str(
-                "this call needs the write buffer, but the metrics store was built with buffer(false)",
+                "this call needs the write buffer, but the metrics store was built with buffer(Buffering::Off)",
             ),
             Self::Checkpointed => f.write_str(
                 "this metrics store is checkpointed: it writes only on commit(seq), never on flush",
@@ -229,7 +229,7 @@ impl fmt::Display for ConfigError {
             ),
             Self::MaxBuckets => f.write_str("max_buckets must be at least 1"),
             Self::CheckpointedUnbuffered => f.write_str(
-                "a checkpointed store needs the write buffer (it holds the writes between commits): remove buffer(false)",
+                "a checkpointed store needs the write buffer (it holds the writes between commits): remove buffer(Buffering::Off)",
             ),
         }
     }

@@ -28,7 +28,7 @@ mod checkpoint;
 
 pub(crate) use self::assembly::Assembly;
 pub use self::blocking::BlockingMetricsStore;
-pub use self::builder::MetricsStoreBuilder;
+pub use self::builder::{BufferMerge, Buffering, FlushTask, MetricsStoreBuilder, SystemTracking};
 
 /// Longest metric key accepted, in bytes: joined Full keys (`key::granularity::unix`) then fit
 /// the `VARCHAR(255)` key columns of the SQL drivers.
@@ -166,7 +166,7 @@ struct Inner {
 /// flush that touches the bucket rewrites the fields it changed, so 100 000 distinct keys in
 /// an hour make a 100 000-field row for that hour (and larger ones for the day, week, …).
 /// Track high-cardinality keys (ids, URLs, user agents) through `untracked()`, or build with
-/// `system_tracking(false)`:
+/// `system_tracking(SystemTracking::Off)`:
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -434,7 +434,7 @@ impl MetricsStore {
     ///
     /// # Errors
     ///
-    /// [`MetricsError::Unbuffered`] on a store built with `buffer(false)` (checked first), then
+    /// [`MetricsError::Unbuffered`] on a store built with `buffer(Buffering::Off)` (checked first), then
     /// as [`track`](Self::track): nothing was added.
     pub(crate) fn enqueue(
         &self,

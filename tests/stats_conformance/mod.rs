@@ -18,6 +18,7 @@ use accrue::metrics::{
     BatchId, Driver, FieldOp, MetricsStore, MetricsStoreBuilder, Number, RowId, RowUpdate, Value,
     Values, WriteBatch,
 };
+use accrue::metrics::{BufferMerge, Buffering, FlushTask};
 use accrue::time::{Blanks, Granularity, Unit};
 use jiff::Timestamp;
 use serde_json::json;
@@ -42,7 +43,7 @@ pub fn stats(driver: Arc<dyn Driver>, grans: &[&str]) -> MetricsStoreBuilder {
     MetricsStore::builder(driver)
         .time_zone("UTC")
         .granularities(grans.iter().copied())
-        .buffer(false)
+        .buffer(Buffering::Off)
 }
 
 async fn read_one(stats: &MetricsStore, key: &str, at: &str, gran: &str) -> serde_json::Value {
@@ -404,9 +405,9 @@ pub async fn driver_inc_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
 /// flush incrementing another field of the row succeeds.
 pub async fn ops_track_beyond_f64_keeps_stored(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"])
-        .buffer(true)
+        .buffer(Buffering::On)
         .buffer_size(1000)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap();
     let at = t("2025-02-01T11:35:00Z");
@@ -758,10 +759,10 @@ pub async fn ops_bad_input_changes_nothing(driver: Arc<dyn Driver>) {
 /// Buffered writes are invisible until the size trigger flushes them.
 pub async fn buffer_size_trigger(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"])
-        .buffer(true)
+        .buffer(Buffering::On)
         .buffer_size(2)
-        .buffer_aggregate(false)
-        .buffer_async(false)
+        .buffer_aggregate(BufferMerge::Separate)
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap();
     s.track("events", t("2025-02-01T11:35:00Z"), json!({"count": 1}))
@@ -793,9 +794,9 @@ pub async fn buffer_size_trigger(driver: Arc<dyn Driver>) {
 /// K10 / K12 / K14 through a real driver: aggregated flush equals the unbuffered result.
 pub async fn buffer_aggregation(driver: Arc<dyn Driver>) {
     let s = stats(driver, &["1h"])
-        .buffer(true)
+        .buffer(Buffering::On)
         .buffer_size(1000)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap();
     let at = t("2025-02-01T11:35:00Z");
@@ -835,9 +836,9 @@ pub async fn buffer_aggregation(driver: Arc<dyn Driver>) {
 pub async fn concurrent_writers_exact_totals(driver: Arc<dyn Driver>) {
     let node = |size| {
         stats(driver.clone(), &["1m", "1h", "1d"])
-            .buffer(true)
+            .buffer(Buffering::On)
             .buffer_size(size)
-            .buffer_async(false)
+            .buffer_async(FlushTask::None)
             .build()
             .unwrap()
     };
@@ -904,9 +905,9 @@ pub async fn concurrent_writers_exact_totals(driver: Arc<dyn Driver>) {
 pub async fn two_nodes_exact_totals(a: Arc<dyn Driver>, b: Arc<dyn Driver>) {
     let node = |driver: Arc<dyn Driver>, size| {
         stats(driver, &["1m", "1h", "1d"])
-            .buffer(true)
+            .buffer(Buffering::On)
             .buffer_size(size)
-            .buffer_async(false)
+            .buffer_async(FlushTask::None)
             .build()
             .unwrap()
     };

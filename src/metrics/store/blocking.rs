@@ -10,7 +10,7 @@ use crate::metrics::value::Value;
 use crate::time::{Blanks, Granularity};
 
 /// [`MetricsStore`] for synchronous code: every method blocks on a private one-worker tokio runtime
-/// (which also runs the background flush). Build with [`MetricsStoreBuilder::build_blocking`].
+/// (which also runs the background flush). Build with [`MetricsStoreBuilder::build_blocking`](super::MetricsStoreBuilder::build_blocking).
 ///
 /// **Blocking:** do not call from inside an async runtime.
 pub struct BlockingMetricsStore {

@@ -118,10 +118,10 @@ impl MetricsStoreBuilder {
         self
     }
 
-    /// Buffer writes (default on). Off: every call is one driver write, acknowledged when the
-    /// driver has written it.
-    pub fn buffer(mut self, enabled: bool) -> Self {
-        self.buffer = enabled;
+    /// Whether writes are buffered (default [`Buffering::On`]). With [`Buffering::Off`] every
+    /// call is one driver write, acknowledged when the driver has written it.
+    pub fn buffer(mut self, buffering: Buffering) -> Self {
+        self.buffer = buffering == Buffering::On;
         self
     }
 
@@ -138,16 +138,18 @@ impl MetricsStoreBuilder {
         self
     }
 
-    /// Merge pending writes to the same bucket (default on): numbers add up, asserted fields
-    /// keep the latest value, field by field.
-    pub fn buffer_aggregate(mut self, aggregate: bool) -> Self {
-        self.buffer_aggregate = aggregate;
+    /// Whether pending writes to the same bucket merge (default [`BufferMerge::Merged`]):
+    /// numbers add up, asserted fields keep the latest value, field by field.
+    pub fn buffer_aggregate(mut self, merge: BufferMerge) -> Self {
+        self.buffer_aggregate = merge == BufferMerge::Merged;
         self
     }
 
-    /// Run the periodic flush as a tokio task (default on; needs a runtime at `build`).
-    pub fn buffer_async(mut self, enabled: bool) -> Self {
-        self.buffer_async = enabled;
+    /// Who runs the periodic flush (default [`FlushTask::Tokio`], which needs a runtime at
+    /// `build`). With [`FlushTask::None`] the buffer is written by the size trigger, `flush`
+    /// and `shutdown` only.
+    pub fn buffer_async(mut self, task: FlushTask) -> Self {
+        self.buffer_async = task == FlushTask::Tokio;
         self
     }
 
@@ -158,8 +160,8 @@ impl MetricsStoreBuilder {
     /// high-cardinality keys (ids, URLs) the row and its writes grow with the number of keys.
     /// Write those through [`MetricsStore::untracked`] (counted once, under `__untracked__`) or turn
     /// tracking off here.
-    pub fn system_tracking(mut self, enabled: bool) -> Self {
-        self.system_tracking = enabled;
+    pub fn system_tracking(mut self, tracking: SystemTracking) -> Self {
+        self.system_tracking = tracking == SystemTracking::On;
         self
     }
 
@@ -288,4 +290,46 @@ impl fmt::Debug for MetricsStoreBuilder {
             .field("numbering", &self.numbering)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a metrics store buffers its writes ([`MetricsStoreBuilder::buffer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Buffering {
+    /// Calls queue into the write buffer; flushes write them (the default).
+    #[default]
+    On,
+    /// Every call is one driver write.
+    Off,
+}
+
+/// Whether buffered writes to one bucket merge before they are written
+/// ([`MetricsStoreBuilder::buffer_aggregate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BufferMerge {
+    /// Numbers add up and asserted fields keep the latest value (the default).
+    #[default]
+    Merged,
+    /// Each call stays its own update of the bucket.
+    Separate,
+}
+
+/// Who runs a buffered store's periodic flush ([`MetricsStoreBuilder::buffer_async`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushTask {
+    /// A task on the tokio runtime the store is built in (the default).
+    #[default]
+    Tokio,
+    /// No periodic flush: the size trigger, `flush` and `shutdown` write the buffer.
+    None,
+}
+
+/// Whether writes are counted per key in the `__system__key__` rows
+/// ([`MetricsStoreBuilder::system_tracking`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SystemTracking {
+    /// Each write also counts under its key in its bucket's system row (the default).
+    #[default]
+    On,
+    /// No system rows.
+    Off,
 }

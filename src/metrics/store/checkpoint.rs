@@ -28,7 +28,7 @@ impl MetricsStoreBuilder {
     /// `RedisDriver`): a writer idle for longer resumes from nothing.
     /// Only one live instance may use `writer` at a time. Overrides
     /// [`writer_id`](Self::writer_id) (and is overridden by a later call of it). A store built
-    /// with [`buffer(false)`](Self::buffer) is refused.
+    /// with [`buffer(Buffering::Off)`](Self::buffer) is refused.
     ///
     /// # Examples
     ///

@@ -12,7 +12,7 @@ fn store(codec: PathCodec) -> MetricsStore {
     MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
         .time_zone("UTC")
         .buffer_size(usize::MAX)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .path_codec(codec)
         .build()
         .unwrap()
@@ -143,8 +143,8 @@ fn rows_equal_the_scanning_merge() {
 #[test]
 fn rows_without_system_tracking() {
     let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
-        .buffer_async(false)
-        .system_tracking(false)
+        .buffer_async(FlushTask::None)
+        .system_tracking(SystemTracking::Off)
         .build()
         .unwrap();
     let rows = stats.rows(items(50, 5), true).unwrap();
@@ -225,7 +225,7 @@ async fn a_stable_writer_id_reused_after_restarts_loses_no_batch() {
         let stats = MetricsStore::builder(driver.clone())
             .granularities(["1h"])
             .writer_id("ingest-1")
-            .buffer_async(false)
+            .buffer_async(FlushTask::None)
             .build()
             .unwrap();
         for _ in 0..2 {
@@ -254,7 +254,7 @@ async fn enqueue_reports_the_size_trigger_and_leaves_it_to_the_caller() {
         .time_zone("UTC")
         .granularities(["1h"])
         .buffer_size(2)
-        .buffer_async(false)
+        .buffer_async(FlushTask::None)
         .build()
         .unwrap();
     let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
@@ -270,7 +270,7 @@ async fn enqueue_reports_the_size_trigger_and_leaves_it_to_the_caller() {
 #[test]
 fn enqueue_needs_a_buffer() {
     let stats = MetricsStore::builder(Arc::new(MemoryDriver::new(IdentifierMode::Full)))
-        .buffer(false)
+        .buffer(Buffering::Off)
         .build()
         .unwrap();
     let at: Timestamp = "2025-03-01T12:34:00Z".parse().unwrap();
@@ -278,5 +278,5 @@ fn enqueue_needs_a_buffer() {
         .enqueue(Op::Track, "a", at, &json!({"n": 1}).into())
         .unwrap_err();
     assert!(matches!(err, MetricsError::Unbuffered), "{err}");
-    assert!(err.to_string().contains("buffer(false)"));
+    assert!(err.to_string().contains("buffer(Buffering::Off)"));
 }
