@@ -2,7 +2,8 @@
 //!
 //! * `core` – [`Aggregator`]: shards, add path, flush passes, shutdown.
 //! * `bell` – how an async consumer is woken when a batch is sent.
-//! * `builder` – [`Builder`] and the [`Config`] snapshot.
+//! * `builder` – [`Builder`] and the constructors.
+//! * `config` – the [`Config`] snapshot of the effective settings.
 //! * `merge` – the [`Merge`] trait and the built-in merges.
 //! * `local` – [`LocalHandle`], a producer thread's private table in front of the shards.
 //! * `receiver` – [`Batch`] and [`BatchReceiver`], the consumer side.
@@ -13,6 +14,7 @@
 
 mod bell;
 mod builder;
+mod config;
 mod core;
 mod error;
 #[cfg(not(accrue_loom))]
@@ -29,7 +31,8 @@ mod loom_tests;
 #[cfg(all(test, not(accrue_loom)))]
 mod tests;
 
-pub use self::builder::{Builder, Config};
+pub use self::builder::Builder;
+pub use self::config::Config;
 pub use self::core::{Aggregator, Counters, FlushReport};
 pub use self::error::{AddError, BuildError, ShutdownError};
 pub use self::local::LocalHandle;

@@ -1,10 +1,11 @@
-//! [`Builder`] and the [`Config`] snapshot it produces.
+//! [`Builder`], and the constructors [`Aggregator::builder`] and [`Aggregator::new`].
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::config::Config;
 use super::core::{Aggregator, Shared};
 use super::error::BuildError;
 use super::merge::{Merge, Sum};
@@ -60,50 +61,6 @@ pub struct Builder<K, V, S = ahash::RandomState, M = Sum> {
     hasher: S,
     merge: M,
     _types: PhantomData<fn() -> (K, V)>,
-}
-
-/// The effective settings of an aggregator, from [`Aggregator::config`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub(crate) shards: usize,
-    pub(crate) channel_capacity: usize,
-    pub(crate) flush_interval: Option<Duration>,
-    pub(crate) flush_threshold: Option<usize>,
-    pub(crate) max_keys: Option<usize>,
-    pub(crate) local_capacity: usize,
-}
-
-impl Config {
-    /// Number of shards (a power of two).
-    pub fn shards(&self) -> usize {
-        self.shards
-    }
-
-    /// Capacity of the batch channel, in batches (a flush sends at most one batch per shard).
-    pub fn channel_capacity(&self) -> usize {
-        self.channel_capacity
-    }
-
-    /// The period of the flusher thread; `None` when flushing is caller-driven
-    /// ([`Builder::build`]).
-    pub fn flush_interval(&self) -> Option<Duration> {
-        self.flush_interval
-    }
-
-    /// Pending keys that trigger a flush before the interval is up.
-    pub fn flush_threshold(&self) -> Option<usize> {
-        self.flush_threshold
-    }
-
-    /// The bound on pending keys enforced by [`Aggregator::try_add`].
-    pub fn max_keys(&self) -> Option<usize> {
-        self.max_keys
-    }
-
-    /// Keys a [`LocalHandle`](crate::aggregator::LocalHandle) holds before it spills into the shards.
-    pub fn local_capacity(&self) -> usize {
-        self.local_capacity
-    }
 }
 
 impl<K, V> Builder<K, V> {
@@ -322,5 +279,44 @@ impl<K, V, S, M> fmt::Debug for Builder<K, V, S, M> {
             .field("local_capacity", &self.local_capacity)
             .field("drop_timeout", &self.drop_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> Aggregator<K, V> {
+    /// Starts configuring an aggregator (defaults: ahash, [`Sum`], see [`Builder`]).
+    pub fn builder() -> Builder<K, V> {
+        Builder::new()
+    }
+}
+
+#[cfg(not(accrue_loom))]
+impl<K, V> Aggregator<K, V>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Send + 'static,
+    Sum: Merge<V>,
+{
+    /// An aggregator that sums values, with the default settings and a flusher thread: flushes
+    /// every second into a channel of `4 × shards` batches.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot start the flusher thread; use
+    /// [`builder`](Self::builder)`().spawn()` to get that as an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (agg, rx) = accrue::Aggregator::<u32, u64>::new();
+    /// agg.add(7, 1).unwrap();
+    /// agg.shutdown().unwrap();
+    /// let total: u64 = rx.iter().flat_map(|b| b.into_vec()).map(|(_, v)| v).sum();
+    /// assert_eq!(total, 1);
+    /// ```
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> (Self, BatchReceiver<K, V>) {
+        Self::builder()
+            .spawn()
+            .expect("the default configuration is valid")
     }
 }

@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 
 use super::bell::Bell;
-use super::builder::{Builder, Config};
+use super::config::Config;
 use super::error::{AddError, ShutdownError};
 use super::local::{Groups, LocalHandle, LocalTable, Registry};
 use super::merge::{Merge, Sum};
@@ -635,45 +635,6 @@ impl<K, V, S, M> Shared<K, V, S, M> {
             out.extend(s.table.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         out
-    }
-}
-
-impl<K, V> Aggregator<K, V> {
-    /// Starts configuring an aggregator (defaults: ahash, [`Sum`], see [`Builder`]).
-    pub fn builder() -> Builder<K, V> {
-        Builder::new()
-    }
-}
-
-#[cfg(not(accrue_loom))]
-impl<K, V> Aggregator<K, V>
-where
-    K: Hash + Eq + Send + 'static,
-    V: Send + 'static,
-    Sum: Merge<V>,
-{
-    /// An aggregator that sums values, with the default settings and a flusher thread: flushes
-    /// every second into a channel of `4 × shards` batches.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system cannot start the flusher thread; use
-    /// [`builder`](Self::builder)`().spawn()` to get that as an error.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let (agg, rx) = accrue::Aggregator::<u32, u64>::new();
-    /// agg.add(7, 1).unwrap();
-    /// agg.shutdown().unwrap();
-    /// let total: u64 = rx.iter().flat_map(|b| b.into_vec()).map(|(_, v)| v).sum();
-    /// assert_eq!(total, 1);
-    /// ```
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new() -> (Self, BatchReceiver<K, V>) {
-        Self::builder()
-            .spawn()
-            .expect("the default configuration is valid")
     }
 }
 
