@@ -326,6 +326,18 @@ async fn post_distinct_keys(addr: SocketAddr, keys: usize) {
     }
 }
 
+/// A server in `dir` whose metrics are flushed only at its stop, with the pipeline `metrics`.
+async fn unflushed_server(dir: &std::path::Path, metrics: MetricsPipeline) -> Collector {
+    Collector::builder()
+        .db(dir.join("events.db"))
+        .port(0)
+        .flush_interval(Duration::from_secs(3_600))
+        .metrics_pipeline(metrics)
+        .start()
+        .await
+        .unwrap()
+}
+
 fn metrics_flush(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -333,31 +345,23 @@ fn metrics_flush(c: &mut Criterion) {
         .unwrap();
     let mut group = c.benchmark_group("metrics flush");
     for (keys, metrics) in [
-        (10_000usize, true),
-        (10_000, false),
-        (100_000, true),
-        (100_000, false),
+        (10_000usize, MetricsPipeline::On),
+        (10_000, MetricsPipeline::Off),
+        (100_000, MetricsPipeline::On),
+        (100_000, MetricsPipeline::Off),
     ] {
         group.throughput(Throughput::Elements(keys as u64));
-        let who = if metrics { "flush" } else { "metrics off" };
+        let who = match metrics {
+            MetricsPipeline::On => "flush",
+            MetricsPipeline::Off => "metrics off",
+        };
         group.bench_function(format!("{}k keys/{who}", keys / 1_000), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let dir = tempfile::tempdir().unwrap();
                     total += rt.block_on(async {
-                        let server = Collector::builder()
-                            .db(dir.path().join("flush.db"))
-                            .port(0)
-                            .flush_interval(Duration::from_secs(3_600))
-                            .metrics_pipeline(if metrics {
-                                MetricsPipeline::On
-                            } else {
-                                MetricsPipeline::Off
-                            })
-                            .start()
-                            .await
-                            .unwrap();
+                        let server = unflushed_server(dir.path(), metrics).await;
                         post_distinct_keys(server.local_addr(), keys).await;
                         let start = Instant::now();
                         server.stop().await.unwrap();
@@ -382,21 +386,10 @@ fn pending_memory() {
         .enable_all()
         .build()
         .unwrap();
-    let per_key = |metrics: bool| -> f64 {
+    let per_key = |metrics: MetricsPipeline| -> f64 {
         let dir = tempfile::tempdir().unwrap();
         rt.block_on(async {
-            let server = Collector::builder()
-                .db(dir.path().join("memory.db"))
-                .port(0)
-                .flush_interval(Duration::from_secs(3_600))
-                .metrics_pipeline(if metrics {
-                    MetricsPipeline::On
-                } else {
-                    MetricsPipeline::Off
-                })
-                .start()
-                .await
-                .unwrap();
+            let server = unflushed_server(dir.path(), metrics).await;
             post_distinct_keys(server.local_addr(), 1_000).await; // warm the buffers
             tokio::time::sleep(Duration::from_millis(200)).await;
             let before = LIVE.load(AtomicOrdering::Relaxed);
@@ -409,8 +402,8 @@ fn pending_memory() {
     };
     let mut rounds = Vec::new();
     for _ in 0..3 {
-        let on = per_key(true);
-        let off = per_key(false);
+        let on = per_key(MetricsPipeline::On);
+        let off = per_key(MetricsPipeline::Off);
         rounds.push((on, off));
     }
     println!(

@@ -519,6 +519,28 @@ impl MetricsStore {
         Ok(rows)
     }
 
+    /// Writes `rows` as the lane's next batch and counts it in `outcome`; a batch whose write
+    /// fails is kept in the lane and written again before anything else.
+    async fn write_next(
+        &self,
+        lane: &mut Lane,
+        rows: Vec<RowUpdate>,
+        mut outcome: FlushOutcome,
+    ) -> Result<FlushOutcome, MetricsError> {
+        let batch = lane.next_batch(rows);
+        match self.inner.driver.write(&batch).await {
+            Ok(()) => {
+                outcome.batches += 1;
+                outcome.rows += batch.len();
+                Ok(outcome)
+            }
+            Err(e) => {
+                lane.stalled = Some(batch);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Drains the buffer and builds the rows of its batch (`None`: nothing was pending). A
     /// large flush (by the calls pending, see [`BLOCKING_ROWS_FROM`]) runs both steps on
     /// tokio's blocking pool, so it does not hold the calling async worker; a small one runs
@@ -600,18 +622,7 @@ impl MetricsStore {
         let Some(rows) = self.drain_rows().await? else {
             return Ok(outcome);
         };
-        let batch = lane.next_batch(rows);
-        match self.inner.driver.write(&batch).await {
-            Ok(()) => {
-                outcome.batches += 1;
-                outcome.rows += batch.len();
-                Ok(outcome)
-            }
-            Err(e) => {
-                lane.stalled = Some(batch);
-                Err(e.into())
-            }
-        }
+        self.write_next(&mut lane, rows, outcome).await
     }
 
     /// Refuses further writes, stops the background flush, and writes everything pending.

@@ -139,18 +139,7 @@ impl MetricsStore {
             lane.next_seq = seq.saturating_add(1);
             return Ok(outcome);
         };
-        let batch = lane.next_batch(rows);
-        match self.inner.driver.write(&batch).await {
-            Ok(()) => {
-                outcome.batches += 1;
-                outcome.rows += batch.len();
-                Ok(outcome)
-            }
-            Err(e) => {
-                lane.stalled = Some(batch);
-                Err(e.into())
-            }
-        }
+        self.write_next(&mut lane, rows, outcome).await
     }
 
     /// The highest batch seq the destination holds for this store's writer id (`None`:
