@@ -25,6 +25,7 @@ mod persist;
 mod query;
 mod record;
 mod ring;
+mod shards;
 mod snapshot;
 mod store;
 

@@ -9,7 +9,8 @@ use super::calendar::{Calendar, Unit};
 use super::clock::{Clock, SystemClock};
 use super::error::WindowError;
 use super::ring::Layout;
-use super::store::{Inner, WindowStore};
+use super::shards::Inner;
+use super::store::WindowStore;
 use crate::sync::Arc;
 
 /// The default rings: 60 minutes, 72 hours, 56 days, 52 weeks, 12 months, 4 years.

@@ -12,7 +12,8 @@ use super::clock;
 use super::error::{LimitExceeded, WindowError};
 use super::key::{Key, KeyName, same};
 use super::ring::KeyState;
-use super::store::{Dirty, Held, Inner, Shard, WindowStore};
+use super::shards::{Dirty, Held, Inner, Shard};
+use super::store::WindowStore;
 use crate::sync::Arc as SyncArc;
 
 /// A rule of a [`Limiter`], as reported in [`LimitExceeded`].

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::calendar::Unit;
 use super::clock;
 use super::ring::KeyState;
-use super::store::Inner;
+use super::shards::Inner;
 
 /// Which ring a range reads: one unit, or the coarsest tracked (`ever`).
 #[derive(Clone, Copy, Debug)]

@@ -713,6 +713,6 @@ mod layout_tests {
         // the current counts the second.
         assert_eq!(key + offset_of!(super::KeyState, last_seen) + 16, 64);
         assert_eq!(key + offset_of!(super::KeyState, current), 64);
-        assert_eq!(std::mem::align_of::<crate::window::store::Entry>(), 64);
+        assert_eq!(std::mem::align_of::<crate::window::shards::Entry>(), 64);
     }
 }

@@ -36,6 +36,7 @@ impl MetricsStoreBuilder {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::sync::Arc;
     /// use accrue::metrics::{IdentifierMode, MemoryDriver, MetricsStore};
+    /// use accrue::time::{Blanks, Granularity, Unit};
     /// use serde_json::json;
     ///
     /// // A replayable source: record i says one request took `ms[i]` milliseconds.

@@ -6,7 +6,7 @@ use tokio::task::JoinHandle;
 
 use crate::sync::Arc;
 use crate::window::error::WindowError;
-use crate::window::store::Inner;
+use crate::window::shards::Inner;
 
 /// The periodic persist task; aborted when dropped.
 pub(crate) struct AutoPersist(JoinHandle<()>);

@@ -9,8 +9,9 @@ use crate::window::builder::WindowStoreBuilder;
 use crate::window::error::WindowError;
 use crate::window::key::Key;
 use crate::window::ring::KeyState;
+use crate::window::shards::Inner;
 use crate::window::snapshot::Snapshot;
-use crate::window::store::{Inner, WindowStore};
+use crate::window::store::WindowStore;
 
 /// A store's storage and format.
 pub(crate) struct Persistence {
