@@ -7,8 +7,8 @@
 //!                      in the shards)            reports what was written)      └─ your own
 //! ```
 //!
-//! * [`Sink`] is the contract: write one [`Flush`] (every batch delivered since the last
-//!   write) and return once the destination acknowledged it.
+//! * [`Sink`] is the contract: write one [`Flush`] (every batch of one flush pass) and
+//!   return once the destination acknowledged it.
 //! * [`Runner`] drives any sink from a [`BatchReceiver`](crate::BatchReceiver) on tokio,
 //!   woken by the aggregator when it sends (no thread polls), and ends with a [`SinkReport`]
 //!   that hands back whatever was not acknowledged.

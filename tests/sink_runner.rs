@@ -147,3 +147,76 @@ async fn without_a_stop_the_task_ends_when_the_aggregator_shuts_down() {
     assert_eq!((report.writes, report.items), (1, 1));
     assert_eq!(sink.sums.lock()[&1], 15);
 }
+
+/// Records, per write, the flush passes its batches came from.
+#[derive(Clone, Default)]
+struct Passes {
+    writes: Arc<Mutex<Vec<Vec<u64>>>>,
+}
+
+impl Sink<u64, u64> for Passes {
+    async fn write(&mut self, flush: &Flush<u64, u64>) -> Result<Written, WriteError> {
+        self.writes
+            .lock()
+            .push(flush.batches().iter().map(|b| b.seq()).collect());
+        Ok(Written::all(flush.len()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_write_holds_exactly_one_flush_pass_however_fast_passes_follow() {
+    // Passes follow each other within microseconds, faster than any time window could tell
+    // apart: the runner knows from the aggregator when a pass has sent everything, so no pass
+    // is split and none is mixed with the next.
+    let sink = Passes::default();
+    let (agg, rx) = Aggregator::<u64, u64>::builder()
+        .shards(64)
+        .channel_capacity(256)
+        .build()
+        .unwrap();
+    let agg = Arc::new(agg);
+    let task = Runner::new(sink.clone()).spawn_with_aggregator(&agg, rx);
+    let flusher = {
+        let agg = agg.clone();
+        std::thread::spawn(move || {
+            let mut sent = HashMap::new();
+            for round in 0..40u64 {
+                for k in 0..5_000 {
+                    agg.add(round * 5_000 + k, 1).unwrap();
+                }
+                let report = agg.flush_once();
+                assert_eq!(report.passes, 1);
+                if report.batches_sent > 0 {
+                    sent.insert(report.seq, report.batches_sent);
+                }
+            }
+            sent
+        })
+    };
+    let sent = tokio::task::spawn_blocking(move || flusher.join().unwrap())
+        .await
+        .unwrap();
+    task.stop();
+    let report = task.join().await;
+    assert!(report.is_complete(), "{report:?}");
+    let writes = sink.writes.lock().clone();
+    let mut seen = HashMap::new();
+    for passes in &writes {
+        let first = passes[0];
+        assert!(
+            passes.iter().all(|&p| p == first),
+            "one write, one pass: {passes:?}"
+        );
+        assert!(
+            seen.insert(first, passes.len() as u64).is_none(),
+            "pass {first} split"
+        );
+    }
+    for (seq, batches) in sent {
+        assert_eq!(
+            seen.get(&seq),
+            Some(&batches),
+            "pass {seq}: every batch, in one write"
+        );
+    }
+}

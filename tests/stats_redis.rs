@@ -303,6 +303,25 @@ async fn buckets_expire_after_their_start() {
 
 /// A key of another type under the prefix fails the batch before anything is written; a
 /// non-numeric increment cannot happen: `track` refuses it before any I/O.
+/// A writer's mark never expires: a checkpointed writer idle for weeks still resumes from its
+/// position instead of replaying its source from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_mark_does_not_expire() {
+    let Some(url) = service_url(VAR) else { return };
+    let mut conn = raw(&url).await;
+    let prefix = unique("accrue_t");
+    let d = driver(&url, &prefix).await;
+    let row = RowId::new("k", "1h".parse().unwrap(), t("2025-02-01T11:00:00Z"));
+    d.write(&batch(41, vec![(row, vec![("count", inc(1))])]))
+        .await
+        .unwrap();
+    assert_eq!(d.applied("w").await.unwrap(), Some(41));
+    let marks: Vec<String> = conn.keys(format!("{prefix}*__batches__*")).await.unwrap();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    let ttl: i64 = conn.ttl(&marks[0]).await.unwrap();
+    assert_eq!(ttl, -1, "the mark {} has no expiry", marks[0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_type_fails_without_partial_writes() {
     let Some(url) = service_url(VAR) else { return };

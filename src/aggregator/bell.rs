@@ -7,19 +7,48 @@
 //! channel; the aggregator sends and then takes the lock. Either the ring finds the waker, or
 //! the send happened before the consumer took the lock, and its second try sees the batch (or
 //! the closed channel).
+//!
+//! The bell also records the last flush pass that has sent everything it will send, and rings
+//! for it ([`PassDone`]): a consumer that gathers one flush into one write knows when it has
+//! all of it, instead of guessing from time. The same register-then-look order applies.
 
 use std::fmt;
-use std::task::Waker;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
-use crate::sync::Mutex;
+use crate::sync::{AtomicU64, Mutex, Ordering};
 
-/// The wakers of the consumers waiting for a batch.
-#[derive(Default)]
+/// The wakers of the consumers waiting for a batch or for the end of a pass.
 pub(crate) struct Bell {
     waiting: Mutex<Vec<Waker>>,
+    /// The sequence number of the last flush pass that has sent all it will send.
+    passed: AtomicU64,
+}
+
+impl Default for Bell {
+    fn default() -> Self {
+        Bell {
+            waiting: Mutex::new(Vec::new()),
+            passed: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Bell {
+    /// Records that flush pass `seq` has sent everything it will send (its batches are in the
+    /// channel), then rings. Passes end in `seq` order.
+    pub(crate) fn pass_done(&self, seq: u64) {
+        self.passed.store(seq, Ordering::Release);
+        self.ring();
+    }
+
+    /// The last pass that has sent everything: every batch of it and of the passes before is
+    /// in the channel (or already received).
+    pub(crate) fn passed(&self) -> u64 {
+        self.passed.load(Ordering::Acquire)
+    }
+
     /// Registers `waker` to be woken by the next ring (once per task: a task polled again
     /// replaces its own entry).
     pub(crate) fn register(&self, waker: &Waker) {
@@ -38,10 +67,35 @@ impl Bell {
     }
 }
 
+/// Completes once flush pass `seq` has sent everything it will send (see [`Bell::pass_done`]).
+pub(crate) struct PassDone<'a> {
+    pub(crate) bell: &'a Bell,
+    pub(crate) seq: u64,
+}
+
+impl Future for PassDone<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.bell.passed() >= self.seq {
+            return Poll::Ready(());
+        }
+        // Register, then look again: a pass that ends in between is seen by the second look,
+        // one that ends after it rings the bell.
+        self.bell.register(cx.waker());
+        if self.bell.passed() >= self.seq {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 impl fmt::Debug for Bell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bell")
             .field("waiting", &self.waiting.lock().len())
+            .field("passed", &self.passed())
             .finish()
     }
 }

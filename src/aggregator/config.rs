@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// The effective settings of an aggregator, from [`Aggregator::config`].
+/// The effective settings of an aggregator, from [`Aggregator::config`](super::Aggregator::config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub(crate) shards: usize,
@@ -35,7 +35,7 @@ impl Config {
         self.flush_threshold
     }
 
-    /// The bound on pending keys enforced by [`Aggregator::try_add`].
+    /// The bound on pending keys enforced by [`Aggregator::try_add`](super::Aggregator::try_add).
     pub fn max_keys(&self) -> Option<usize> {
         self.max_keys
     }

@@ -277,8 +277,6 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         (((hash << 7) >> (self.shift - 1)) >> 1) as usize
     }
 
-    /// Closes every shard and delivers what they hold with blocking sends, then closes the
-    /// channel. Needs no trait bounds, so `Drop` can call it.
     /// Marks the aggregator closing, wakes the flusher thread and waits for it to end.
     #[cfg(not(accrue_loom))]
     pub(crate) fn stop_flusher(&self, flusher: &Flusher) {
@@ -292,6 +290,8 @@ impl<K, V, S, M> Shared<K, V, S, M> {
         }
     }
 
+    /// Closes every shard and delivers what they hold with blocking sends, then closes the
+    /// channel. Needs no trait bounds, so `Drop` can call it.
     pub(crate) fn close(&self, deadline: Option<Instant>) -> Result<(), ShutdownError<K, V>> {
         self.closing.store(true, Ordering::SeqCst);
         let _ = self.wake_tx.try_send(());
@@ -337,6 +337,7 @@ impl<K, V, S, M> Shared<K, V, S, M> {
                 Err(chan::SendTimeoutError::Disconnected(b)) => undelivered.push(b),
             }
         }
+        self.bell.pass_done(seq);
         drop(tx);
         drop(st);
         // The channel is closed now: waiting consumers see the end.
@@ -556,6 +557,8 @@ where
                 }
             }
         }
+        // Everything this pass sends is in the channel: a consumer gathering it may write.
+        self.bell.pass_done(*seq);
         if deferred && !*backpressured {
             tracing::warn!(
                 seq = *seq,
@@ -758,7 +761,7 @@ where
     }
 
     /// The deterministic flush step, for callers that drive flushing themselves
-    /// ([`Builder::build`]). If another thread is flushing, returns at once with
+    /// ([`Builder::build`](super::Builder::build)). If another thread is flushing, returns at once with
     /// [`FlushReport::coalesced`] set, and that thread runs one more pass on this call's behalf.
     ///
     /// **Blocking:** never waits for the channel or for another flush.

@@ -349,3 +349,26 @@ fn loom_recv_async_sees_the_shutdown_racing_its_park() {
         closer.join().unwrap();
     });
 }
+
+/// The end of a flush pass wakes a consumer waiting for it, however the two interleave, and
+/// once it is seen, everything the pass sent is in the channel.
+#[test]
+fn loom_pass_done_wakes_a_consumer_racing_its_park_and_publishes_the_pass() {
+    loom::model(|| {
+        let (agg, rx) = summing(2, 2);
+        let a = agg.clone();
+        let producer = thread::spawn(move || {
+            a.add(1, 5).unwrap();
+            a.add(2, 6).unwrap();
+            a.flush_once();
+        });
+        loom::future::block_on(rx.pass_done(1));
+        let total: u64 = rx
+            .try_iter()
+            .flat_map(|b| b.into_vec())
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(total, 11);
+        producer.join().unwrap();
+    });
+}

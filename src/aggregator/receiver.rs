@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hashbrown::HashTable;
 
-use super::bell::Bell;
+use super::bell::{Bell, PassDone};
 use crate::sync::{Arc, chan};
 
 /// The items one shard held at one flush: every pending key of that shard with its merged
@@ -163,6 +163,20 @@ impl<K, V> BatchReceiver<K, V> {
     /// ```
     pub fn recv_async(&self) -> Recv<'_, K, V> {
         Recv { receiver: self }
+    }
+
+    /// The last flush pass that has sent everything it will send: every batch of it (and of
+    /// the passes before) is in the channel or already received.
+    pub(crate) fn passes_done(&self) -> u64 {
+        self.bell.passed()
+    }
+
+    /// Completes once flush pass `seq` has sent everything it will send.
+    pub(crate) fn pass_done(&self, seq: u64) -> PassDone<'_> {
+        PassDone {
+            bell: &self.bell,
+            seq,
+        }
     }
 
     /// Returns a waiting batch without blocking.

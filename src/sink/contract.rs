@@ -12,8 +12,8 @@ use crate::aggregator::Batch;
 /// A destination for an aggregator's flushes: the metrics store ([`MetricsSink`]), the collector
 /// (`client::HttpSink`), or your own. The [`Runner`] drives it.
 ///
-/// The runner hands it one [`Flush`] at a time — everything the aggregator delivered since the
-/// last write, coalesced — and takes the next only once this one is written, so a slow
+/// The runner hands it one [`Flush`] at a time — every batch of one flush pass of the
+/// aggregator — and takes the next only once this one is written, so a slow
 /// destination leaves data merging in the aggregator instead of piling up in memory.
 ///
 /// **`Ok` means the destination acknowledged the flush.** An error makes the runner retry
@@ -122,9 +122,8 @@ impl Error for WriteError {
     }
 }
 
-/// What the runner hands a [`Sink`] in one write: every batch the aggregator delivered since
-/// the last write, in arrival order (so each key's history stays in order; a key can appear in
-/// more than one batch when several flushes were waiting).
+/// What the runner hands a [`Sink`] in one write: every batch of one flush pass of the
+/// aggregator (at most one per shard, so each key appears once), in arrival order.
 pub struct Flush<K, V> {
     id: u64,
     at: Timestamp,

@@ -16,8 +16,9 @@ use crate::aggregator::{Aggregator, Batch, BatchReceiver, Merge, TryRecvError};
 
 /// Default [`Runner::stop_timeout`].
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default [`Runner::coalesce`]: a flush pass sends its batches within microseconds.
-const DEFAULT_COALESCE: Duration = Duration::from_millis(5);
+/// Default [`Runner::coalesce`]: a bound only, as the aggregator reports when a flush pass has
+/// sent everything (which takes microseconds).
+const DEFAULT_COALESCE: Duration = Duration::from_secs(1);
 /// First and longest wait between attempts of a write that failed.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -26,8 +27,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 ///
 /// * **No thread polls**: the runner awaits the channel
 ///   ([`recv_async`](BatchReceiver::recv_async)); the aggregator wakes it when it sends.
-/// * **One flush, one write**: the batches of a flush (one per shard) and whatever else is
-///   waiting are coalesced into one [`Flush`], handed to the sink once.
+/// * **One flush, one write**: the batches of one flush pass (one per shard) are gathered into
+///   one [`Flush`], handed to the sink once. The aggregator reports when a pass has sent
+///   everything, so a flush is never split by timing nor mixed with the next one.
 /// * **Backpressure**: the next flush is taken only after the last one is written.
 /// * **Retries**: a failed write is retried, the same flush, with backoff (50 ms doubling to 5 s).
 /// * **Stop with a deadline**: after [`SinkTask::stop`] the runner keeps writing what the
@@ -91,8 +93,9 @@ impl<T> Runner<T> {
         self
     }
 
-    /// How long, after the first batch of a flush arrives, the runner waits for the rest of it
-    /// before writing. Default: 5 ms (a flush pass sends all its batches within microseconds).
+    /// The longest wait, after the first batch of a flush arrives, for the rest of it: a bound
+    /// only, as the aggregator reports when a flush pass has sent everything (normally within
+    /// microseconds). Default: 1 s.
     pub fn coalesce(mut self, window: Duration) -> Self {
         self.coalesce = window;
         self
@@ -320,8 +323,9 @@ where
     // when it comes, and the deadline must reach that write.
     let watcher = tokio::spawn(watch(stop, give_up.clone(), shutdown, stop_timeout));
     let mut unsent = Vec::new();
+    let mut carry = None;
     let mut id = 0;
-    while let Some(batches) = next_flush(&rx, coalesce, &give_up).await {
+    while let Some(batches) = next_flush(&rx, &mut carry, coalesce, &give_up).await {
         id += 1;
         let flush = Flush::new(id, Timestamp::now(), batches);
         let Some(written) = write(&mut sink, &flush, &give_up).await else {
@@ -335,6 +339,8 @@ where
         p.rejected += written.rejected;
         p.last_write = Some(id);
     }
+    // A batch of the next flush taken before the deadline.
+    unsent.extend(carry.take());
     // Ends the watcher if no stop came. A shutdown it started may still be sending its final
     // flush: keep receiving until the channel closes, which the shutdown does once it has sent
     // everything it could (dropping the receiver earlier would drop whatever it sent in
@@ -396,30 +402,59 @@ where
     shutting_down
 }
 
-/// The next flush: the first batch to arrive, everything waiting behind it, and what arrives
-/// within `coalesce` of it. `None` once the channel is closed and drained, or at the deadline.
+/// The next flush: every batch of one flush pass, in one piece. The first batch to arrive (or
+/// the one carried over) names the pass; the rest of it is taken until the aggregator reports
+/// the pass complete and the channel holds no more of it, or a batch of a later pass shows up
+/// (kept in `carry` for the next call), or `coalesce` has passed since the first (a bound only:
+/// a pass normally ends within microseconds). `None` once the channel is closed and drained,
+/// or at the deadline.
 async fn next_flush<K, V>(
     rx: &BatchReceiver<K, V>,
+    carry: &mut Option<Batch<K, V>>,
     coalesce: Duration,
     give_up: &CancellationToken,
 ) -> Option<Vec<Batch<K, V>>> {
-    let first = tokio::select! {
-        biased;
-        () = give_up.cancelled() => None,
-        batch = rx.recv_async() => batch,
-    }?;
+    let first = match carry.take() {
+        Some(batch) => batch,
+        None => tokio::select! {
+            biased;
+            () = give_up.cancelled() => None,
+            batch = rx.recv_async() => batch,
+        }?,
+    };
+    let pass = first.seq();
     let mut batches = vec![first];
     let until = Instant::now() + coalesce;
     loop {
-        match rx.try_recv() {
-            Ok(batch) => batches.push(batch),
+        // Read before looking at the channel: once the pass is reported complete, all it sent
+        // is already in the channel.
+        let complete = rx.passes_done() >= pass;
+        let next = match rx.try_recv() {
+            Ok(batch) => batch,
             Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) if complete => break,
             Err(TryRecvError::Empty) => {
-                match tokio::time::timeout_at(until, rx.recv_async()).await {
-                    Ok(Some(batch)) => batches.push(batch),
-                    Ok(None) | Err(_) => break,
+                let more = tokio::time::timeout_at(until, async {
+                    tokio::select! {
+                        biased;
+                        batch = rx.recv_async() => Some(batch),
+                        () = rx.pass_done(pass) => None,
+                    }
+                })
+                .await;
+                match more {
+                    Ok(Some(Some(batch))) => batch,
+                    // The pass is complete: look at the channel once more.
+                    Ok(None) => continue,
+                    Ok(Some(None)) | Err(_) => break,
                 }
             }
+        };
+        if next.seq() == pass {
+            batches.push(next);
+        } else {
+            *carry = Some(next);
+            break;
         }
     }
     Some(batches)

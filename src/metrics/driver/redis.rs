@@ -14,12 +14,9 @@ use crate::metrics::value::{Value, Values};
 /// The default key prefix (as upstream).
 pub(crate) const DEFAULT_PREFIX: &str = "trfl";
 
-/// How long a writer's batch mark is kept (a retry comes within seconds or minutes).
-const MARK_TTL_SECS: u64 = 7 * 24 * 3600;
-
 /// Applies a batch atomically (Redis runs a script without interleaving other commands).
 ///
-/// KEYS: the writer's batch mark, then one hash per row. ARGV: seq, mark TTL, then per row
+/// KEYS: the writer's batch mark, then one hash per row. ARGV: seq, then per row
 /// `expire_at` (0: none) and the field count, then per field `op` (`i` integer increment,
 /// `f` float increment, `s` set), name, value.
 const SCRIPT: &str = r"
@@ -54,7 +51,7 @@ local function add_float(key, field, value, old)
     redis.call('HSET', key, field, float_text(r))
   end
 end
-local a = 3
+local a = 2
 for i = 2, #KEYS do
   local key = KEYS[i]
   local expire_at = ARGV[a]
@@ -81,7 +78,7 @@ for i = 2, #KEYS do
   end
   if expire_at ~= '0' then redis.call('EXPIREAT', key, expire_at) end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 ";
 
@@ -105,9 +102,8 @@ return 1
 ///   so a conflicting key fails the batch without a partial write.
 /// * Batches are idempotent: the script records the writer's highest applied seq at
 ///   `prefix::__batches__::writer`, in the same script as the data, and skips a batch it has
-///   already applied. The mark expires 7 days after the writer's last write: a writer that
-///   stays idle longer than that finds no mark ([`applied`](Driver::applied) is `None`) and
-///   its next batch is applied whatever its seq.
+///   already applied. Marks do not expire (as in the SQL drivers' marks tables: one small
+///   key per writer id), so a writer idle for any time still resumes from its position.
 /// * Optional [`expire_after`](RedisDriverBuilder::expire_after): each bucket expires that
 ///   long after its start (`EXPIREAT`, refreshed on every write).
 /// * Reads: `HGETALL` per row, pipelined (one round trip).
@@ -256,7 +252,7 @@ impl RedisDriver {
     fn invocation(&self, batch: &WriteBatch, rows: &[RowUpdate]) -> redis::ScriptInvocation<'_> {
         let mut inv = self.script.prepare_invoke();
         inv.key(self.mark_key(&batch.id.writer));
-        inv.arg(batch.id.seq).arg(MARK_TTL_SECS);
+        inv.arg(batch.id.seq);
         for update in rows {
             inv.key(self.key_of(&update.row));
             let expire_at = self.expire_after.map_or(0, |ttl| {

@@ -24,8 +24,6 @@ impl MetricsStoreBuilder {
     /// the source under another id reads the old id's position with [`MetricsStore::applied`].
     ///
     /// [`MetricsStore::shutdown`] writes nothing: what was not committed is the source's to replay.
-    /// On Redis a writer's position expires 7 days after its last commit (see
-    /// `RedisDriver`): a writer idle for longer resumes from nothing.
     /// Only one live instance may use `writer` at a time. Overrides
     /// [`writer_id`](Self::writer_id) (and is overridden by a later call of it). A store built
     /// with [`buffer(Buffering::Off)`](Self::buffer) is refused.
