@@ -13,9 +13,7 @@
 //! all of it, instead of guessing from time. The same register-then-look order applies.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
@@ -45,6 +43,7 @@ impl Bell {
 
     /// The last pass that has sent everything: every batch of it and of the passes before is
     /// in the channel (or already received).
+    #[cfg(any(feature = "sink", all(test, accrue_loom)))]
     pub(crate) fn passed(&self) -> u64 {
         self.passed.load(Ordering::Acquire)
     }
@@ -68,15 +67,22 @@ impl Bell {
 }
 
 /// Completes once flush pass `seq` has sent everything it will send (see [`Bell::pass_done`]).
+#[cfg(any(feature = "sink", all(test, accrue_loom)))]
 pub(crate) struct PassDone<'a> {
     pub(crate) bell: &'a Bell,
     pub(crate) seq: u64,
 }
 
-impl Future for PassDone<'_> {
+#[cfg(any(feature = "sink", all(test, accrue_loom)))]
+impl std::future::Future for PassDone<'_> {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+
         if self.bell.passed() >= self.seq {
             return Poll::Ready(());
         }
@@ -95,7 +101,7 @@ impl fmt::Debug for Bell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bell")
             .field("waiting", &self.waiting.lock().len())
-            .field("passed", &self.passed())
+            .field("passed", &self.passed.load(Ordering::Relaxed))
             .finish()
     }
 }

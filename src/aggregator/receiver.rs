@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use hashbrown::HashTable;
 
-use super::bell::{Bell, PassDone};
+use super::bell::Bell;
+#[cfg(any(feature = "sink", all(test, accrue_loom)))]
+use super::bell::PassDone;
 use crate::sync::{Arc, chan};
 
 /// The items one shard held at one flush: every pending key of that shard with its merged
@@ -167,11 +169,13 @@ impl<K, V> BatchReceiver<K, V> {
 
     /// The last flush pass that has sent everything it will send: every batch of it (and of
     /// the passes before) is in the channel or already received.
+    #[cfg(feature = "sink")]
     pub(crate) fn passes_done(&self) -> u64 {
         self.bell.passed()
     }
 
     /// Completes once flush pass `seq` has sent everything it will send.
+    #[cfg(any(feature = "sink", all(test, accrue_loom)))]
     pub(crate) fn pass_done(&self, seq: u64) -> PassDone<'_> {
         PassDone {
             bell: &self.bell,
