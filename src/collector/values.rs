@@ -85,9 +85,9 @@ async fn values_inner(st: &AppState, pairs: &[(String, String)]) -> Result<Vec<u
         .values(&metric_key(key), from, to, granularity, blanks)
         .await
         .map_err(|e| match e {
-            MetricsError::Granularity(_)
-            | MetricsError::TooManyBuckets { .. }
-            | MetricsError::Time(_) => ApiError::bad_query(e.to_string()),
+            MetricsError::TooManyBuckets { .. } | MetricsError::Time(_) => {
+                ApiError::bad_query(e.to_string())
+            }
             e => {
                 tracing::error!(
                     error = &e as &dyn std::error::Error,

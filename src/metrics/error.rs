@@ -81,8 +81,6 @@ pub enum MetricsError {
     },
     /// The values are not valid for the operation. Nothing was written.
     InvalidValue(ValueError),
-    /// A granularity string passed to `values` is invalid. Nothing was read.
-    Granularity(GranularityError),
     /// The instant cannot be bucketed (outside the years -9999..=9999). Nothing was written.
     Time(TimeError),
     /// The read spans more buckets than the configured limit.
@@ -129,7 +127,6 @@ impl fmt::Display for MetricsError {
         match self {
             Self::InvalidKey { key, reason } => write!(f, "invalid metric key {key:?}: {reason}"),
             Self::InvalidValue(_) => f.write_str("invalid values"),
-            Self::Granularity(e) => e.fmt(f),
             Self::Time(e) => e.fmt(f),
             Self::TooManyBuckets { limit } => {
                 write!(
@@ -165,8 +162,7 @@ impl Error for MetricsError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::InvalidValue(e) => Some(e),
-            // Transparent: their text is the inner error's, so their cause is its cause.
-            Self::Granularity(e) => e.source(),
+            // Transparent: its text is the inner error's, so its cause is the inner one's.
             Self::Time(e) => e.source(),
             Self::Driver(e) | Self::Unflushed { source: e, .. } => Some(e),
             _ => None,
@@ -177,12 +173,6 @@ impl Error for MetricsError {
 impl From<ValueError> for MetricsError {
     fn from(e: ValueError) -> Self {
         Self::InvalidValue(e)
-    }
-}
-
-impl From<GranularityError> for MetricsError {
-    fn from(e: GranularityError) -> Self {
-        Self::Granularity(e)
     }
 }
 
@@ -372,10 +362,10 @@ mod tests {
 
     #[test]
     fn a_transparent_variant_shows_the_inner_error_once() {
-        let inner = "fortnightly"
-            .parse::<crate::time::Granularity>()
-            .unwrap_err();
-        let e = MetricsError::Granularity(inner.clone());
+        let inner = TimeError::OutOfRange {
+            local_seconds: i64::MAX,
+        };
+        let e = MetricsError::Time(inner.clone());
         assert_eq!(e.to_string(), inner.to_string());
         assert!(
             e.source().is_none(),
